@@ -1,0 +1,52 @@
+"""The Gemini model actions: ``POST /{version}/models/{model}:{action}``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy import relay
+from proxy.errors import InvalidArgument, NotFound
+from proxy.names import valid_model_name
+from proxy.responders import Call
+from proxy.responders.base import ACTIONS
+from proxy.state import RUNTIME
+
+FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``gemini-2.5-flash:generateContent`` -> (model, action); 400/404 on anything odd."""
+    model, sep, action = target.rpartition(":")
+    if not sep:
+        raise NotFound(f"Method not found: models/{target}.")
+    if action not in ACTIONS:
+        raise NotFound(f"Method not found: models/{model}:{action}.")
+    check_model(model)
+    return model, action
+
+
+def check_model(model: str) -> None:
+    if not valid_model_name(model):
+        raise InvalidArgument(f"Invalid model name: '{model[:100]}'.")
+
+
+async def model_action(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    runtime.counters.requests_total += 1
+    model, action = split_target(request.match_info["target"])
+    body = await request.read()
+    sse = request.query.get("alt") == "sse"
+    call = Call(
+        action=action,
+        model=model,
+        version=request.match_info["version"],
+        body=body,
+        sse=sse,
+        headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
+    )
+    plan = runtime.resolver.resolve(model)
+    outcome = await runtime.rotator.run(plan, call)
+    headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
+    if outcome.reply.chunks is None:
+        return relay.whole(outcome.reply, headers)
+    return await relay.stream(request, outcome.reply, headers, sse)

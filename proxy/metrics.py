@@ -1,0 +1,30 @@
+"""The counters behind ``GET /metrics``: plain numbers on one object held by the app."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Counters:
+    """Counts are keyed by the upstream model name (``gemini-2.5-flash-lite``)."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests_total: int = 0
+    rate_limited_total: int = 0
+    model_rotations: int = 0
+    model_usage: Counter[str] = field(default_factory=Counter)
+    model_429_count: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model_rotations": self.model_rotations,
+            "model_usage": dict(self.model_usage),
+            "model_429_count": dict(self.model_429_count),
+            "requests_total": self.requests_total,
+            "rate_limited_total": self.rate_limited_total,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }

@@ -1,0 +1,145 @@
+"""``GET /{version}/models`` and ``GET /{version}/models/{model}``.
+
+The list shows the chains (and the models of local responders) first, then the upstream's own
+models, page by page. A page token is ours and opaque: ``c:<offset>`` while listing the chains,
+``u:<upstream token>`` once on the upstream's pages.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
+from proxy.gemini_api import check_model
+from proxy.relay import whole
+from proxy.responders import Reply, Responder
+from proxy.state import RUNTIME, Runtime
+
+METHODS = [
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+]
+
+
+def _entry(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": f"models/{name}",
+        "version": "l104",
+        "displayName": name,
+        "description": description,
+        "inputTokenLimit": 1_048_576,
+        "outputTokenLimit": 65_536,
+        "supportedGenerationMethods": METHODS,
+    }
+
+
+def local_entries(runtime: Runtime) -> list[dict[str, Any]]:
+    """The chains, then each model of a local responder, once."""
+    out = [
+        _entry(c.name, "L104 Proxy chain: " + " -> ".join(m.label for m in c.members))
+        for c in runtime.config.chains.values()
+    ]
+    seen = {c.name for c in runtime.config.chains.values()}
+    for chain in runtime.config.chains.values():
+        for m in chain.members:
+            if m.model not in seen and not runtime.responders[m.responder].remote:
+                seen.add(m.model)
+                out.append(_entry(m.model, f"Served by the local responder '{m.responder}'."))
+    return out
+
+
+def _upstream(runtime: Runtime) -> Responder | None:
+    for responder in runtime.responders.values():
+        if responder.remote and responder.key_count:
+            return responder
+    return None
+
+
+def _token(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _read_token(token: str) -> tuple[str, str]:
+    try:
+        kind, _, value = (
+            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("Invalid page token.") from None
+    if kind not in ("c", "u"):
+        raise InvalidArgument("Invalid page token.")
+    return kind, value
+
+
+async def _fetch(responder: Responder, version: str, path: str, query: dict[str, str]) -> Reply:
+    """GET from the upstream, trying each key until one is not out of quota."""
+    reply = Reply(503, b"")
+    for key in range(responder.key_count):
+        try:
+            reply = await responder.fetch(version, path, query, key)
+        except AttemptFailed as failed:
+            raise UpstreamUnavailable(f"The upstream did not answer: {failed.kind}.") from None
+        if reply.status != 429:
+            break
+    return reply
+
+
+async def list_models(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    runtime.counters.requests_total += 1
+    version = request.match_info["version"]
+    size_text = request.query.get("pageSize", "50")
+    if not size_text.isdigit():
+        raise InvalidArgument(f"Invalid value for pageSize: '{size_text[:20]}'.")
+    size = min(max(int(size_text), 1), 1000)
+    kind, value = (
+        _read_token(request.query["pageToken"]) if request.query.get("pageToken") else ("c", "0")
+    )
+    upstream = _upstream(runtime)
+    if kind == "c":
+        entries = local_entries(runtime)
+        start = int(value) if value.isdigit() else 0
+        page: dict[str, Any] = {"models": entries[start : start + size]}
+        if start + size < len(entries):
+            page["nextPageToken"] = _token("c", str(start + size))
+        elif upstream is not None:
+            page["nextPageToken"] = _token("u", "")
+        return web.Response(body=orjson.dumps(page), content_type="application/json")
+    if upstream is None:
+        raise InvalidArgument("Invalid page token.")
+    query = {"pageSize": str(size)}
+    if value:
+        query["pageToken"] = value
+    reply = await _fetch(upstream, version, "models", query)
+    if reply.status != 200:
+        return whole(reply, {})
+    data = orjson.loads(reply.body)
+    if data.get("nextPageToken"):
+        data["nextPageToken"] = _token("u", data["nextPageToken"])
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+async def get_model(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    runtime.counters.requests_total += 1
+    name = request.match_info["target"]
+    if ":" in name:
+        raise NotFound(f"Method not found: models/{name}.")
+    check_model(name)
+    for entry in local_entries(runtime):
+        if entry["name"] == f"models/{name}":
+            return web.Response(body=orjson.dumps(entry), content_type="application/json")
+    member = runtime.resolver.resolve(name).members[0]
+    responder = runtime.responders[member.responder]
+    if not responder.remote or not responder.key_count:
+        entry = _entry(name, f"Served by the local responder '{responder.name}'.")
+        return web.Response(body=orjson.dumps(entry), content_type="application/json")
+    reply = await _fetch(responder, request.match_info["version"], f"models/{name}", {})
+    return whole(reply, {})

@@ -1,0 +1,64 @@
+"""The proxy's own surface: ``/health``, ``/ready``, ``/metrics`` and the front page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.state import RUNTIME, Runtime
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """Each member model's state; keyed by the upstream model name."""
+    out: dict[str, dict[str, Any]] = {}
+    for chain in runtime.config.chains.values():
+        for m in chain.members:
+            if m.model in out:
+                continue
+            keys = runtime.responders[m.responder].key_count
+            state = runtime.cooldowns.state(m.responder, m.model, keys)
+            out[m.model] = {"state": state.state, "cooldown_s": state.cooldown_s}
+    return out
+
+
+async def health(request: web.Request) -> web.Response:
+    models = model_states(request.app[RUNTIME])
+    ok = all(m["state"] == "ready" for m in models.values())
+    return _json({"status": "ok" if ok else "degraded", "models": models})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[RUNTIME].draining:
+        return _json({"status": "draining"}, 503)
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].counters.as_json())
+
+
+async def index(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    chains = "".join(
+        f"<li><b>{c.name}</b>: {' → '.join(m.label for m in c.members)}</li>"
+        for c in runtime.config.chains.values()
+    )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>L104 Proxy</title>"
+        f"<h1>L104 Proxy</h1><ul>{chains}</ul>"
+        '<p><a href="/health">health</a> · <a href="/metrics">metrics</a></p>'
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)

@@ -1,0 +1,56 @@
+"""Sends an answer to the client: whole, or streamed chunk by chunk as it arrives.
+
+Once the first byte of a stream is out, the status can no longer change: a failure after that
+is reported in-band as a ``data: {"error": …}`` event, which makes the SDK raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import web
+
+from proxy.errors import AttemptFailed, error_body
+from proxy.responders import Reply
+from proxy.wire import SSE_END
+
+log = logging.getLogger("l104.relay")
+
+
+def whole(reply: Reply, headers: Mapping[str, str]) -> web.Response:
+    resp = web.Response(status=reply.status, body=reply.body, headers=headers)
+    resp.headers["Content-Type"] = reply.content_type
+    return resp
+
+
+async def stream(
+    request: web.Request, reply: Reply, headers: Mapping[str, str], sse: bool
+) -> web.StreamResponse:
+    """Relay ``reply.chunks`` unbuffered; the upstream is released however this ends."""
+    assert reply.chunks is not None
+    resp = web.StreamResponse(status=reply.status, headers=headers)
+    resp.headers["Content-Type"] = reply.content_type
+    resp.headers["Cache-Control"] = "no-cache"
+    try:
+        await resp.prepare(request)
+        try:
+            async for data in reply.chunks:
+                await resp.write(data)
+        except (AttemptFailed, aiohttp.ClientError, TimeoutError) as exc:
+            timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"
+            code = 504 if timed_out else 503
+            log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
+            if sse:
+                await resp.write(
+                    b"data: "
+                    + error_body(code, f"The upstream stream broke: {type(exc).__name__}.")
+                    + SSE_END
+                )
+            # A JSON array is left without its closing bracket: the client cannot parse it.
+            return resp
+        await resp.write_eof()
+    finally:
+        reply.release()
+    return resp

@@ -1,0 +1,74 @@
+"""What a responder is: the protocol every backend type implements, and the values it trades.
+
+A responder answers one :class:`Call` for one model with one of its keys. It never raises for an
+HTTP status: a 429 or 500 is a :class:`Reply` like any other, so rotation can read it. It raises
+:class:`proxy.errors.AttemptFailed` only when no answer came (``timeout`` or ``connect``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Gemini actions that go through the chain.
+ACTIONS = frozenset(
+    {
+        "generateContent",
+        "streamGenerateContent",
+        "countTokens",
+        "embedContent",
+        "batchEmbedContents",
+    }
+)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request for one model. ``body`` is the client's bytes, passed on unparsed."""
+
+    action: str
+    model: str
+    version: str = "v1beta"
+    body: bytes = b"{}"
+    sse: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retry_after_s: float = 0.0
+
+    @property
+    def streaming(self) -> bool:
+        return self.action == "streamGenerateContent"
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Reply:
+    """An answer. ``chunks`` is set on a streaming 200 and must be drained or ``release``d."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    chunks: AsyncIterator[bytes] | None = None
+    retry_after: str | None = None
+    release: Callable[[], None] = _nothing
+
+
+class Responder(Protocol):
+    """A backend. ``key_count`` keys (1 for responders without keys) are tried in order."""
+
+    name: str
+    key_count: int
+    remote: bool
+
+    async def send(self, call: Call, key_index: int) -> Reply:
+        """Answer ``call`` with key ``key_index``; raise ``AttemptFailed`` if no answer came."""
+        ...
+
+    async def fetch(
+        self, version: str, path: str, query: Mapping[str, str], key_index: int
+    ) -> Reply:
+        """GET ``/{version}/{path}`` from the upstream (``models`` surface of remote responders)."""
+        ...

@@ -1,0 +1,164 @@
+"""``gemini``: the real Gemini API (or anything that speaks it) through one pooled session.
+
+The key goes upstream only as ``x-goog-api-key``; the client's own key is never forwarded. Bodies
+pass through as bytes: a 200 stream is handed on chunk by chunk as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from proxy.errors import AttemptFailed
+from proxy.reader import Reader
+from proxy.responders.base import Call, Reply
+from proxy.yamlsource import dotted
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiSpec:
+    base_url: str = DEFAULT_BASE_URL
+    api_keys: tuple[str, ...] = ()
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
+    without_keys: str = ""
+
+    def __repr__(self) -> str:  # SECURITY: keys must never reach a log line through a repr.
+        return f"GeminiSpec(base_url={self.base_url!r}, keys={len(self.api_keys)})"
+
+
+def parse(r: Reader) -> GeminiSpec:
+    base_url = r.text("base_url", DEFAULT_BASE_URL).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        r.bad("base_url", base_url, "must start with http:// or https://")
+    # An empty entry is a variable that was not set (``${GEMINI_API_KEY:-}``): not a key.
+    keys = tuple(k for k in r.texts("api_keys") if k.strip())
+    without = r.text("without_keys", "")
+    if not keys and not without:
+        r.error(
+            "api_keys",
+            f"key '{dotted(r.where('api_keys'))}' holds no key: set the "
+            "variable it names, or name a responder in 'without_keys'",
+        )
+    return GeminiSpec(
+        base_url=base_url,
+        api_keys=keys,
+        timeout_s=r.number("timeout_s", 120.0, low=0.001, high=3600),
+        connect_timeout_s=r.number("connect_timeout_s", 10.0, low=0.001, high=600),
+        without_keys=without,
+    )
+
+
+# Client headers worth passing on; everything else (keys above all) stays here.
+FORWARD_HEADERS = ("x-goog-api-client", "user-agent", "x-server-timeout")
+
+
+class GeminiResponder:
+    remote = True
+
+    def __init__(self, name: str, spec: GeminiSpec, session: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.spec = spec
+        self.session = session
+        self.key_count = len(spec.api_keys)
+        self._unary = aiohttp.ClientTimeout(
+            total=spec.timeout_s, sock_connect=spec.connect_timeout_s
+        )
+        # A stream may run long; what must not happen is a long silence.
+        self._stream = aiohttp.ClientTimeout(
+            total=None, sock_connect=spec.connect_timeout_s, sock_read=spec.timeout_s
+        )
+
+    def _scrub(self, body: bytes) -> bytes:
+        for key in self.spec.api_keys:
+            body = body.replace(key.encode(), b"[redacted]")
+        return body
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        key_index: int,
+        *,
+        body: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        headers["x-goog-api-key"] = self.spec.api_keys[key_index]
+        try:
+            return await self.session.request(
+                method, url, data=body, headers=headers, params=params, timeout=limits
+            )
+        except TimeoutError as exc:
+            raise AttemptFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise AttemptFailed("connect", type(exc).__name__) from exc
+
+    async def _finish(self, resp: aiohttp.ClientResponse) -> Reply:
+        try:
+            body = await resp.read()
+        except TimeoutError as exc:
+            raise AttemptFailed("timeout", "the answer stopped coming") from exc
+        except aiohttp.ClientError as exc:
+            raise AttemptFailed("connect", type(exc).__name__) from exc
+        finally:
+            resp.release()
+        if resp.status != 200:
+            body = self._scrub(body)
+        return Reply(
+            resp.status,
+            body,
+            resp.headers.get("Content-Type", "application/json"),
+            retry_after=resp.headers.get("Retry-After"),
+        )
+
+    async def send(self, call: Call, key_index: int) -> Reply:
+        url = f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
+        headers = {"content-type": "application/json"}
+        for name in FORWARD_HEADERS:
+            if name in call.headers:
+                headers[name] = call.headers[name]
+        streaming = call.streaming
+        resp = await self._request(
+            "POST",
+            url,
+            key_index,
+            body=call.body,
+            headers=headers,
+            params={"alt": "sse"} if streaming and call.sse else None,
+            limits=self._stream if streaming else self._unary,
+        )
+        if streaming and resp.status == 200:
+            ctype = resp.headers.get("Content-Type", "text/event-stream")
+            return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
+        return await self._finish(resp)
+
+    async def fetch(
+        self, version: str, path: str, query: Mapping[str, str], key_index: int
+    ) -> Reply:
+        url = f"{self.spec.base_url}/{version}/{path}"
+        resp = await self._request(
+            "GET", url, key_index, body=None, headers={}, params=query, limits=self._unary
+        )
+        return await self._finish(resp)
+
+
+async def _relay(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for data in resp.content.iter_any():
+            yield data
+    except asyncio.CancelledError:
+        resp.close()
+        raise
+    finally:
+        resp.release()
+
+
+def build(name: str, spec: GeminiSpec, session: aiohttp.ClientSession) -> GeminiResponder:
+    return GeminiResponder(name, spec, session)

@@ -1,0 +1,171 @@
+"""The rotation loop: walk a plan's members (and each member's keys) until one answers.
+
+The loop is bounded by ``rotation.max_attempts`` and decides everything before a byte goes to
+the client: a streaming 200 is returned unread, for the handler to relay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from proxy.chain import Plan
+from proxy.config import Member, Rotation
+from proxy.cooldown import Cooldowns
+from proxy.errors import (
+    AttemptFailed,
+    ChainExhausted,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from proxy.metrics import Counters
+from proxy.quota import cooldown_for, read_quota
+from proxy.responders import Call, Reply, Responder
+
+log = logging.getLogger("l104.rotation")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The answer to relay, the member that gave it and how many attempts it took."""
+
+    reply: Reply
+    member: Member
+    attempts: int
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What one request saw on its way along the chain."""
+
+    attempts: int = 0
+    soonest: float | None = None
+    quota: bool = False
+    timeouts: int = 0
+    failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def cooling(self, left: float) -> None:
+        self.quota = True
+        self.soonest = left if self.soonest is None else min(self.soonest, left)
+
+
+class Rotator:
+    """Runs calls along plans; holds no per-request state of its own."""
+
+    def __init__(
+        self,
+        rotation: Rotation,
+        responders: Mapping[str, Responder],
+        cooldowns: Cooldowns,
+        counters: Counters,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.rotation = rotation
+        self.responders = responders
+        self.cooldowns = cooldowns
+        self.counters = counters
+        self.now = now
+
+    async def run(self, plan: Plan, call: Call) -> Outcome:
+        """Answer ``call`` from the first member of ``plan`` that can.
+
+        Returns the first 200, or any answer that is not a rotation outcome (a 400, say) as it
+        is. Raises ``ChainExhausted`` (429), ``UpstreamUnavailable`` (503), ``UpstreamTimeout``
+        (504) or ``NotFound`` (every member retired) when no member answered.
+        """
+        walk = _Walk()
+        for index, member in enumerate(plan.members):
+            if index:
+                self.counters.model_rotations += 1
+            if not plan.passthrough and self.cooldowns.is_retired(member.responder, member.model):
+                walk.notes.append(f"{member.model} (not found)")
+                continue
+            outcome = await self._member(plan, member, call, walk)
+            if outcome is not None:
+                return outcome
+            if walk.attempts >= self.rotation.max_attempts:
+                walk.notes.append(f"gave up after {walk.attempts} attempts")
+                break
+        raise self._exhausted(plan, walk)
+
+    async def _member(self, plan: Plan, member: Member, call: Call, walk: _Walk) -> Outcome | None:
+        responder = self.responders[member.responder]
+        rot = self.rotation
+        for key in range(responder.key_count):
+            ref = (member.responder, member.model, key)
+            left = self.cooldowns.remaining(ref)
+            if left > 0:
+                walk.cooling(left)
+                walk.notes.append(f"{member.model} (cooling {left:.0f}s)")
+                continue
+            if walk.attempts >= rot.max_attempts:
+                return None
+            walk.attempts += 1
+            self.counters.model_usage[member.model] += 1
+            attempt = replace(call, model=member.model)
+            if not responder.remote:
+                attempt.retry_after_s = walk.soonest or 0.0
+            try:
+                reply = await responder.send(attempt, key)
+            except AttemptFailed as failed:
+                if not (rot.on_timeout if failed.kind == "timeout" else rot.on_connect):
+                    raise _failure(failed, member) from None
+                walk.failures += 1
+                walk.timeouts += failed.kind == "timeout"
+                walk.notes.append(f"{member.model} ({failed.kind})")
+                continue
+            status = reply.status
+            if status == 200:
+                return Outcome(reply, member, walk.attempts)
+            if status == 429:
+                self.counters.model_429_count[member.model] += 1
+                signal = read_quota(reply.body)
+                wait = cooldown_for(signal, reply.retry_after, rot.cooldown_s, self.now())
+                walk.cooling(self.cooldowns.cool(ref, wait))
+                walk.notes.append(f"{member.model} (429{', per day' if signal.per_day else ''})")
+            elif status == 404 and not plan.passthrough:
+                if self.cooldowns.retire(member.responder, member.model):
+                    log.warning(
+                        "model %s on responder %s answered 404 NOT_FOUND: skipped until restart",
+                        member.model,
+                        member.responder,
+                    )
+                walk.notes.append(f"{member.model} (not found)")
+                return None
+            elif status in rot.statuses:
+                walk.failures += 1
+                walk.notes.append(f"{member.model} ({status})")
+                if reply.retry_after:
+                    wait = cooldown_for(read_quota(b""), reply.retry_after, 0.0, self.now())
+                    self.cooldowns.cool(ref, wait)
+            if status not in rot.statuses:
+                return Outcome(reply, member, walk.attempts)
+        return None
+
+    def _exhausted(self, plan: Plan, walk: _Walk) -> Exception:
+        tried = ", ".join(walk.notes) or "none"
+        if walk.quota:
+            retry = max(1.0, walk.soonest or self.rotation.cooldown_s)
+            return ChainExhausted(
+                f"Every model of '{plan.name}' is out of quota; tried: {tried}. "
+                f"Retry in {retry:.0f}s.",
+                retry_after_s=retry,
+            )
+        if walk.failures and walk.timeouts == walk.failures:
+            return UpstreamTimeout(f"Every model of '{plan.name}' timed out; tried: {tried}.")
+        if walk.failures:
+            return UpstreamUnavailable(f"No model of '{plan.name}' is reachable; tried: {tried}.")
+        return NotFound(f"No model of '{plan.name}' is available; tried: {tried}.")
+
+
+def _failure(failed: AttemptFailed, member: Member) -> Exception:
+    message = f"{member.model}: {failed.detail}"
+    return UpstreamTimeout(message) if failed.kind == "timeout" else UpstreamUnavailable(message)

@@ -1,0 +1,32 @@
+"""What the running app holds, on typed ``web.AppKey``s: no module-level mutable state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from proxy.chain import Resolver
+from proxy.config import Config
+from proxy.cooldown import Cooldowns
+from proxy.metrics import Counters
+from proxy.responders import Responder
+from proxy.rotation import Rotator
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The live parts built at start-up from the config."""
+
+    config: Config
+    responders: Mapping[str, Responder]
+    resolver: Resolver
+    cooldowns: Cooldowns
+    counters: Counters
+    rotator: Rotator
+    draining: bool = False
+
+
+CONFIG = web.AppKey("config", Config)
+RUNTIME = web.AppKey("runtime", Runtime)

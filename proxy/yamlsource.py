@@ -1,0 +1,132 @@
+"""Read a YAML file into plain values, remembering the line of every key and item.
+
+``${VAR}`` and ``${VAR:-default}`` in scalars are replaced from the environment; a plain
+(unquoted) scalar is typed after the replacement, so ``port: ${PORT:-8081}`` is an int.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One config error: the line it is on and what is wrong."""
+
+    line: int
+    message: str
+
+
+@dataclass(slots=True)
+class Source:
+    """A parsed file: its values, the line of each path, and the issues found so far."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+
+    def line(self, path: Path_) -> int:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def error(self, path: Path_, message: str) -> None:
+        self.issues.append(Issue(self.line(path), message))
+
+
+def dotted(path: Path_) -> str:
+    """``("chains", "default", 0)`` -> ``chains.default[0]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class _Builder:
+    def __init__(self, source: Source, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.resolver = yaml.resolver.Resolver()
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.source.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                # Keys stay text: YAML 1.1 would read the key `on` (rotation.on) as True.
+                key = (
+                    key_node.value
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else str(self.constructor.construct_object(key_node))
+                )
+                child = (*path, key)
+                self.source.lines[child] = key_node.start_mark.line + 1
+                if key in out:
+                    self.source.error(child, f"key '{dotted(child)}' is given twice")
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        if "${" not in node.value:
+            return self.constructor.construct_object(node)
+        text = self.interpolate(node.value, path)
+        if node.style is not None:  # quoted: stays a string
+            return text
+        tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        return self.constructor.construct_object(yaml.ScalarNode(tag, text))
+
+    def interpolate(self, text: str, path: Path_) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.env.get(name)
+            if value:
+                return value
+            if default is not None:
+                return default
+            if value is not None:  # set but empty, and no default: still a value
+                return value
+            self.source.error(
+                path,
+                f"key '{dotted(path)}': environment variable {name} is not set "
+                f"(write ${{{name}:-default}} to give a default)",
+            )
+            return ""
+
+        return _VAR.sub(replace, text)
+
+
+def load(file: str | Path, env: Mapping[str, str]) -> Source:
+    """Parse ``file``; YAML syntax errors and missing variables land in ``Source.issues``."""
+    name = str(file)
+    source = Source(file=name, data=None)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        source.issues.append(Issue(1, f"cannot read the file: {exc.strerror or exc}"))
+        return source
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        source.issues.append(Issue(line, f"not valid YAML: {exc.problem or exc}"))
+        return source
+    if node is None:
+        source.data = {}
+        return source
+    source.data = _Builder(source, env).build(node, ())
+    return source
