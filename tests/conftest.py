@@ -1,0 +1,258 @@
+"""Shared fixtures: the fake upstream process, proxies in-process and as processes, SDK clients."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from google import genai
+from google.genai import types
+
+from proxy.app import create_app
+from proxy.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def key_shaped(tag: str) -> str:
+    """A string shaped like a Google API key, built at run time so none sits in the tree."""
+    body = (tag * 35)[:35]
+    return "AI" + "za" + body
+
+
+def http(method: str, url: str, data: Any = None, headers: dict[str, str] | None = None,
+         timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """A plain blocking HTTP call that never raises for a status."""
+    body = json.dumps(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    if body is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            status, _, _ = http("GET", url, timeout=1)
+            if status < 500:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up")
+
+
+@dataclass
+class Upstream:
+    """Handle on the fake Gemini upstream process."""
+
+    url: str
+
+    def _control(self, what: str, data: Any = None) -> Any:
+        status, _, body = http("POST" if data is not None or what in
+                               ("reset", "release") else "GET", f"{self.url}/_{what}", data)
+        assert status == 200, body
+        return json.loads(body)
+
+    def script(self, model: str, *steps: dict[str, Any]) -> None:
+        self._control("script", {"model": model, "steps": list(steps)})
+
+    def quota(self, model: str, per_minute: int) -> None:
+        self._control("quota", {"model": model, "per_minute": per_minute})
+
+    def requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        reqs: list[dict[str, Any]] = self._control("requests")
+        return [r for r in reqs if model is None or r["model"] == model]
+
+    def state(self) -> dict[str, int]:
+        out: dict[str, int] = self._control("state")
+        return out
+
+    def release(self) -> None:
+        self._control("release")
+
+    def reset(self) -> None:
+        self._control("reset")
+
+
+@pytest.fixture(scope="session")
+def upstream_process() -> Iterator[Upstream]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fakes" / "upstream.py"), "--port", str(port)],
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{url}/_state", proc)
+        yield Upstream(url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def upstream(upstream_process: Upstream) -> Upstream:
+    upstream_process.reset()
+    return upstream_process
+
+
+UPSTREAM_KEYS = ("key-a-upstream", "key-b-upstream")
+
+
+def base_yaml(upstream_url: str, *, chains: str = 'default: ["up:m1", "up:m2", "up:m3"]',
+              keys: tuple[str, ...] = UPSTREAM_KEYS, rotation: str = "", extra: str = "",
+              timeout_s: float = 3) -> str:
+    """A config with a gemini responder ``up`` on the fake upstream and a fake ``local``."""
+    key_list = ", ".join(json.dumps(k) for k in keys)
+    return f"""
+listen: {{host: 127.0.0.1, port: 0}}
+responders:
+  up: {{type: gemini, base_url: "{upstream_url}", api_keys: [{key_list}], timeout_s: {timeout_s},
+        connect_timeout_s: 1}}
+  local: {{type: fake, chunks: 3}}
+  busy: {{type: template, text: "All busy for {{model}}, retry in {{retry_after}}s: {{prompt}}"}}
+  mirror: {{type: echo}}
+chains:
+  {chains}
+rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6{rotation}}}
+{extra}
+"""
+
+
+def config_from(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Config:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    return load_config(path, env or {})
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class Proxy:
+    url: str
+    app: web.Application
+    clock: FakeClock = field(default_factory=FakeClock)
+    # The SDK closes its session when a Client is collected: keep each one for the test.
+    clients: dict[tuple[str, str], genai.Client] = field(default_factory=dict)
+
+    def client(self, version: str = "v1beta", key: str = "client-key") -> genai.Client:
+        if (version, key) not in self.clients:
+            options = types.HttpOptions(base_url=self.url, api_version=version)
+            self.clients[(version, key)] = genai.Client(api_key=key, http_options=options)
+        return self.clients[(version, key)]
+
+
+StartProxy = Callable[..., Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
+    """Start the proxy in this event loop on 127.0.0.1 from YAML text."""
+    servers: list[TestServer] = []
+    proxies: list[Proxy] = []
+
+    async def start(text: str, env: dict[str, str] | None = None) -> Proxy:
+        config = config_from(tmp_path, text, env)
+        clock = FakeClock()
+        app = create_app(config, clock=clock)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        servers.append(server)
+        proxies.append(Proxy(str(server.make_url("")).rstrip("/"), app, clock))
+        return proxies[-1]
+
+    yield start
+    for server in servers:
+        await server.close()
+    for proxy in proxies:
+        for client in proxy.clients.values():
+            await client.aio.aclose()
+
+
+@dataclass
+class ProxyProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, version: str = "v1beta", key: str = "client-key") -> genai.Client:
+        return genai.Client(api_key=key, http_options=types.HttpOptions(
+            base_url=self.url, api_version=version))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
+    """Start ``python -m proxy serve`` as a process; stopped at the end of the test."""
+    started: list[ProxyProcess] = []
+
+    def start(text: str | None = None, *, config: Path | None = None,
+              env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> ProxyProcess:
+        if config is None:
+            config = tmp_path / f"proxy-{len(started)}.yaml"
+            config.write_text(text or "")
+        port = free_port()
+        log = tmp_path / f"proxy-{len(started)}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "L104_"))}
+        full_env.update(env or {})
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "proxy", "serve", "--config", str(config),
+                 "--port", str(port), *args],
+                cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        handle = ProxyProcess(f"http://127.0.0.1:{port}", proc, log)
+        started.append(handle)
+        wait_ready(f"{handle.url}/ready", proc)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()

@@ -1,0 +1,239 @@
+"""A fake Gemini upstream, run by the tests as its own process on 127.0.0.1.
+
+It answers Gemini's paths with Gemini's real shapes, and takes a script per model through
+``POST /_script`` ``{"model": "m", "steps": [step, ...]}``: each call to ``m`` uses the next step,
+then plain 200s. A step is a dict:
+
+- ``{"status": 429, "quota": "minute"|"day", "delay": "23s", "value": "20"}``: Gemini's quota error
+  (``"delay": null`` leaves ``RetryInfo`` out; ``"retry_after": "7"`` adds the header);
+- ``{"status": 400|403|404|500|503}``: that error, in Gemini's body;
+- ``{"drop": true}``: close the connection without answering;
+- ``{"hang": 30}``: say nothing for that many seconds;
+- ``{"chunks": 3, "delay_ms": 0, "gate": true, "fail_after": 1}``: shape a stream; with ``gate`` it
+  sends one chunk and waits for ``POST /_release``; with ``fail_after`` it drops the connection
+  after that many chunks.
+
+``GET /_requests`` lists what came in (path, query, headers); ``GET /_state`` has counters;
+``POST /_reset`` forgets everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+MODELS = [f"gemini-upstream-{i}" for i in range(5)]
+
+
+class State:
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[dict[str, Any]]] = {}
+        self.quotas: dict[str, int] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.counters: dict[str, int] = {"streams_cancelled": 0, "streams_finished": 0}
+        self.gate = asyncio.Event()
+        self.gate_waiting = 0
+
+
+STATE = web.AppKey("state", State)
+
+
+def _error(code: int, message: str, status: str, details: list[Any] | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": {"code": code, "message": message, "status": status}}
+    if details is not None:
+        body["error"]["details"] = details
+    return web.json_response(body, status=code, headers=headers)
+
+
+def quota_error(model: str, step: dict[str, Any]) -> web.Response:
+    per_day = step.get("quota") == "day"
+    quota_id = ("GenerateRequestsPerDayPerProjectPerModel-FreeTier" if per_day
+                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier")
+    delay = step.get("delay", "23s")
+    details: list[Any] = [
+        {"@type": "type.googleapis.com/google.rpc.Help",
+         "links": [{"description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+         "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
+                         "generate_content_free_tier_requests",
+                         "quotaId": quota_id,
+                         "quotaDimensions": {"location": "global", "model": model},
+                         "quotaValue": str(step.get("value", "20"))}]},
+    ]
+    if delay is not None:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
+    headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else None
+    return _error(429, "You exceeded your current quota, please check your plan and billing "
+                  f"details. Please retry in {delay}.", "RESOURCE_EXHAUSTED", details, headers)
+
+
+STATUS_ERRORS = {
+    400: ("API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
+    403: ("Permission denied.", "PERMISSION_DENIED"),
+    500: ("An internal error has occurred.", "INTERNAL"),
+    503: ("The model is overloaded. Please try again later.", "UNAVAILABLE"),
+}
+
+
+def answer(model: str, text: str, last: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
+                                 "index": 0}
+    if last:
+        candidate["finishReason"] = "STOP"
+    return {"candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 3,
+                              "totalTokenCount": 11},
+            "modelVersion": model, "responseId": "fake-upstream-1"}
+
+
+async def _stream(request: web.Request, model: str, step: dict[str, Any], sse: bool,
+                  state: State) -> web.StreamResponse:
+    resp = web.StreamResponse()
+    resp.content_type = "text/event-stream" if sse else "application/json"
+    await resp.prepare(request)
+    chunks = int(step.get("chunks", 3))
+    try:
+        for i in range(chunks):
+            if i and step.get("delay_ms"):
+                await asyncio.sleep(step["delay_ms"] / 1000)
+            if i == 1 and step.get("gate"):
+                state.gate_waiting += 1
+                await state.gate.wait()
+                state.gate_waiting -= 1
+            if "fail_after" in step and i == step["fail_after"]:
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            data = json.dumps(answer(model, f"part{i} from {model}. ", i == chunks - 1))
+            if sse:
+                await resp.write(f"data: {data}\r\n\r\n".encode())
+            else:
+                await resp.write((("[" if i == 0 else "\r\n,") + data).encode())
+        if not sse:
+            await resp.write(b"]")
+        await resp.write_eof()
+        state.counters["streams_finished"] += 1
+    except (asyncio.CancelledError, ConnectionResetError):
+        state.counters["streams_cancelled"] += 1
+        raise
+    return resp
+
+
+async def model_call(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    target = request.match_info["target"]
+    model, _, action = target.rpartition(":")
+    body = await request.read()
+    state.requests.append({
+        "method": "POST", "path": request.path, "query": dict(request.query),
+        "headers": {k.lower(): v for k, v in request.headers.items()}, "model": model,
+        "action": action, "body": body.decode(errors="replace"),
+    })
+    steps = state.scripts.get(model) or []
+    step: dict[str, Any] = steps.pop(0) if steps else {}
+    if model in state.quotas:
+        used = sum(1 for r in state.requests if r["model"] == model)
+        if used > state.quotas[model]:
+            step = {"status": 429, "value": str(state.quotas[model]), "delay": "60s"}
+    if step.get("drop"):
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+    if step.get("hang"):
+        await asyncio.sleep(float(step["hang"]))
+    status = int(step.get("status", 200))
+    if status == 429:
+        return quota_error(model, step)
+    if status == 404:
+        return _error(404, f"models/{model} is not found for API version "
+                      f"{request.match_info['version']}, or is not supported for "
+                      f"{action}.", "NOT_FOUND")
+    if status != 200:
+        message, name = STATUS_ERRORS.get(status, ("Scripted failure.", "INTERNAL"))
+        return _error(status, message, name)
+    if action == "streamGenerateContent":
+        return await _stream(request, model, step, request.query.get("alt") == "sse", state)
+    if action == "countTokens":
+        return web.json_response({"totalTokens": 8})
+    if action == "batchEmbedContents":
+        n = len(json.loads(body or b"{}").get("requests", []))
+        return web.json_response({"embeddings": [{"values": [0.5, 0.25]}] * n})
+    if action == "embedContent":
+        return web.json_response({"embedding": {"values": [0.5, 0.25]}})
+    return web.json_response(answer(model, f"Hello from {model}.", True))
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"name": f"models/{name}", "version": "001", "displayName": name,
+            "supportedGenerationMethods": ["generateContent", "countTokens"]}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    request.app[STATE].requests.append({"method": "GET", "path": request.path,
+                                        "query": dict(request.query), "model": "",
+                                        "headers": {k.lower(): v for k, v in
+                                                    request.headers.items()}})
+    size = int(request.query.get("pageSize", "50"))
+    start = int(request.query.get("pageToken") or 0)
+    page: dict[str, Any] = {"models": [_model(m) for m in MODELS[start:start + size]]}
+    if start + size < len(MODELS):
+        page["nextPageToken"] = str(start + size)
+    return web.json_response(page)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    name = request.match_info["target"]
+    if name not in MODELS:
+        return _error(404, f"models/{name} is not found.", "NOT_FOUND")
+    return web.json_response(_model(name))
+
+
+async def control(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    what = request.match_info["what"]
+    if what == "script":
+        data = await request.json()
+        state.scripts[data["model"]] = list(data["steps"])
+    elif what == "quota":
+        data = await request.json()
+        state.quotas[data["model"]] = int(data["per_minute"])
+    elif what == "release":
+        state.gate.set()
+        state.gate = asyncio.Event()
+    elif what == "reset":
+        state.scripts.clear()
+        state.quotas.clear()
+        state.requests.clear()
+        state.counters = dict.fromkeys(state.counters, 0)
+        state.gate.set()
+        state.gate = asyncio.Event()
+    elif what == "requests":
+        return web.json_response(state.requests)
+    elif what == "state":
+        return web.json_response({**state.counters, "gate_waiting": state.gate_waiting})
+    return web.json_response({"ok": True})
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app[STATE] = State()
+    version = "{version:v1|v1beta|v1alpha}"
+    app.router.add_post(f"/{version}/models/{{target}}", model_call)
+    app.router.add_get(f"/{version}/models", list_models)
+    app.router.add_get(f"/{version}/models/{{target}}", get_model)
+    app.router.add_route("*", "/_{what}", control)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    web.run_app(make_app(), host="127.0.0.1", port=args.port, print=None, access_log=None,
+                handler_cancellation=True)
