@@ -1,0 +1,48 @@
+"""Cooldowns on an injected clock: no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.cooldown import Cooldowns, ModelState
+from tests.conftest import FakeClock
+
+
+def test_cool_then_ready_after_the_time() -> None:
+    clock = FakeClock()
+    book = Cooldowns(clock)
+    ref = ("up", "m1", 0)
+    assert book.cool(ref, 23) == 23
+    clock.advance(22.9)
+    assert round(book.remaining(ref), 6) == 0.1
+    clock.advance(0.1)
+    assert book.remaining(ref) == 0.0
+    assert ref not in book.until
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=1e6), min_size=1, max_size=20))
+def test_a_cooldown_only_ever_grows(waits: list[float]) -> None:
+    book = Cooldowns(FakeClock())
+    ref = ("up", "m1", 0)
+    for w in waits:
+        book.cool(ref, w)
+    assert book.remaining(ref) == pytest.approx(max(waits), abs=1e-6)
+
+
+def test_a_model_cools_only_while_every_key_cools() -> None:
+    clock = FakeClock()
+    book = Cooldowns(clock)
+    book.cool(("up", "m1", 0), 10)
+    assert book.state("up", "m1", 2) == ModelState("ready", 0.0)
+    book.cool(("up", "m1", 1), 5)
+    assert book.state("up", "m1", 2) == ModelState("cooling", 5.0)
+    assert book.soonest([("up", "m1", 0), ("up", "m1", 1), ("up", "m2", 0)]) == 5
+
+
+def test_retire_is_reported_once() -> None:
+    book = Cooldowns(FakeClock())
+    assert book.retire("up", "old") is True
+    assert book.retire("up", "old") is False
+    assert book.state("up", "old", 1).state == "retired"

@@ -1,0 +1,114 @@
+"""Streaming: decided before the first byte, relayed unbuffered, failures reported in-band."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+from google.genai import errors
+
+from tests.conftest import StartProxy, Upstream, base_yaml
+
+STREAM = "/v1beta/models/{model}:streamGenerateContent"
+
+
+async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def test_stream_through_the_sdk(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="hi")
+    texts = [chunk.text async for chunk in stream]
+    assert texts == ["part0 from m1. ", "part1 from m1. ", "part2 from m1. "]
+    request = upstream.requests("m1")[0]
+    assert request["query"] == {"alt": "sse"}
+
+
+async def test_stream_rotates_before_the_first_byte(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429, "delay": "5s"})
+    async with aiohttp.ClientSession() as s, s.post(
+        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
+    ) as r:
+        assert r.status == 200
+        assert (r.headers["x-l104-model"], r.headers["x-l104-attempts"]) == ("m2", "2")
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        body = await r.text()
+    events = [e for e in body.split("\r\n\r\n") if e]
+    assert all(e.startswith("data: {") for e in events)  # nothing but data events
+    assert len(events) == 3
+
+
+async def test_stream_is_not_buffered(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"chunks": 3, "gate": True})
+    stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="hi")
+    first = await anext(stream)
+    # The upstream holds its second chunk back until released: the first one got here alone.
+    assert first.text == "part0 from m1. "
+    assert upstream.state()["gate_waiting"] == 1
+    upstream.release()
+    rest = [chunk.text async for chunk in stream]
+    assert rest == ["part1 from m1. ", "part2 from m1. "]
+
+
+async def test_failure_after_the_first_byte_makes_the_sdk_raise(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"chunks": 3, "fail_after": 1})
+    stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="hi")
+    got: list[str | None] = []
+    with pytest.raises(errors.ServerError) as info:
+        async for chunk in stream:
+            got.append(chunk.text)
+    assert got == ["part0 from m1. "]
+    assert info.value.code == 503
+    assert "stream broke" in (info.value.message or "")
+
+
+async def test_client_going_away_cancels_the_upstream(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"chunks": 3, "gate": True})
+    session = aiohttp.ClientSession()
+    resp = await session.post(proxy.url + STREAM.format(model="default"), params={"alt": "sse"},
+                              json={"contents": []})
+    assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
+    resp.close()
+    await session.close()
+    await wait_for(lambda: upstream.state()["streams_cancelled"] == 1)
+    assert upstream.state()["streams_finished"] == 0
+
+
+async def test_stream_without_alt_is_a_json_array(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]\n  local: ["local"]'))
+    for model in ("default", "local"):
+        async with aiohttp.ClientSession() as s, s.post(
+            proxy.url + STREAM.format(model=model), json={"contents": [{"parts": [{"text": "x"}]}]}
+        ) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("application/json")
+            items = json.loads(await r.read())
+        assert len(items) == 3
+        assert items[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert "alt" not in upstream.requests("m1")[0]["query"]
+
+
+async def test_local_fake_streams_in_chunks(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["local:gemini-x"]'))
+    stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="hi")
+    chunks = [c async for c in stream]
+    assert len(chunks) == 3
+    assert "".join(c.text or "" for c in chunks) == (
+        "This is L104 Proxy's fake responder answering as gemini-x.")
+    assert chunks[-1].usage_metadata is not None
+    assert chunks[-1].usage_metadata.candidates_token_count == 15
