@@ -41,15 +41,21 @@ def key_shaped(tag: str) -> str:
     return "AI" + "za" + body
 
 
-def http(method: str, url: str, data: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str,
+    url: str,
+    data: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], bytes]:
     """A plain blocking HTTP call that never raises for a status."""
     body = json.dumps(data).encode() if data is not None else None
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    # Only ever a loopback http:// URL built by the tests.
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     if body is not None:
         req.add_header("content-type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
@@ -75,8 +81,11 @@ class Upstream:
     url: str
 
     def _control(self, what: str, data: Any = None) -> Any:
-        status, _, body = http("POST" if data is not None or what in
-                               ("reset", "release") else "GET", f"{self.url}/_{what}", data)
+        status, _, body = http(
+            "POST" if data is not None or what in ("reset", "release") else "GET",
+            f"{self.url}/_{what}",
+            data,
+        )
         assert status == 200, body
         return json.loads(body)
 
@@ -126,9 +135,15 @@ def upstream(upstream_process: Upstream) -> Upstream:
 UPSTREAM_KEYS = ("key-a-upstream", "key-b-upstream")
 
 
-def base_yaml(upstream_url: str, *, chains: str = 'default: ["up:m1", "up:m2", "up:m3"]',
-              keys: tuple[str, ...] = UPSTREAM_KEYS, rotation: str = "", extra: str = "",
-              timeout_s: float = 3) -> str:
+def base_yaml(
+    upstream_url: str,
+    *,
+    chains: str = 'default: ["up:m1", "up:m2", "up:m3"]',
+    keys: tuple[str, ...] = UPSTREAM_KEYS,
+    rotation: str = "",
+    extra: str = "",
+    timeout_s: float = 3,
+) -> str:
     """A config with a gemini responder ``up`` on the fake upstream and a fake ``local``."""
     key_list = ", ".join(json.dumps(k) for k in keys)
     return f"""
@@ -214,8 +229,9 @@ class ProxyProcess:
     log: Path
 
     def client(self, version: str = "v1beta", key: str = "client-key") -> genai.Client:
-        return genai.Client(api_key=key, http_options=types.HttpOptions(
-            base_url=self.url, api_version=version))
+        return genai.Client(
+            api_key=key, http_options=types.HttpOptions(base_url=self.url, api_version=version)
+        )
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -233,8 +249,13 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     """Start ``python -m proxy serve`` as a process; stopped at the end of the test."""
     started: list[ProxyProcess] = []
 
-    def start(text: str | None = None, *, config: Path | None = None,
-              env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> ProxyProcess:
+    def start(
+        text: str | None = None,
+        *,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> ProxyProcess:
         if config is None:
             config = tmp_path / f"proxy-{len(started)}.yaml"
             config.write_text(text or "")
@@ -244,9 +265,21 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
         full_env.update(env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "serve", "--config", str(config),
-                 "--port", str(port), *args],
-                cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "proxy",
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(port),
+                    *args,
+                ],
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         handle = ProxyProcess(f"http://127.0.0.1:{port}", proc, log)
         started.append(handle)

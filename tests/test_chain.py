@@ -10,8 +10,13 @@ from tests.conftest import base_yaml, config_from
 
 
 def test_resolution_table(tmp_path: Path) -> None:
-    config = config_from(tmp_path, base_yaml(
-        "http://127.0.0.1:9", chains='fast: ["up:m2", "up:m4"]\n  default: ["up:m1", "up:m2", "up:m3"]'))
+    config = config_from(
+        tmp_path,
+        base_yaml(
+            "http://127.0.0.1:9",
+            chains='fast: ["up:m2", "up:m4"]\n  default: ["up:m1", "up:m2", "up:m3"]',
+        ),
+    )
     resolver = Resolver(config)
     names = {
         "default": ["m1", "m2", "m3"],

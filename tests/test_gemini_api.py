@@ -32,10 +32,13 @@ async def test_every_api_version_is_served(
 
 async def test_embed_content_action_is_served(start_proxy: StartProxy, upstream: Upstream) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{proxy.url}/v1beta/models/default:embedContent",
-        json={"content": {"parts": [{"text": "a"}]}},
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:embedContent",
+            json={"content": {"parts": [{"text": "a"}]}},
+        ) as r,
+    ):
         assert r.status == 200
         assert await r.json() == {"embedding": {"values": [0.5, 0.25]}}
 
@@ -45,10 +48,14 @@ async def test_client_key_is_never_forwarded_and_the_upstream_key_only_as_header
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     await proxy.client(key="client-secret-1").aio.models.generate_content(model="m1", contents="x")
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{proxy.url}/v1beta/models/m1:generateContent?key=client-secret-2",
-        headers={"Authorization": "Bearer client-secret-3"}, json={"contents": []},
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/m1:generateContent?key=client-secret-2",
+            headers={"Authorization": "Bearer client-secret-3"},
+            json={"contents": []},
+        ) as r,
+    ):
         assert r.status == 200
     for request in upstream.requests("m1"):
         flat = repr(request)
@@ -117,23 +124,33 @@ async def test_bad_model_names_answer_400_or_404(
 
 async def test_body_over_the_limit_is_413(start_proxy: StartProxy, upstream: Upstream) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, extra="limits: {max_body_bytes: 1000}"))
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{proxy.url}/v1beta/models/default:generateContent", data=b"{" + b" " * 5000 + b"}",
-        headers={"content-type": "application/json"},
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            data=b"{" + b" " * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        ) as r,
+    ):
         assert r.status == 413
         body = await r.json()
     assert body["error"]["code"] == 413
     assert upstream.requests() == []
 
 
-async def test_malformed_json_to_a_local_responder_is_400(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_malformed_json_to_a_local_responder_is_400(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["local:gemini-x"]'))
     for body in (b"{not json", b"[1, 2]", b'{"contents": 5}'):
-        async with aiohttp.ClientSession() as s, s.post(
-            f"{proxy.url}/v1beta/models/default:generateContent", data=body,
-            headers={"content-type": "application/json"},
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                f"{proxy.url}/v1beta/models/default:generateContent",
+                data=body,
+                headers={"content-type": "application/json"},
+            ) as r,
+        ):
             assert r.status == 400
             error = (await r.json())["error"]
             assert error["status"] == "INVALID_ARGUMENT"

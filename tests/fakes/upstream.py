@@ -6,7 +6,8 @@ then plain 200s. A step is a dict:
 
 - ``{"status": 429, "quota": "minute"|"day", "delay": "23s", "value": "20"}``: Gemini's quota error
   (``"delay": null`` leaves ``RetryInfo`` out; ``"retry_after": "7"`` adds the header);
-- ``{"status": 400|403|404|500|503}``: that error, in Gemini's body;
+- ``{"status": 400|403|404|500|503}``: that error, in Gemini's body (``"echo_key": true`` puts
+  the key it got into the message, as a careless upstream might);
 - ``{"drop": true}``: close the connection without answering;
 - ``{"hang": 30}``: say nothing for that many seconds;
 - ``{"chunks": 3, "delay_ms": 0, "gate": true, "fail_after": 1}``: shape a stream; with ``gate`` it
@@ -42,8 +43,13 @@ class State:
 STATE = web.AppKey("state", State)
 
 
-def _error(code: int, message: str, status: str, details: list[Any] | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    code: int,
+    message: str,
+    status: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message, "status": status}}
     if details is not None:
         body["error"]["details"] = details
@@ -52,25 +58,46 @@ def _error(code: int, message: str, status: str, details: list[Any] | None = Non
 
 def quota_error(model: str, step: dict[str, Any]) -> web.Response:
     per_day = step.get("quota") == "day"
-    quota_id = ("GenerateRequestsPerDayPerProjectPerModel-FreeTier" if per_day
-                else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier")
+    quota_id = (
+        "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+        if per_day
+        else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    )
     delay = step.get("delay", "23s")
     details: list[Any] = [
-        {"@type": "type.googleapis.com/google.rpc.Help",
-         "links": [{"description": "Learn more about Gemini API quotas",
-                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-         "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
-                         "generate_content_free_tier_requests",
-                         "quotaId": quota_id,
-                         "quotaDimensions": {"location": "global", "model": model},
-                         "quotaValue": str(step.get("value", "20"))}]},
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/"
+                    "generate_content_free_tier_requests",
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": model},
+                    "quotaValue": str(step.get("value", "20")),
+                }
+            ],
+        },
     ]
     if delay is not None:
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
     headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else None
-    return _error(429, "You exceeded your current quota, please check your plan and billing "
-                  f"details. Please retry in {delay}.", "RESOURCE_EXHAUSTED", details, headers)
+    return _error(
+        429,
+        "You exceeded your current quota, please check your plan and billing "
+        f"details. Please retry in {delay}.",
+        "RESOURCE_EXHAUSTED",
+        details,
+        headers,
+    )
 
 
 STATUS_ERRORS = {
@@ -82,18 +109,23 @@ STATUS_ERRORS = {
 
 
 def answer(model: str, text: str, last: bool) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
-                                 "index": 0}
+    candidate: dict[str, Any] = {
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    }
     if last:
         candidate["finishReason"] = "STOP"
-    return {"candidates": [candidate],
-            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 3,
-                              "totalTokenCount": 11},
-            "modelVersion": model, "responseId": "fake-upstream-1"}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 3, "totalTokenCount": 11},
+        "modelVersion": model,
+        "responseId": "fake-upstream-1",
+    }
 
 
-async def _stream(request: web.Request, model: str, step: dict[str, Any], sse: bool,
-                  state: State) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, model: str, step: dict[str, Any], sse: bool, state: State
+) -> web.StreamResponse:
     resp = web.StreamResponse()
     resp.content_type = "text/event-stream" if sse else "application/json"
     await resp.prepare(request)
@@ -130,11 +162,17 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     target = request.match_info["target"]
     model, _, action = target.rpartition(":")
     body = await request.read()
-    state.requests.append({
-        "method": "POST", "path": request.path, "query": dict(request.query),
-        "headers": {k.lower(): v for k, v in request.headers.items()}, "model": model,
-        "action": action, "body": body.decode(errors="replace"),
-    })
+    state.requests.append(
+        {
+            "method": "POST",
+            "path": request.path,
+            "query": dict(request.query),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "model": model,
+            "action": action,
+            "body": body.decode(errors="replace"),
+        }
+    )
     steps = state.scripts.get(model) or []
     step: dict[str, Any] = steps.pop(0) if steps else {}
     if model in state.quotas:
@@ -151,11 +189,17 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     if status == 429:
         return quota_error(model, step)
     if status == 404:
-        return _error(404, f"models/{model} is not found for API version "
-                      f"{request.match_info['version']}, or is not supported for "
-                      f"{action}.", "NOT_FOUND")
+        return _error(
+            404,
+            f"models/{model} is not found for API version "
+            f"{request.match_info['version']}, or is not supported for "
+            f"{action}.",
+            "NOT_FOUND",
+        )
     if status != 200:
         message, name = STATUS_ERRORS.get(status, ("Scripted failure.", "INTERNAL"))
+        if step.get("echo_key"):  # a careless upstream that repeats the key it was given
+            message += f" Key: {request.headers.get('x-goog-api-key')}"
         return _error(status, message, name)
     if action == "streamGenerateContent":
         return await _stream(request, model, step, request.query.get("alt") == "sse", state)
@@ -170,18 +214,27 @@ async def model_call(request: web.Request) -> web.StreamResponse:
 
 
 def _model(name: str) -> dict[str, Any]:
-    return {"name": f"models/{name}", "version": "001", "displayName": name,
-            "supportedGenerationMethods": ["generateContent", "countTokens"]}
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": name,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }
 
 
 async def list_models(request: web.Request) -> web.Response:
-    request.app[STATE].requests.append({"method": "GET", "path": request.path,
-                                        "query": dict(request.query), "model": "",
-                                        "headers": {k.lower(): v for k, v in
-                                                    request.headers.items()}})
+    request.app[STATE].requests.append(
+        {
+            "method": "GET",
+            "path": request.path,
+            "query": dict(request.query),
+            "model": "",
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+        }
+    )
     size = int(request.query.get("pageSize", "50"))
     start = int(request.query.get("pageToken") or 0)
-    page: dict[str, Any] = {"models": [_model(m) for m in MODELS[start:start + size]]}
+    page: dict[str, Any] = {"models": [_model(m) for m in MODELS[start : start + size]]}
     if start + size < len(MODELS):
         page["nextPageToken"] = str(start + size)
     return web.json_response(page)
@@ -235,5 +288,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    web.run_app(make_app(), host="127.0.0.1", port=args.port, print=None, access_log=None,
-                handler_cancellation=True)
+    web.run_app(
+        make_app(),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+        handler_cancellation=True,
+    )

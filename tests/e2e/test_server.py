@@ -1,0 +1,101 @@
+"""The whole server as a process, driven by the sync SDK as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import errors
+
+from tests.conftest import ROOT, ProxyProcess, Upstream, base_yaml, http, key_shaped
+
+StartProcess = Callable[..., ProxyProcess]
+
+
+def test_default_config_serves_the_sdk_offline(proxy_process: StartProcess) -> None:
+    proxy = proxy_process(config=ROOT / "config" / "proxy.yaml")
+    client = proxy.client(version="v1")  # the SDK's own default version
+    response = client.models.generate_content(model="gemini-2.5-flash-lite", contents="hi")
+    assert (
+        response.text == "This is L104 Proxy's fake responder answering as gemini-2.5-flash-lite."
+    )
+    chunks = list(client.models.generate_content_stream(model="default", contents="hi"))
+    assert len(chunks) == 3
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    notices = [line for line in log.splitlines() if "GEMINI_API_KEY" in line]
+    assert len(notices) == 1
+    assert "served by the fake responder 'offline'" in notices[0]
+
+
+def test_sync_sdk_rotates_and_streams(proxy_process: StartProcess, upstream: Upstream) -> None:
+    proxy = proxy_process(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429, "delay": "30s"})
+    client = proxy.client()
+    response = client.models.generate_content(model="default", contents="hi")
+    assert response.text == "Hello from m2."
+    headers = {k.lower(): v for k, v in (response.sdk_http_response.headers or {}).items()}  # type: ignore[union-attr]
+    assert (headers["x-l104-model"], headers["x-l104-attempts"]) == ("m2", "2")
+    texts = [c.text for c in client.models.generate_content_stream(model="default", contents="x")]
+    assert texts == ["part0 from m2. ", "part1 from m2. ", "part2 from m2. "]
+    assert len(upstream.requests("m1")) == 1  # cooling: skipped with no round trip
+    upstream.script("m2", {"status": 429, "delay": "5s"})
+    upstream.script("m3", {"status": 429, "delay": "50s"})
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model="default", contents="hi")
+    assert (info.value.code, info.value.status) == (429, "RESOURCE_EXHAUSTED")
+
+
+def test_base_url_from_the_environment(
+    proxy_process: StartProcess, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = proxy_process(base_yaml(upstream.url))
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", proxy.url)
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+    client = genai.Client(api_key="client-key")
+    assert client.models.generate_content(model="default", contents="hi").text == "Hello from m1."
+    assert upstream.requests("m1")[0]["path"] == "/v1/models/m1:generateContent"
+
+
+def test_keys_never_reach_the_log(proxy_process: StartProcess, upstream: Upstream) -> None:
+    secret = key_shaped("z")
+    proxy = proxy_process(base_yaml(upstream.url, keys=(secret,)), args=("--log-level", "DEBUG"))
+    upstream.script("m1", {"status": 429})
+    upstream.script("m2", {"status": 400, "echo_key": True})
+    client = proxy.client(key="client-key-secret")
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model="default", contents="hi")
+    assert secret not in str(info.value)
+    assert "[redacted]" in str(info.value)
+    http("GET", f"{proxy.url}/v1beta/models/default:generateContent?key=client-key-secret")
+    proxy.stop()
+    log = proxy.log.read_text()
+    assert secret not in log
+    assert "client-key-secret" not in log
+
+
+def test_open_proxy_refuses_a_non_loopback_bind(tmp_path: Path, upstream: Upstream) -> None:
+    config = tmp_path / "open.yaml"
+    config.write_text(base_yaml(upstream.url))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--host", "0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0: no clients are configured" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_cleanly(proxy_process: StartProcess, upstream: Upstream) -> None:
+    proxy = proxy_process(base_yaml(upstream.url))
+    assert http("GET", f"{proxy.url}/ready")[0] == 200
+    assert proxy.stop() == 0
+    assert "Traceback" not in proxy.log.read_text()

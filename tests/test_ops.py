@@ -1,0 +1,56 @@
+"""/health, /ready and /metrics."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.conftest import StartProxy, Upstream, base_yaml
+
+
+async def get(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status, await r.json()
+
+
+async def test_health_turns_degraded_when_a_member_cools(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    status, body = await get(f"{proxy.url}/health")
+    assert status == 200
+    assert body == {
+        "status": "ok",
+        "models": {m: {"state": "ready", "cooldown_s": 0.0} for m in ("m1", "m2", "m3")},
+    }
+    upstream.script("m1", {"status": 429, "delay": "30s"})
+    await proxy.client().aio.models.generate_content(model="default", contents="x")
+    _, body = await get(f"{proxy.url}/health")
+    assert body["status"] == "degraded"
+    assert body["models"]["m1"] == {"state": "cooling", "cooldown_s": 30.0}  # type: ignore[index]
+
+
+async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    proxy.clock.advance(0)
+    _, body = await get(f"{proxy.url}/metrics")
+    assert set(body) == {
+        "model_rotations",
+        "model_usage",
+        "model_429_count",
+        "requests_total",
+        "rate_limited_total",
+        "uptime_s",
+    }
+    assert body["requests_total"] == 0
+    assert body["model_usage"] == {}
+    assert isinstance(body["uptime_s"], float)
+
+
+async def test_ready_answers_503_while_draining(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    assert (await get(f"{proxy.url}/ready"))[0] == 200
+    await proxy.app.shutdown()
+    status, body = await get(f"{proxy.url}/ready")
+    assert (status, body) == (503, {"status": "draining"})
