@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck check-secrets clean
+.PHONY: run test bench lint typecheck check-secrets system-deps clean
+
+# Debian packages the tests and the bench drive for real.
+SYSTEM_TOOLS := nginx wrk
+SYSTEM_PACKAGES := nginx wrk
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +20,8 @@ run: $(STAMP)
 	$(PY) -m proxy serve --config config/proxy.yaml
 
 lint: $(STAMP)
-	$(PY) -m ruff check proxy tests
-	$(PY) -m ruff format --check proxy tests
+	$(PY) -m ruff check proxy tests bench
+	$(PY) -m ruff format --check proxy tests bench
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -25,8 +29,17 @@ typecheck: $(STAMP)
 check-secrets:
 	@! git grep -nIE 'AIza[0-9A-Za-z_-]{35}' -- . || (echo "a Google API key is in the tree" && false)
 
-test: $(STAMP) check-secrets lint typecheck
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
+
+test: $(STAMP) system-deps check-secrets lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP) system-deps
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

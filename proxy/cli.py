@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: listen.host)")
     serve.add_argument("--port", type=int, help="listen port (default: listen.port)")
     serve.add_argument("--log-level", default=os.environ.get("L104_LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -50,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from proxy.server import BindRefused, serve  # keeps `check` from importing aiohttp web
+    from proxy.server import BindRefused, announce, serve, supervise  # keeps `check` light
 
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
     try:
-        serve(config, host, port)
+        if not args.reuse_port:  # a worker: its supervisor already checked and said it all
+            announce(config, host, port, args.workers)
+        if args.workers > 1:
+            argv = ["serve", "--config", args.config, "--host", host, "--port", str(port)]
+            return supervise([*argv, "--log-level", args.log_level], args.workers)
+        serve(config, host, port, reuse_port=args.reuse_port)
     except BindRefused as exc:
         print(f"l104-proxy: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import signal
+import subprocess
 import sys
 
 from aiohttp import web
@@ -46,15 +48,20 @@ def _loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def serve(config: Config, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
+def announce(config: Config, host: str, port: int, workers: int) -> None:
+    """Refuse an unsafe bind, then say once what is served and from where."""
     check_bind(config, host)
     for notice in config.notices:
         log.warning("%s", notice)
     chains = "; ".join(
         f"{c.name}: {' -> '.join(m.label for m in c.members)}" for c in config.chains.values()
     )
-    log.info("L104 Proxy on http://%s:%d (%s)", host, port, chains)
+    many = f", {workers} workers" if workers > 1 else ""
+    log.info("L104 Proxy on http://%s:%d (%s%s)", host, port, chains, many)
+
+
+def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
     web.run_app(
         create_app(config),
         host=host,
@@ -64,5 +71,26 @@ def serve(config: Config, host: str, port: int) -> None:
         print=None,
         handler_cancellation=True,
         shutdown_timeout=10.0,
+        reuse_port=reuse_port or None,
     )
     sys.stdout.flush()
+
+
+def supervise(argv: list[str], workers: int) -> int:
+    """Run ``workers`` copies of this server on one port (SO_REUSEPORT); the kernel spreads the
+    connections. Each worker keeps its own state (cooldowns, counters) until state is shared.
+    SIGTERM/SIGINT are passed on; the exit code is the worst of the workers'."""
+    children = [
+        subprocess.Popen([sys.executable, "-m", "proxy", *argv, "--reuse-port"])
+        for _ in range(workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)

@@ -1,0 +1,409 @@
+"""``make bench``: the proxy against the floor (nginx) and direct calls, on 127.0.0.1 only.
+
+Starts a fast fake upstream, nginx (1 worker, upstream keepalive) and the proxy with a
+production-like config, runs the scenarios with wrk and an aiohttp stream client, prints a table
+and writes ``bench/results.json``. Every process it starts, it stops. ``--smoke`` runs each
+scenario for a moment, with no thresholds, so ``make test`` keeps the harness alive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+CLIENT_KEY = "bench-client-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 20) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+@dataclass
+class Procs:
+    """Every process the bench starts, stopped in reverse order however the run ends."""
+
+    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(
+        self, cmd: list[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        out = log.open("wb") if log else subprocess.DEVNULL
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+        )
+        self.running.append(proc)
+        wait_port(port, proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.running):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.running):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def tree_pids(pid: int) -> list[int]:
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out += tree_pids(int(child))
+    return out
+
+
+def reset_peak(pid: int) -> None:
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{p}/clear_refs").write_text("5")  # resets VmHWM
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak RSS of a process and its children (VmHWM), in MB."""
+    total = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return round(total / 1024, 1)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, conns: int, seconds: float, lua: Path) -> dict[str, float]:
+    threads = 1 if conns == 1 else 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(lua),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": round(rps, 1),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream gemini {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://gemini;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+PROXY_CONF = """
+listen: {{host: 127.0.0.1, port: {port}}}
+responders:
+  up: {{type: gemini, base_url: "http://127.0.0.1:{upstream}", api_keys: ["bench-upstream-key"],
+        timeout_s: 30}}
+chains:
+  default: ["up:m1", "up:m2"]
+  rot: ["up:cold-m1", "up:m2"]
+rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
+limits: {{max_concurrent: 4096, requests_per_second: 1000000, max_body_bytes: 10485760,
+         adaptive: true}}
+"""
+
+
+async def stream_timings(url: str, count: int) -> dict[str, float]:
+    """Sequential streams: median time to the first chunk and median gap between chunks."""
+    firsts: list[float] = []
+    gaps: list[float] = []
+    async with aiohttp.ClientSession(headers={"x-goog-api-key": CLIENT_KEY}) as s:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            async with s.post(
+                url, params={"alt": "sse"}, data=BODY, headers={"content-type": "application/json"}
+            ) as r:
+                last = None
+                async for _line in r.content.iter_any():
+                    now = time.perf_counter()
+                    if last is None:
+                        firsts.append((now - t0) * 1000)
+                    else:
+                        gaps.append((now - last) * 1000)
+                    last = now
+    return {
+        "first_chunk_ms": round(statistics.median(firsts), 3),
+        "gap_ms": round(statistics.median(gaps), 3) if gaps else 0.0,
+    }
+
+
+async def open_streams(url: str, count: int, chunks: int) -> dict[str, int]:
+    """``count`` streams at once; a stream that did not get every chunk counts as dropped."""
+    connector = aiohttp.TCPConnector(limit=0)
+    done = dropped = 0
+
+    async with aiohttp.ClientSession(
+        connector=connector, headers={"x-goog-api-key": CLIENT_KEY}
+    ) as s:
+
+        async def one() -> bool:
+            try:
+                async with s.post(
+                    url,
+                    params={"alt": "sse"},
+                    data=BODY,
+                    headers={"content-type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=120),
+                ) as r:
+                    body = await r.read()
+                    return r.status == 200 and body.count(b"data: ") == chunks
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        results = await asyncio.gather(*(one() for _ in range(count)))
+    done = sum(results)
+    dropped = count - done
+    return {"streams": count, "completed": done, "dropped": dropped}
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    seconds = 1.0 if args.smoke else args.seconds
+    streams_n = 20 if args.smoke else 200
+    open_n = 50 if args.smoke else 1000
+    chunks, chunk_ms = 5, 5
+    procs = Procs()
+    py = sys.executable
+    lua = work / "post.lua"
+    lua.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{BODY}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["x-goog-api-key"] = "{CLIENT_KEY}"\n'
+    )
+    results: dict[str, Any] = {"seconds": seconds, "smoke": args.smoke, "workers": args.workers}
+    try:
+        up_port, ng_port, px_port, slow_port = (free_port() for _ in range(4))
+        env = {"BENCH_CHUNKS": str(chunks), "BENCH_CHUNK_MS": str(chunk_ms)}
+        upstream = procs.start([py, "bench/upstream.py", "--port", str(up_port)], up_port, env)
+        # A second upstream whose streams stay open for a few seconds, for the open-streams run.
+        procs.start(
+            [py, "bench/upstream.py", "--port", str(slow_port)],
+            slow_port,
+            {"BENCH_CHUNKS": "6", "BENCH_CHUNK_MS": "500"},
+        )
+        (work / "nginx.conf").write_text(
+            NGINX_CONF.format(dir=work, upstream=up_port, port=ng_port)
+        )
+        nginx = procs.start(["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"], ng_port)
+        conf = work / "proxy.yaml"
+        conf.write_text(PROXY_CONF.format(port=px_port, upstream=up_port))
+        proxy = procs.start(
+            [py, "-m", "proxy", "serve", "--config", str(conf), "--workers", str(args.workers)],
+            px_port,
+            log=work / "proxy.log",
+        )
+        slow_conf = work / "proxy-slow.yaml"
+        px2_port = free_port()
+        slow_conf.write_text(PROXY_CONF.format(port=px2_port, upstream=slow_port))
+        proxy_slow = procs.start(
+            [py, "-m", "proxy", "serve", "--config", str(slow_conf)],
+            px2_port,
+            log=work / "proxy-slow.log",
+        )
+
+        direct = f"http://127.0.0.1:{up_port}/v1beta/models/m1:generateContent"
+        via_nginx = f"http://127.0.0.1:{ng_port}/v1beta/models/m1:generateContent"
+        via_proxy = f"http://127.0.0.1:{px_port}/v1beta/models/default:generateContent"
+        wrk(via_proxy, 8, 1, lua)  # warm up pools and caches
+        small: dict[str, Any] = {}
+        for name, url, pid in (
+            ("direct", direct, upstream.pid),
+            ("nginx", via_nginx, nginx.pid),
+            ("proxy", via_proxy, proxy.pid),
+        ):
+            reset_peak(pid)
+            small[name] = wrk(url, 32, seconds, lua)
+            small[name]["peak_rss_mb"] = peak_rss_mb(pid)
+        results["small_32"] = small
+        results["latency_1"] = {
+            name: wrk(url, 1, seconds, lua)
+            for name, url in (("direct", direct), ("nginx", via_nginx), ("proxy", via_proxy))
+        }
+        stream_direct = direct.replace("generateContent", "streamGenerateContent")
+        stream_proxy = via_proxy.replace("generateContent", "streamGenerateContent")
+        results["streaming"] = {
+            "direct": asyncio.run(stream_timings(stream_direct, streams_n)),
+            "proxy": asyncio.run(stream_timings(stream_proxy, streams_n)),
+        }
+        reset_peak(proxy_slow.pid)
+        slow_url = f"http://127.0.0.1:{px2_port}/v1beta/models/default:streamGenerateContent"
+        opened = asyncio.run(open_streams(slow_url, open_n, 6))
+        opened["peak_rss_mb"] = int(peak_rss_mb(proxy_slow.pid))
+        results["open_streams"] = opened
+        rot = f"http://127.0.0.1:{px_port}/v1beta/models/rot:generateContent"
+        wrk(rot, 1, 1, lua)  # the first request cools cold-m1 for an hour
+        results["rotation_32"] = wrk(rot, 32, seconds, lua)
+        results["proxy_log_errors"] = sum(
+            1 for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line
+        )
+    finally:
+        procs.stop_all()
+    return results
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    small, lat, st, op = r["small_32"], r["latency_1"], r["streaming"], r["open_streams"]
+    ratio = small["proxy"]["rps"] / small["nginx"]["rps"]
+    overhead = lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"]
+    first = st["proxy"]["first_chunk_ms"] - st["direct"]["first_chunk_ms"]
+    return [
+        ("proxy RPS / nginx RPS >= 0.75", f"{ratio:.2f}", ratio >= 0.75),
+        ("p50 overhead at 1 conn <= 0.25 ms", f"{overhead:.3f} ms", overhead <= 0.25),
+        (
+            "proxy peak RSS <= 80 MB",
+            f"{small['proxy']['peak_rss_mb']} MB",
+            small["proxy"]["peak_rss_mb"] <= 80,
+        ),
+        ("first-chunk overhead <= 1 ms", f"{first:.3f} ms", first <= 1),
+        (
+            f"{op['streams']} open streams <= 150 MB, none dropped",
+            f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",
+            op["peak_rss_mb"] <= 150 and op["dropped"] == 0,
+        ),
+    ]
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | target | RPS | p50 ms | p99 ms | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in r["small_32"].items():
+        lines.append(
+            f"| generateContent, 32 conns | {name} | {row['rps']} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | {row['peak_rss_mb']} |"
+        )
+    for name, row in r["latency_1"].items():
+        lines.append(
+            f"| generateContent, 1 conn | {name} | {row['rps']} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | |"
+        )
+    rot = r["rotation_32"]
+    lines.append(
+        f"| rotation (first member cooling), 32 conns | proxy | {rot['rps']} | "
+        f"{rot['p50_ms']} | {rot['p99_ms']} | |"
+    )
+    lines += ["", "| stream | first chunk ms (p50) | gap ms (p50) |", "|---|---|---|"]
+    for name, row in r["streaming"].items():
+        lines.append(f"| {name} | {row['first_chunk_ms']} | {row['gap_ms']} |")
+    op = r["open_streams"]
+    lines += [
+        "",
+        f"open streams through the proxy: {op['streams']}, completed "
+        f"{op['completed']}, dropped {op['dropped']}, peak RSS {op['peak_rss_mb']} MB",
+        "",
+    ]
+    lines += ["| target | measured | holds |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(r)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, no thresholds")
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 8)))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 1)))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is not installed (make bench installs it)", file=sys.stderr)
+            return 2
+    raise_fd_limit()
+    with tempfile.TemporaryDirectory(prefix="l104-bench-") as tmp:
+        results = run(args, Path(tmp))
+    results["targets"] = [
+        {"target": t, "measured": m, "holds": ok} for t, m, ok in targets(results)
+    ]
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
