@@ -21,7 +21,7 @@ from proxy.state import CONFIG, RUNTIME, Runtime
 
 log = logging.getLogger("l104")
 
-VERSION = "{version:v1|v1beta|v1alpha}"
+VERSIONS = ("v1", "v1beta", "v1alpha")
 
 
 def _session() -> aiohttp.ClientSession:
@@ -80,8 +80,10 @@ def create_app(
     app[CONFIG] = config
     app.cleanup_ctx.append(_runtime_ctx(clock, now))
     app.on_shutdown.append(_drain)
-    app.router.add_post(f"/{VERSION}/models/{{target}}", gemini_api.model_action)
-    app.router.add_get(f"/{VERSION}/models", models_api.list_models)
-    app.router.add_get(f"/{VERSION}/models/{{target}}", models_api.get_model)
+    # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
+    for version in VERSIONS:
+        app.router.add_post(f"/{version}/models/{{target}}", gemini_api.model_action)
+        app.router.add_get(f"/{version}/models", models_api.list_models)
+        app.router.add_get(f"/{version}/models/{{target}}", models_api.get_model)
     ops.add_routes(app)
     return app

@@ -14,6 +14,11 @@ from proxy.state import RUNTIME
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
 
 
+def api_version(request: web.Request) -> str:
+    """``v1``, ``v1beta`` or ``v1alpha``: the first segment of a Gemini path."""
+    return request.path[1 : request.path.index("/", 1)]
+
+
 def split_target(target: str) -> tuple[str, str]:
     """``gemini-2.5-flash:generateContent`` -> (model, action); 400/404 on anything odd."""
     model, sep, action = target.rpartition(":")
@@ -39,7 +44,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     call = Call(
         action=action,
         model=model,
-        version=request.match_info["version"],
+        version=api_version(request),
         body=body,
         sse=sse,
         headers={h: request.headers[h] for h in FORWARDED if h in request.headers},

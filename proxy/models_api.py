@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
-from proxy.gemini_api import check_model
+from proxy.gemini_api import api_version, check_model
 from proxy.relay import whole
 from proxy.responders import Reply, Responder
 from proxy.state import RUNTIME, Runtime
@@ -94,7 +94,7 @@ async def _fetch(responder: Responder, version: str, path: str, query: dict[str,
 async def list_models(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     runtime.counters.requests_total += 1
-    version = request.match_info["version"]
+    version = api_version(request)
     size_text = request.query.get("pageSize", "50")
     if not size_text.isdigit():
         raise InvalidArgument(f"Invalid value for pageSize: '{size_text[:20]}'.")
@@ -141,5 +141,5 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     if not responder.remote or not responder.key_count:
         entry = _entry(name, f"Served by the local responder '{responder.name}'.")
         return web.Response(body=orjson.dumps(entry), content_type="application/json")
-    reply = await _fetch(responder, request.match_info["version"], f"models/{name}", {})
+    reply = await _fetch(responder, api_version(request), f"models/{name}", {})
     return whole(reply, {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from proxy.chain import Plan
@@ -110,11 +110,11 @@ class Rotator:
                 return None
             walk.attempts += 1
             self.counters.model_usage[member.model] += 1
-            attempt = replace(call, model=member.model)
+            call.model = member.model  # the call is this request's own: no copy needed
             if not responder.remote:
-                attempt.retry_after_s = walk.soonest or 0.0
+                call.retry_after_s = walk.soonest or 0.0
             try:
-                reply = await responder.send(attempt, key)
+                reply = await responder.send(call, key)
             except AttemptFailed as failed:
                 if not (rot.on_timeout if failed.kind == "timeout" else rot.on_connect):
                     raise _failure(failed, member) from None
