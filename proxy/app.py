@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
@@ -14,7 +16,12 @@ from proxy.chain import Resolver
 from proxy.config import Config
 from proxy.cooldown import Cooldowns
 from proxy.metrics import Counters
+from proxy.middleware import Middleware
+from proxy.middleware.admission import GlobalAdmission
+from proxy.middleware.auth import ClientAuth
 from proxy.middleware.errors import ErrorMiddleware
+from proxy.middleware.ratelimit import ClientRateLimit
+from proxy.pacing import Pacer
 from proxy.responders import build_responder
 from proxy.rotation import Rotator, utc_now
 from proxy.state import CONFIG, RUNTIME, Runtime
@@ -35,25 +42,37 @@ def _session() -> aiohttp.ClientSession:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What exists before start-up: shared by the middleware layers and the handlers."""
+
+    config: Config
+    clock: Callable[[], float]
+    counters: Counters
+    cooldowns: Cooldowns
+    pacer: Pacer
+
+
 def _runtime_ctx(
-    clock: Callable[[], float] | None, now: Callable[[], datetime]
+    parts: Parts, now: Callable[[], datetime]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config = app[CONFIG]
+        config = parts.config
         session = _session()
         responders = {
             name: build_responder(name, conf.type, conf.spec, session)
             for name, conf in config.responders.items()
         }
-        cooldowns = Cooldowns(clock) if clock else Cooldowns()
-        counters = Counters()
         app[RUNTIME] = Runtime(
             config=config,
             responders=responders,
             resolver=Resolver(config),
-            cooldowns=cooldowns,
-            counters=counters,
-            rotator=Rotator(config.rotation, responders, cooldowns, counters, now),
+            cooldowns=parts.cooldowns,
+            counters=parts.counters,
+            pacer=parts.pacer,
+            rotator=Rotator(
+                config.rotation, responders, parts.cooldowns, parts.counters, parts.pacer, now
+            ),
         )
         try:
             yield
@@ -67,18 +86,39 @@ async def _drain(app: web.Application) -> None:
     app[RUNTIME].draining = True
 
 
+def middlewares(parts: Parts) -> list[Middleware]:
+    """The layers, outermost first."""
+    config = parts.config
+    return [
+        # Errors outermost: it must turn every other layer's refusals into Gemini JSON.
+        ErrorMiddleware(),
+        # Auth before limits: limits are per client, so the client must be known first.
+        ClientAuth(config.clients),
+        ClientRateLimit(config.clients, parts.counters, parts.clock),
+        # Global admission last: a refused client never takes one of the shared slots.
+        GlobalAdmission(config.limits, parts.counters, parts.clock),
+    ]
+
+
 def create_app(
     config: Config,
     *,
-    clock: Callable[[], float] | None = None,
+    clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = utc_now,
 ) -> web.Application:
     """The proxy as an aiohttp app. ``clock``/``now`` are injectable for tests."""
-    # Outermost first: errors must see every exception, including the other layers'.
-    middlewares = [ErrorMiddleware()]
-    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
+    parts = Parts(
+        config=config,
+        clock=clock,
+        counters=Counters(),
+        cooldowns=Cooldowns(clock),
+        pacer=Pacer(clock, enabled=config.limits.adaptive),
+    )
+    app = web.Application(
+        middlewares=middlewares(parts), client_max_size=config.limits.max_body_bytes
+    )
     app[CONFIG] = config
-    app.cleanup_ctx.append(_runtime_ctx(clock, now))
+    app.cleanup_ctx.append(_runtime_ctx(parts, now))
     app.on_shutdown.append(_drain)
     # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
     for version in VERSIONS:

@@ -85,6 +85,7 @@ class Limits:
     requests_per_second: float = 0.0
     max_body_bytes: int = 10 * 1024 * 1024
     adaptive: bool = True
+    queue_timeout_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +330,7 @@ def parse_config(source: Source) -> Config:
             "requests_per_second": num,
             "max_body_bytes": num,
             "adaptive": flag,
+            "queue_timeout_s": num,
         },
     )
     tracing = _section(

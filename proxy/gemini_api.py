@@ -6,6 +6,7 @@ from aiohttp import web
 
 from proxy import relay
 from proxy.errors import InvalidArgument, NotFound
+from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
 from proxy.responders import Call
 from proxy.responders.base import ACTIONS
@@ -39,6 +40,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     runtime.counters.requests_total += 1
     model, action = split_target(request.match_info["target"])
+    exchange = exchange_of(request)
+    exchange.requested = model
     body = await request.read()
     sse = request.query.get("alt") == "sse"
     call = Call(
@@ -51,7 +54,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     )
     plan = runtime.resolver.resolve(model)
     outcome = await runtime.rotator.run(plan, call)
+    exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
     if outcome.reply.chunks is None:
-        return relay.whole(outcome.reply, headers)
-    return await relay.stream(request, outcome.reply, headers, sse)
+        return relay.whole(outcome.reply, headers, exchange)
+    return await relay.stream(request, outcome.reply, headers, sse, exchange)

@@ -18,6 +18,7 @@ class Counters:
     model_rotations: int = 0
     model_usage: Counter[str] = field(default_factory=Counter)
     model_429_count: Counter[str] = field(default_factory=Counter)
+    rate_limited_by_client: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -26,5 +27,6 @@ class Counters:
             "model_429_count": dict(self.model_429_count),
             "requests_total": self.requests_total,
             "rate_limited_total": self.rate_limited_total,
+            "rate_limited_by_client": dict(self.rate_limited_by_client),
             "uptime_s": round(time.monotonic() - self.started, 3),
         }

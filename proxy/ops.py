@@ -24,6 +24,9 @@ def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
             keys = runtime.responders[m.responder].key_count
             state = runtime.cooldowns.state(m.responder, m.model, keys)
             out[m.model] = {"state": state.state, "cooldown_s": state.cooldown_s}
+            pace = runtime.pacer.describe([(m.responder, m.model, k) for k in range(keys)])
+            if pace is not None:
+                out[m.model]["pace"] = pace
     return out
 
 

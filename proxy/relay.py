@@ -13,20 +13,32 @@ import aiohttp
 from aiohttp import web
 
 from proxy.errors import AttemptFailed, error_body
+from proxy.exchange import Exchange
 from proxy.responders import Reply
 from proxy.wire import SSE_END
 
 log = logging.getLogger("l104.relay")
 
 
-def whole(reply: Reply, headers: Mapping[str, str]) -> web.Response:
+def whole(
+    reply: Reply, headers: Mapping[str, str], exchange: Exchange | None = None
+) -> web.Response:
+    if exchange is not None:
+        exchange.status = reply.status
+        exchange.mark_first_byte()
+        if reply.status == 200:
+            exchange.sniff_usage(reply.body)
     resp = web.Response(status=reply.status, body=reply.body, headers=headers)
     resp.headers["Content-Type"] = reply.content_type
     return resp
 
 
 async def stream(
-    request: web.Request, reply: Reply, headers: Mapping[str, str], sse: bool
+    request: web.Request,
+    reply: Reply,
+    headers: Mapping[str, str],
+    sse: bool,
+    exchange: Exchange,
 ) -> web.StreamResponse:
     """Relay ``reply.chunks`` unbuffered; the upstream is released however this ends."""
     assert reply.chunks is not None
@@ -36,7 +48,10 @@ async def stream(
     try:
         await resp.prepare(request)
         try:
+            exchange.status = reply.status
             async for data in reply.chunks:
+                exchange.mark_first_byte()
+                exchange.sniff_usage(data)
                 await resp.write(data)
         except (AttemptFailed, aiohttp.ClientError, TimeoutError) as exc:
             timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"

@@ -22,6 +22,7 @@ from proxy.errors import (
     UpstreamUnavailable,
 )
 from proxy.metrics import Counters
+from proxy.pacing import Pacer
 from proxy.quota import cooldown_for, read_quota
 from proxy.responders import Call, Reply, Responder
 
@@ -66,12 +67,14 @@ class Rotator:
         responders: Mapping[str, Responder],
         cooldowns: Cooldowns,
         counters: Counters,
+        pacer: Pacer,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.rotation = rotation
         self.responders = responders
         self.cooldowns = cooldowns
         self.counters = counters
+        self.pacer = pacer
         self.now = now
 
     async def run(self, plan: Plan, call: Call) -> Outcome:
@@ -106,6 +109,11 @@ class Rotator:
                 walk.cooling(left)
                 walk.notes.append(f"{member.model} (cooling {left:.0f}s)")
                 continue
+            paced = self.pacer.wait_for(ref)
+            if paced > 0:
+                walk.cooling(paced)
+                walk.notes.append(f"{member.model} (at its learned pace for {paced:.0f}s)")
+                continue
             if walk.attempts >= rot.max_attempts:
                 return None
             walk.attempts += 1
@@ -113,6 +121,7 @@ class Rotator:
             call.model = member.model  # the call is this request's own: no copy needed
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
+            self.pacer.sent(ref)
             try:
                 reply = await responder.send(call, key)
             except AttemptFailed as failed:
@@ -124,10 +133,13 @@ class Rotator:
                 continue
             status = reply.status
             if status == 200:
+                self.pacer.succeeded(ref)
                 return Outcome(reply, member, walk.attempts)
             if status == 429:
                 self.counters.model_429_count[member.model] += 1
                 signal = read_quota(reply.body)
+                if not signal.per_day:
+                    self.pacer.limited(ref, signal.quota_value)
                 wait = cooldown_for(signal, reply.retry_after, rot.cooldown_s, self.now())
                 walk.cooling(self.cooldowns.cool(ref, wait))
                 walk.notes.append(f"{member.model} (429{', per day' if signal.per_day else ''})")

@@ -11,6 +11,7 @@ import sys
 
 from aiohttp import web
 
+from proxy.accesslog import AccessLogger
 from proxy.app import create_app
 from proxy.config import Config
 
@@ -67,7 +68,8 @@ def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> 
         host=host,
         port=port,
         loop=_loop(),
-        access_log=None,
+        access_log=logging.getLogger("l104.access"),
+        access_log_class=AccessLogger,
         print=None,
         handler_cancellation=True,
         shutdown_timeout=10.0,

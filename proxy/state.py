@@ -11,6 +11,7 @@ from proxy.chain import Resolver
 from proxy.config import Config
 from proxy.cooldown import Cooldowns
 from proxy.metrics import Counters
+from proxy.pacing import Pacer
 from proxy.responders import Responder
 from proxy.rotation import Rotator
 
@@ -24,6 +25,7 @@ class Runtime:
     resolver: Resolver
     cooldowns: Cooldowns
     counters: Counters
+    pacer: Pacer
     rotator: Rotator
     draining: bool = False
 

@@ -26,7 +26,12 @@ async def test_health_turns_degraded_when_a_member_cools(
     await proxy.client().aio.models.generate_content(model="default", contents="x")
     _, body = await get(f"{proxy.url}/health")
     assert body["status"] == "degraded"
-    assert body["models"]["m1"] == {"state": "cooling", "cooldown_s": 30.0}  # type: ignore[index]
+    assert body["models"]["m1"] == {  # type: ignore[index]
+        "state": "cooling",
+        "cooldown_s": 30.0,
+        # The 429 said the quota is 20 a minute (QuotaFailure.quotaValue): now it is the pace.
+        "pace": {"requests_per_minute": 20.0, "sent_last_minute": 1, "source": "quota"},
+    }
 
 
 async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream: Upstream) -> None:

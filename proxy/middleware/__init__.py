@@ -10,6 +10,14 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The proxy's own read-only pages: open to probes and dashboards, never limited.
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/metrics/prometheus"})
+
+
+def is_open(request: web.Request) -> bool:
+    return request.path in OPEN_PATHS or request.path.startswith("/static/")
+
+
 class Middleware:
     """Base of the proxy's middleware classes (aiohttp's new-style protocol)."""
 

@@ -8,6 +8,7 @@ import math
 from aiohttp import web
 
 from proxy.errors import ProxyError, error_body
+from proxy.exchange import exchange_of
 from proxy.middleware import Handler, Middleware
 
 log = logging.getLogger("l104.errors")
@@ -40,16 +41,19 @@ class ErrorMiddleware(Middleware):
         try:
             return await handler(request)
         except ProxyError as exc:
+            exchange_of(request).status = exc.code
             return gemini_error(exc.code, exc.message, exc.retry_after_s)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             # Anything outside the Gemini surface is simply not found: never forwarded.
             code = 404 if exc.status == 405 else exc.status
+            exchange_of(request).status = code
             message = _HTTP_MESSAGES.get(exc.status) or exc.text or exc.reason
             return gemini_error(code, message)
         except ConnectionResetError:
             raise
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
+            exchange_of(request).status = 500
             return gemini_error(500, "Internal error in the proxy.")

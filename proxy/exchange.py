@@ -1,0 +1,60 @@
+"""What one request did, filled in by the layers it passes: for limits, the ledger and spans.
+
+The record hangs on the request under :data:`EXCHANGE`; :func:`exchange_of` makes it on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+_PROMPT = re.compile(rb'"promptTokenCount"\s*:\s*(\d+)')
+_OUTPUT = re.compile(rb'"candidatesTokenCount"\s*:\s*(\d+)')
+_TOTAL = re.compile(rb'"totalTokenCount"\s*:\s*(\d+)')
+
+
+@dataclass(slots=True)
+class Exchange:
+    client: str = "anonymous"
+    requested: str = ""
+    served: str = ""
+    attempts: int = 0
+    status: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    first_byte_s: float | None = None
+
+    def sniff_usage(self, data: bytes) -> None:
+        """Read ``usageMetadata`` counts from a body or a stream chunk, without parsing JSON.
+
+        In a stream the last chunk carries the totals, so later values replace earlier ones.
+        """
+        if b"TokenCount" not in data:
+            return
+        for pattern, name in (
+            (_PROMPT, "input_tokens"),
+            (_OUTPUT, "output_tokens"),
+            (_TOTAL, "total_tokens"),
+        ):
+            found = pattern.findall(data)
+            if found:
+                setattr(self, name, int(found[-1]))
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_s is None:
+            self.first_byte_s = time.perf_counter() - self.started
+
+
+EXCHANGE = web.RequestKey("l104_exchange", Exchange)
+
+
+def exchange_of(request: web.Request) -> Exchange:
+    record = request.get(EXCHANGE)
+    if record is None:
+        record = request[EXCHANGE] = Exchange()
+    return record

@@ -1,0 +1,58 @@
+"""Global admission: ``limits.requests_per_second`` and ``limits.max_concurrent``.
+
+Over the rate, or still without a slot after a bounded wait (``limits.queue_timeout_s``), a
+request gets 429 with ``Retry-After``: the proxy is the busy party, and the client may retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy.config import Limits
+from proxy.errors import ClientRateLimited
+from proxy.exchange import exchange_of
+from proxy.metrics import Counters
+from proxy.middleware import Handler, Middleware, is_open
+from proxy.window import SlidingWindow
+
+
+class GlobalAdmission(Middleware):
+    def __init__(self, limits: Limits, counters: Counters, clock: Callable[[], float]) -> None:
+        self.counters = counters
+        self.rate = (
+            SlidingWindow(limits.requests_per_second, 1.0, clock)
+            if limits.requests_per_second > 0
+            else None
+        )
+        self.slots = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
+        self.queue_timeout_s = limits.queue_timeout_s
+
+    def _reject(self, request: web.Request, why: str, wait: float) -> ClientRateLimited:
+        client = exchange_of(request).client
+        self.counters.rate_limited_total += 1
+        self.counters.rate_limited_by_client[client] += 1
+        return ClientRateLimited(f"The proxy is over its {why}. Retry shortly.", retry_after_s=wait)
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_open(request):
+            return await handler(request)
+        if self.rate is not None:
+            _, wait = self.rate.take(1)
+            if wait > 0:
+                raise self._reject(request, "requests-per-second limit", wait)
+        if self.slots is None:
+            return await handler(request)
+        if self.slots.locked():
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.queue_timeout_s)
+            except TimeoutError:
+                raise self._reject(request, "concurrency limit", 1.0) from None
+        else:
+            await self.slots.acquire()
+        try:
+            return await handler(request)
+        finally:
+            self.slots.release()

@@ -1,0 +1,76 @@
+"""Per-client limits: ``requests_per_minute`` and ``tokens_per_minute``.
+
+Tokens are estimated before the call (about four bytes of request a token) and settled against
+the answer's ``usageMetadata`` afterwards. A client over either limit gets 429 with the exact
+``Retry-After``; other clients are not touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy.config import Client
+from proxy.errors import ClientRateLimited
+from proxy.exchange import exchange_of
+from proxy.metrics import Counters
+from proxy.middleware import Handler, Middleware
+from proxy.pacing import client_window
+from proxy.window import SlidingWindow
+
+
+class _ClientLimits:
+    __slots__ = ("requests", "tokens")
+
+    def __init__(self, client: Client, clock: Callable[[], float]) -> None:
+        self.requests = client_window(client.requests_per_minute, clock)
+        self.tokens = client_window(client.tokens_per_minute, clock)
+
+
+def estimate_tokens(request: web.Request) -> int:
+    return max(1, math.ceil((request.content_length or 0) / 4))
+
+
+def reject(counters: Counters, client: str, wait: float, what: str) -> ClientRateLimited:
+    counters.rate_limited_total += 1
+    counters.rate_limited_by_client[client] += 1
+    return ClientRateLimited(
+        f"Client '{client}' is over its {what} limit. Retry in {math.ceil(wait)}s.",
+        retry_after_s=wait,
+    )
+
+
+class ClientRateLimit(Middleware):
+    def __init__(
+        self, clients: tuple[Client, ...], counters: Counters, clock: Callable[[], float]
+    ) -> None:
+        self.counters = counters
+        self.limits = {c.name: _ClientLimits(c, clock) for c in clients}
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        exchange = exchange_of(request)
+        limits = self.limits.get(exchange.client)
+        if limits is None:
+            return await handler(request)
+        if limits.requests is not None:
+            wait = limits.requests.wait_for(1)
+            if wait > 0:
+                raise reject(self.counters, exchange.client, wait, "requests-per-minute")
+        tokens: SlidingWindow | None = limits.tokens
+        estimate = estimate_tokens(request)
+        if tokens is not None:
+            wait = tokens.wait_for(estimate)
+            if wait > 0:
+                raise reject(self.counters, exchange.client, wait, "tokens-per-minute")
+        if limits.requests is not None:
+            limits.requests.take(1)
+        if tokens is None:
+            return await handler(request)
+        entry, _ = tokens.take(estimate)
+        try:
+            return await handler(request)
+        finally:
+            if entry is not None:
+                tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
