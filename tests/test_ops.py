@@ -44,6 +44,7 @@ async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream
         "model_429_count",
         "requests_total",
         "rate_limited_total",
+        "rate_limited_by_client",
         "uptime_s",
     }
     assert body["requests_total"] == 0
