@@ -92,8 +92,8 @@ class Upstream:
     def script(self, model: str, *steps: dict[str, Any]) -> None:
         self._control("script", {"model": model, "steps": list(steps)})
 
-    def quota(self, model: str, per_minute: int) -> None:
-        self._control("quota", {"model": model, "per_minute": per_minute})
+    def quota(self, model: str, per_minute: int, delay: str = "60s") -> None:
+        self._control("quota", {"model": model, "per_minute": per_minute, "delay": delay})
 
     def requests(self, model: str | None = None) -> list[dict[str, Any]]:
         reqs: list[dict[str, Any]] = self._control("requests")

@@ -76,6 +76,8 @@ def test_keys_never_reach_the_log(proxy_process: StartProcess, upstream: Upstrea
     log = proxy.log.read_text()
     assert secret not in log
     assert "client-key-secret" not in log
+    # The access log (on at DEBUG) shows the request with its ?key= redacted.
+    assert "GET /v1beta/models/default:generateContent?key=[redacted] 404" in log
 
 
 def test_open_proxy_refuses_a_non_loopback_bind(tmp_path: Path, upstream: Upstream) -> None:

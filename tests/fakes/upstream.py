@@ -14,8 +14,9 @@ then plain 200s. A step is a dict:
   sends one chunk and waits for ``POST /_release``; with ``fail_after`` it drops the connection
   after that many chunks.
 
-``GET /_requests`` lists what came in (path, query, headers); ``GET /_state`` has counters;
-``POST /_reset`` forgets everything.
+``POST /_quota`` ``{"model", "per_minute", "delay"}`` gives a model a hard quota: past it, every
+call is a 429 with that ``quotaValue``. ``GET /_requests`` lists what came in (path, query,
+headers); ``GET /_state`` has counters; ``POST /_reset`` forgets everything.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ MODELS = [f"gemini-upstream-{i}" for i in range(5)]
 class State:
     def __init__(self) -> None:
         self.scripts: dict[str, list[dict[str, Any]]] = {}
-        self.quotas: dict[str, int] = {}
+        self.quotas: dict[str, tuple[int, str]] = {}
         self.requests: list[dict[str, Any]] = []
         self.counters: dict[str, int] = {"streams_cancelled": 0, "streams_finished": 0}
         self.gate = asyncio.Event()
@@ -176,9 +177,10 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     steps = state.scripts.get(model) or []
     step: dict[str, Any] = steps.pop(0) if steps else {}
     if model in state.quotas:
+        limit, delay = state.quotas[model]
         used = sum(1 for r in state.requests if r["model"] == model)
-        if used > state.quotas[model]:
-            step = {"status": 429, "value": str(state.quotas[model]), "delay": "60s"}
+        if used > limit:
+            step = {"status": 429, "value": str(limit), "delay": delay}
     if step.get("drop"):
         assert request.transport is not None
         request.transport.close()
@@ -255,7 +257,7 @@ async def control(request: web.Request) -> web.Response:
         state.scripts[data["model"]] = list(data["steps"])
     elif what == "quota":
         data = await request.json()
-        state.quotas[data["model"]] = int(data["per_minute"])
+        state.quotas[data["model"]] = (int(data["per_minute"]), data.get("delay", "60s"))
     elif what == "release":
         state.gate.set()
         state.gate = asyncio.Event()

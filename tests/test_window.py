@@ -1,0 +1,69 @@
+"""The sliding window on an injected clock: exact limits and exact waits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.window import SlidingWindow
+from tests.conftest import FakeClock
+
+steps = st.lists(
+    st.tuples(st.floats(min_value=0, max_value=30), st.integers(min_value=1, max_value=5)),
+    max_size=200,
+)
+
+
+@given(steps, st.integers(min_value=1, max_value=20))
+def test_never_admits_more_than_the_limit_in_any_window(
+    ops: list[tuple[float, int]], limit: int
+) -> None:
+    clock = FakeClock()
+    window = SlidingWindow(limit, 60.0, clock)
+    admitted: list[tuple[float, int]] = []
+    for advance, amount in ops:
+        clock.advance(advance)
+        entry, wait = window.take(amount)
+        if entry is not None:
+            admitted.append((clock(), amount))
+        else:
+            assert wait > 0
+    for t, _ in admitted:
+        inside = [a for (u, a) in admitted if t - 60.0 < u <= t]
+        assert sum(inside) <= limit or len(inside) == 1
+
+
+@given(st.integers(min_value=1, max_value=10), st.floats(min_value=0.01, max_value=59))
+def test_the_wait_is_exact(limit: int, gap: float) -> None:
+    clock = FakeClock()
+    window = SlidingWindow(limit, 60.0, clock)
+    for _ in range(limit):
+        assert window.take(1)[0] is not None
+        clock.advance(gap / limit)
+    entry, wait = window.take(1)
+    assert entry is None
+    clock.advance(wait - 1e-6)
+    assert window.take(1)[0] is None
+    clock.advance(2e-6)
+    assert window.take(1)[0] is not None
+
+
+def test_settle_replaces_the_estimate() -> None:
+    clock = FakeClock()
+    window = SlidingWindow(100, 60.0, clock)
+    entry, _ = window.take(90)
+    assert entry is not None
+    assert window.take(20)[0] is None
+    window.settle(entry, 30)
+    assert window.used() == 30
+    assert window.take(20)[0] is not None
+    clock.advance(61)
+    window.settle(entry, 1000)  # already out of the window: changes nothing
+    assert window.used() == 0
+
+
+def test_one_request_larger_than_the_limit_fits_an_empty_window() -> None:
+    window = SlidingWindow(10, 60.0, FakeClock())
+    assert window.take(50)[0] is not None
+    assert window.take(1)[1] == pytest.approx(60.0)
