@@ -178,6 +178,9 @@ chains:
   default: ["up:m1", "up:m2"]
   rot: ["up:cold-m1", "up:m2"]
 rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
+clients:
+  - {{name: bench, key: "{client_key}", requests_per_minute: 100000000,
+     tokens_per_minute: 100000000000}}
 limits: {{max_concurrent: 4096, requests_per_second: 1000000, max_body_bytes: 10485760,
          adaptive: true}}
 """
@@ -271,7 +274,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         nginx = procs.start(["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"], ng_port)
         conf = work / "proxy.yaml"
-        conf.write_text(PROXY_CONF.format(port=px_port, upstream=up_port))
+        conf.write_text(PROXY_CONF.format(port=px_port, upstream=up_port, client_key=CLIENT_KEY))
         proxy = procs.start(
             [py, "-m", "proxy", "serve", "--config", str(conf), "--workers", str(args.workers)],
             px_port,
@@ -279,7 +282,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         slow_conf = work / "proxy-slow.yaml"
         px2_port = free_port()
-        slow_conf.write_text(PROXY_CONF.format(port=px2_port, upstream=slow_port))
+        slow_conf.write_text(
+            PROXY_CONF.format(port=px2_port, upstream=slow_port, client_key=CLIENT_KEY)
+        )
         proxy_slow = procs.start(
             [py, "-m", "proxy", "serve", "--config", str(slow_conf)],
             px2_port,

@@ -1,7 +1,9 @@
-"""An exact sliding window: never more than ``limit`` in any ``window_s`` seconds.
+"""A sliding window that never admits more than ``limit`` in any ``window_s`` seconds.
 
-A log of (time, amount) entries, so ``Retry-After`` is exact: the moment enough of the oldest
-entries leave the window. Amounts may be settled later (tokens estimated, then counted).
+Admissions are kept in 60 buckets a window, so memory stays small at any rate. A bucket leaves
+the window when its *last* admission does: the limit is never overshot, and ``Retry-After`` is
+never early (exact when a bucket holds one admission, else up to 1/60 of the window late).
+Amounts may be settled later (tokens estimated first, then counted).
 """
 
 from __future__ import annotations
@@ -9,28 +11,42 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+BUCKETS = 60
+
+
+class Bucket:
+    __slots__ = ("amount", "last", "live", "start")
+
+    def __init__(self, start: float, at: float) -> None:
+        self.start = start
+        self.last = at
+        self.amount = 0.0
+        self.live = True
+
 
 class Entry:
-    __slots__ = ("amount", "at", "live")
+    """One admission, to settle later."""
 
-    def __init__(self, at: float, amount: float) -> None:
-        self.at = at
+    __slots__ = ("amount", "bucket")
+
+    def __init__(self, bucket: Bucket, amount: float) -> None:
+        self.bucket = bucket
         self.amount = amount
-        self.live = True
 
 
 class SlidingWindow:
     def __init__(self, limit: float, window_s: float, clock: Callable[[], float]) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.width = window_s / BUCKETS
         self.clock = clock
-        self.entries: deque[Entry] = deque()
+        self.buckets: deque[Bucket] = deque()
         self.total = 0.0
 
     def _expire(self, now: float) -> None:
         edge = now - self.window_s
-        while self.entries and self.entries[0].at <= edge:
-            gone = self.entries.popleft()
+        while self.buckets and self.buckets[0].last <= edge:
+            gone = self.buckets.popleft()
             gone.live = False
             self.total -= gone.amount
 
@@ -44,27 +60,33 @@ class SlidingWindow:
         now = self.clock()
         self._expire(now)
         need = self.total + amount - self.limit
-        if need <= 0 or not self.entries:
+        if need <= 0 or not self.buckets:
             return 0.0
         freed = 0.0
-        for entry in self.entries:
-            freed += entry.amount
+        for bucket in self.buckets:
+            freed += bucket.amount
             if freed >= need:
-                return entry.at + self.window_s - now
-        return self.entries[-1].at + self.window_s - now
+                return bucket.last + self.window_s - now
+        return self.buckets[-1].last + self.window_s - now
 
     def take(self, amount: float = 1.0) -> tuple[Entry | None, float]:
         """Admit ``amount`` now (returns its entry, 0) or refuse (None, seconds to wait)."""
         wait = self.wait_for(amount)
         if wait > 0:
             return None, wait
-        entry = Entry(self.clock(), amount)
-        self.entries.append(entry)
+        now = self.clock()
+        bucket = self.buckets[-1] if self.buckets else None
+        if bucket is None or now >= bucket.start + self.width:
+            bucket = Bucket(now, now)
+            self.buckets.append(bucket)
+        bucket.last = now
+        bucket.amount += amount
         self.total += amount
-        return entry, 0.0
+        return Entry(bucket, amount), 0.0
 
     def settle(self, entry: Entry, amount: float) -> None:
         """Replace an admitted estimate with the real amount (if still in the window)."""
-        if entry.live:
+        if entry.bucket.live:
+            entry.bucket.amount += amount - entry.amount
             self.total += amount - entry.amount
         entry.amount = amount
