@@ -6,9 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test bench lint typecheck check-secrets system-deps clean
 
-# Debian packages the tests and the bench drive for real.
-SYSTEM_TOOLS := nginx wrk
-SYSTEM_PACKAGES := nginx wrk
+# Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11).
+SYSTEM_PACKAGES := nginx wrk libpython3.11
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,10 +29,8 @@ check-secrets:
 	@! git grep -nIE 'AIza[0-9A-Za-z_-]{35}' -- . || (echo "a Google API key is in the tree" && false)
 
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing=1; done; \
-	if [ -n "$$missing" ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
-	fi
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
 test: $(STAMP) system-deps check-secrets lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider

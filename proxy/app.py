@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +11,7 @@ from datetime import datetime
 
 import aiohttp
 from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
 
 from proxy import gemini_api, models_api, ops
 from proxy.chain import Resolver
@@ -21,10 +23,14 @@ from proxy.middleware.admission import GlobalAdmission
 from proxy.middleware.auth import ClientAuth
 from proxy.middleware.errors import ErrorMiddleware
 from proxy.middleware.ratelimit import ClientRateLimit
+from proxy.middleware.telemetry import Telemetry
 from proxy.pacing import Pacer
 from proxy.responders import build_responder
 from proxy.rotation import Rotator, utc_now
 from proxy.state import CONFIG, RUNTIME, Runtime
+from proxy.telemetry.attempts import Observer
+from proxy.telemetry.prom import Prom
+from proxy.telemetry.tracing import build_provider, tracer_of
 
 log = logging.getLogger("l104")
 
@@ -51,6 +57,9 @@ class Parts:
     counters: Counters
     cooldowns: Cooldowns
     pacer: Pacer
+    prom: Prom
+    provider: TracerProvider | None
+    observer: Observer
 
 
 def _runtime_ctx(
@@ -70,14 +79,26 @@ def _runtime_ctx(
             cooldowns=parts.cooldowns,
             counters=parts.counters,
             pacer=parts.pacer,
+            observer=parts.observer,
+            prom=parts.prom,
             rotator=Rotator(
-                config.rotation, responders, parts.cooldowns, parts.counters, parts.pacer, now
+                config.rotation,
+                responders,
+                parts.cooldowns,
+                parts.counters,
+                parts.pacer,
+                parts.observer,
+                now,
             ),
         )
+        parts.prom.watch_state(lambda: ops.state_rows(app[RUNTIME]))
         try:
             yield
         finally:
             await session.close()
+            if parts.provider is not None:
+                # Flush what the batch processor holds; its exporter blocks, so not on the loop.
+                await asyncio.get_running_loop().run_in_executor(None, parts.provider.shutdown)
 
     return ctx
 
@@ -90,7 +111,9 @@ def middlewares(parts: Parts) -> list[Middleware]:
     """The layers, outermost first."""
     config = parts.config
     return [
-        # Errors outermost: it must turn every other layer's refusals into Gemini JSON.
+        # Telemetry outermost: its span and timings cover everything, errors included.
+        Telemetry(tracer_of(parts.provider), parts.prom, tracing=parts.provider is not None),
+        # Errors next: it turns every inner layer's refusals into Gemini JSON.
         ErrorMiddleware(),
         # Auth before limits: limits are per client, so the client must be known first.
         ClientAuth(config.clients),
@@ -105,14 +128,26 @@ def create_app(
     *,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = utc_now,
+    provider: TracerProvider | None = None,
 ) -> web.Application:
-    """The proxy as an aiohttp app. ``clock``/``now`` are injectable for tests."""
+    """The proxy as an aiohttp app. ``clock``/``now`` and the tracer ``provider`` are injectable
+    for tests; by default the provider comes from ``tracing:`` and ``OTEL_*``."""
+    provider = provider or build_provider(config.tracing)
+    prom = Prom()
     parts = Parts(
         config=config,
         clock=clock,
         counters=Counters(),
         cooldowns=Cooldowns(clock),
         pacer=Pacer(clock, enabled=config.limits.adaptive),
+        prom=prom,
+        provider=provider,
+        observer=Observer(
+            tracer_of(provider),
+            prom,
+            tracing=provider is not None,
+            capture_content=config.tracing.capture_content,
+        ),
     )
     app = web.Application(
         middlewares=middlewares(parts), client_max_size=config.limits.max_body_bytes

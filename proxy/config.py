@@ -94,6 +94,7 @@ class Tracing:
     endpoint: str = "http://127.0.0.1:4318"
     service_name: str = "l104-proxy"
     capture_content: bool = False
+    sample_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,7 @@ def parse_config(source: Source) -> Config:
             "endpoint": text,
             "service_name": text,
             "capture_content": flag,
+            "sample_ratio": lambda r, k, d: r.number(k, d, high=1.0),
         },
     )
     store = _section(top, "store", Store, {"path": text, "retention_days": num, "shared": text})

@@ -14,6 +14,7 @@ from aiohttp import web
 _PROMPT = re.compile(rb'"promptTokenCount"\s*:\s*(\d+)')
 _OUTPUT = re.compile(rb'"candidatesTokenCount"\s*:\s*(\d+)')
 _TOTAL = re.compile(rb'"totalTokenCount"\s*:\s*(\d+)')
+_MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
 
 
 @dataclass(slots=True)
@@ -28,6 +29,8 @@ class Exchange:
     total_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     first_byte_s: float | None = None
+    response_model: str = ""
+    rate_limited: str = ""  # which limit refused the request, if one did
 
     def sniff_usage(self, data: bytes) -> None:
         """Read ``usageMetadata`` counts from a body or a stream chunk, without parsing JSON.
@@ -44,6 +47,9 @@ class Exchange:
             found = pattern.findall(data)
             if found:
                 setattr(self, name, int(found[-1]))
+        model = _MODEL.search(data)
+        if model:
+            self.response_model = model.group(1).decode(errors="replace")
 
     def mark_first_byte(self) -> None:
         if self.first_byte_s is None:

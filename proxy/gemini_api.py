@@ -56,6 +56,9 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
-    if outcome.reply.chunks is None:
-        return relay.whole(outcome.reply, headers, exchange)
-    return await relay.stream(request, outcome.reply, headers, sse, exchange)
+    try:
+        if outcome.reply.chunks is None:
+            return relay.whole(outcome.reply, headers, exchange)
+        return await relay.stream(request, outcome.reply, headers, sse, exchange)
+    finally:
+        runtime.observer.finish(outcome.span, exchange, outcome.reply.body)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.state import RUNTIME, Runtime
 
@@ -28,6 +30,18 @@ def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
             if pace is not None:
                 out[m.model]["pace"] = pace
     return out
+
+
+def state_rows(runtime: Runtime) -> Iterator[tuple[str, str, float, float | None]]:
+    """(model, state, cooldown_s, learned pace) for the Prometheus gauges."""
+    for model, row in model_states(runtime).items():
+        pace = row.get("pace")
+        yield model, row["state"], row["cooldown_s"], pace["requests_per_minute"] if pace else None
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[RUNTIME].prom.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -64,4 +78,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics/prometheus", prometheus)
     app.router.add_get("/", index)

@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from opentelemetry.trace import INVALID_SPAN, Span
+
 from proxy.chain import Plan
 from proxy.config import Member, Rotation
-from proxy.cooldown import Cooldowns
+from proxy.cooldown import Cooldowns, KeyRef
 from proxy.errors import (
     AttemptFailed,
     ChainExhausted,
@@ -23,8 +25,9 @@ from proxy.errors import (
 )
 from proxy.metrics import Counters
 from proxy.pacing import Pacer
-from proxy.quota import cooldown_for, read_quota
+from proxy.quota import QuotaSignal, cooldown_for, read_quota
 from proxy.responders import Call, Reply, Responder
+from proxy.telemetry.attempts import Observer
 
 log = logging.getLogger("l104.rotation")
 
@@ -35,11 +38,13 @@ def utc_now() -> datetime:
 
 @dataclass(slots=True)
 class Outcome:
-    """The answer to relay, the member that gave it and how many attempts it took."""
+    """The answer to relay, the member that gave it, how many attempts it took, and the
+    attempt's span, still open on a 200 (the handler ends it once the answer is out)."""
 
     reply: Reply
     member: Member
     attempts: int
+    span: Span = INVALID_SPAN
 
 
 @dataclass(slots=True)
@@ -52,10 +57,18 @@ class _Walk:
     timeouts: int = 0
     failures: int = 0
     notes: list[str] = field(default_factory=list)
+    reason: str = ""  # why the last member was left, for the rotation event
+    rest_s: float = 0.0
 
-    def cooling(self, left: float) -> None:
+    def left(self, model: str, reason: str, rest_s: float = 0.0) -> None:
+        self.notes.append(f"{model} ({reason})")
+        self.reason, self.rest_s = reason, rest_s
+
+    def resting(self, model: str, reason: str, left_s: float) -> None:
+        """A key that cools or is at its pace: skipped with no round trip."""
         self.quota = True
-        self.soonest = left if self.soonest is None else min(self.soonest, left)
+        self.soonest = left_s if self.soonest is None else min(self.soonest, left_s)
+        self.left(model, f"{reason} {left_s:.0f}s", left_s)
 
 
 class Rotator:
@@ -68,6 +81,7 @@ class Rotator:
         cooldowns: Cooldowns,
         counters: Counters,
         pacer: Pacer,
+        observer: Observer,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.rotation = rotation
@@ -75,6 +89,7 @@ class Rotator:
         self.cooldowns = cooldowns
         self.counters = counters
         self.pacer = pacer
+        self.observer = observer
         self.now = now
 
     async def run(self, plan: Plan, call: Call) -> Outcome:
@@ -85,11 +100,14 @@ class Rotator:
         (504) or ``NotFound`` (every member retired) when no member answered.
         """
         walk = _Walk()
-        for index, member in enumerate(plan.members):
-            if index:
+        previous: Member | None = None
+        for member in plan.members:
+            if previous is not None:
                 self.counters.model_rotations += 1
+                self.observer.rotation(previous, member, walk.reason, walk.rest_s)
+            previous = member
             if not plan.passthrough and self.cooldowns.is_retired(member.responder, member.model):
-                walk.notes.append(f"{member.model} (not found)")
+                walk.left(member.model, "not found")
                 continue
             outcome = await self._member(plan, member, call, walk)
             if outcome is not None:
@@ -99,20 +117,23 @@ class Rotator:
                 break
         raise self._exhausted(plan, walk)
 
+    def _resting(self, ref: KeyRef, walk: _Walk) -> bool:
+        left = self.cooldowns.remaining(ref)
+        if left > 0:
+            walk.resting(ref[1], "cooling", left)
+            return True
+        paced = self.pacer.wait_for(ref)
+        if paced > 0:
+            walk.resting(ref[1], "at its learned pace for", paced)
+            return True
+        return False
+
     async def _member(self, plan: Plan, member: Member, call: Call, walk: _Walk) -> Outcome | None:
         responder = self.responders[member.responder]
         rot = self.rotation
         for key in range(responder.key_count):
             ref = (member.responder, member.model, key)
-            left = self.cooldowns.remaining(ref)
-            if left > 0:
-                walk.cooling(left)
-                walk.notes.append(f"{member.model} (cooling {left:.0f}s)")
-                continue
-            paced = self.pacer.wait_for(ref)
-            if paced > 0:
-                walk.cooling(paced)
-                walk.notes.append(f"{member.model} (at its learned pace for {paced:.0f}s)")
+            if self._resting(ref, walk):
                 continue
             if walk.attempts >= rot.max_attempts:
                 return None
@@ -122,45 +143,64 @@ class Rotator:
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
             self.pacer.sent(ref)
+            span = self.observer.start_attempt(member, key, call)
             try:
                 reply = await responder.send(call, key)
             except AttemptFailed as failed:
+                self.observer.attempt_failed(span, member, failed.kind)
                 if not (rot.on_timeout if failed.kind == "timeout" else rot.on_connect):
                     raise _failure(failed, member) from None
                 walk.failures += 1
                 walk.timeouts += failed.kind == "timeout"
-                walk.notes.append(f"{member.model} ({failed.kind})")
+                walk.left(member.model, failed.kind)
                 continue
-            status = reply.status
-            if status == 200:
+            except BaseException:
+                self.observer.attempt_failed(span, member, "cancelled")
+                raise
+            if reply.status == 200:
                 self.pacer.succeeded(ref)
-                return Outcome(reply, member, walk.attempts)
-            if status == 429:
-                self.counters.model_429_count[member.model] += 1
-                signal = read_quota(reply.body)
-                if not signal.per_day:
-                    self.pacer.limited(ref, signal.quota_value)
-                wait = cooldown_for(signal, reply.retry_after, rot.cooldown_s, self.now())
-                walk.cooling(self.cooldowns.cool(ref, wait))
-                walk.notes.append(f"{member.model} (429{', per day' if signal.per_day else ''})")
-            elif status == 404 and not plan.passthrough:
-                if self.cooldowns.retire(member.responder, member.model):
-                    log.warning(
-                        "model %s on responder %s answered 404 NOT_FOUND: skipped until restart",
-                        member.model,
-                        member.responder,
-                    )
-                walk.notes.append(f"{member.model} (not found)")
+                self.observer.attempt_answered(member)
+                return Outcome(reply, member, walk.attempts, span)
+            self.observer.attempt_failed(span, member, str(reply.status))
+            if reply.status == 404 and not plan.passthrough:
+                self._retire(member)
+                walk.left(member.model, "not found")
                 return None
-            elif status in rot.statuses:
+            if reply.status == 429:
+                self._quota(ref, reply, walk)
+            elif reply.status in rot.statuses:
                 walk.failures += 1
-                walk.notes.append(f"{member.model} ({status})")
-                if reply.retry_after:
-                    wait = cooldown_for(read_quota(b""), reply.retry_after, 0.0, self.now())
-                    self.cooldowns.cool(ref, wait)
-            if status not in rot.statuses:
+                rest = self._rest_on_retry_after(ref, reply)
+                walk.left(member.model, str(reply.status), rest)
+            if reply.status not in rot.statuses:
                 return Outcome(reply, member, walk.attempts)
         return None
+
+    def _quota(self, ref: KeyRef, reply: Reply, walk: _Walk) -> None:
+        model = ref[1]
+        self.counters.model_429_count[model] += 1
+        signal = read_quota(reply.body)
+        if not signal.per_day:
+            self.pacer.limited(ref, signal.quota_value)
+        wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
+        rest = self.cooldowns.cool(ref, wait)
+        walk.quota = True
+        walk.soonest = rest if walk.soonest is None else min(walk.soonest, rest)
+        walk.left(model, "429, per day" if signal.per_day else "429", rest)
+
+    def _rest_on_retry_after(self, ref: KeyRef, reply: Reply) -> float:
+        if not reply.retry_after:
+            return 0.0
+        wait = cooldown_for(QuotaSignal(), reply.retry_after, 0.0, self.now())
+        return self.cooldowns.cool(ref, wait)
+
+    def _retire(self, member: Member) -> None:
+        if self.cooldowns.retire(member.responder, member.model):
+            log.warning(
+                "model %s on responder %s answered 404 NOT_FOUND: skipped until restart",
+                member.model,
+                member.responder,
+            )
 
     def _exhausted(self, plan: Plan, walk: _Walk) -> Exception:
         tried = ", ".join(walk.notes) or "none"

@@ -14,6 +14,8 @@ from proxy.metrics import Counters
 from proxy.pacing import Pacer
 from proxy.responders import Responder
 from proxy.rotation import Rotator
+from proxy.telemetry.attempts import Observer
+from proxy.telemetry.prom import Prom
 
 
 @dataclass(slots=True)
@@ -26,6 +28,8 @@ class Runtime:
     cooldowns: Cooldowns
     counters: Counters
     pacer: Pacer
+    observer: Observer
+    prom: Prom
     rotator: Rotator
     draining: bool = False
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from google import genai
 from google.genai import types
+from opentelemetry.sdk.trace import TracerProvider
 
 from proxy.app import create_app
 from proxy.config import Config, load_config
@@ -204,10 +205,12 @@ async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
     servers: list[TestServer] = []
     proxies: list[Proxy] = []
 
-    async def start(text: str, env: dict[str, str] | None = None) -> Proxy:
+    async def start(
+        text: str, env: dict[str, str] | None = None, provider: TracerProvider | None = None
+    ) -> Proxy:
         config = config_from(tmp_path, text, env)
         clock = FakeClock()
-        app = create_app(config, clock=clock)
+        app = create_app(config, clock=clock, provider=provider)
         server = TestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)

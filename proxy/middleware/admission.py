@@ -31,10 +31,13 @@ class GlobalAdmission(Middleware):
         self.queue_timeout_s = limits.queue_timeout_s
 
     def _reject(self, request: web.Request, why: str, wait: float) -> ClientRateLimited:
-        client = exchange_of(request).client
+        exchange = exchange_of(request)
+        exchange.rate_limited = why
         self.counters.rate_limited_total += 1
-        self.counters.rate_limited_by_client[client] += 1
-        return ClientRateLimited(f"The proxy is over its {why}. Retry shortly.", retry_after_s=wait)
+        self.counters.rate_limited_by_client[exchange.client] += 1
+        return ClientRateLimited(
+            f"The proxy is over its {why} limit. Retry shortly.", retry_after_s=wait
+        )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):
@@ -42,14 +45,14 @@ class GlobalAdmission(Middleware):
         if self.rate is not None:
             _, wait = self.rate.take(1)
             if wait > 0:
-                raise self._reject(request, "requests-per-second limit", wait)
+                raise self._reject(request, "requests-per-second", wait)
         if self.slots is None:
             return await handler(request)
         if self.slots.locked():
             try:
                 await asyncio.wait_for(self.slots.acquire(), self.queue_timeout_s)
             except TimeoutError:
-                raise self._reject(request, "concurrency limit", 1.0) from None
+                raise self._reject(request, "concurrency", 1.0) from None
         else:
             await self.slots.acquire()
         try:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.config import Client
 from proxy.errors import ClientRateLimited
-from proxy.exchange import exchange_of
+from proxy.exchange import Exchange, exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware
 from proxy.pacing import client_window
@@ -33,7 +33,9 @@ def estimate_tokens(request: web.Request) -> int:
     return max(1, math.ceil((request.content_length or 0) / 4))
 
 
-def reject(counters: Counters, client: str, wait: float, what: str) -> ClientRateLimited:
+def reject(counters: Counters, exchange: Exchange, wait: float, what: str) -> ClientRateLimited:
+    client = exchange.client
+    exchange.rate_limited = what
     counters.rate_limited_total += 1
     counters.rate_limited_by_client[client] += 1
     return ClientRateLimited(
@@ -57,13 +59,13 @@ class ClientRateLimit(Middleware):
         if limits.requests is not None:
             wait = limits.requests.wait_for(1)
             if wait > 0:
-                raise reject(self.counters, exchange.client, wait, "requests-per-minute")
+                raise reject(self.counters, exchange, wait, "requests-per-minute")
         tokens: SlidingWindow | None = limits.tokens
         estimate = estimate_tokens(request)
         if tokens is not None:
             wait = tokens.wait_for(estimate)
             if wait > 0:
-                raise reject(self.counters, exchange.client, wait, "tokens-per-minute")
+                raise reject(self.counters, exchange, wait, "tokens-per-minute")
         if limits.requests is not None:
             limits.requests.take(1)
         if tokens is None:

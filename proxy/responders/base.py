@@ -34,6 +34,7 @@ class Call:
     sse: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
     retry_after_s: float = 0.0
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def streaming(self) -> bool:

@@ -124,6 +124,7 @@ class GeminiResponder:
         for name in FORWARD_HEADERS:
             if name in call.headers:
                 headers[name] = call.headers[name]
+        headers.update(call.trace_headers)
         streaming = call.streaming
         resp = await self._request(
             "POST",

@@ -1,0 +1,2 @@
+"""Telemetry: OpenTelemetry traces (:mod:`.tracing`, :mod:`.attempts`) and Prometheus
+metrics (:mod:`.prom`)."""

@@ -1,0 +1,106 @@
+"""Prometheus metrics, in a registry of the app's own (no process-global registry).
+
+Counters and histograms are updated as requests pass; cooldown and pace gauges are read from the
+live state at scrape time by a collector, so they are never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+# (model, state, cooldown_s, learned requests per minute or None)
+StateRows = Callable[[], Iterable[tuple[str, str, float, float | None]]]
+
+
+class _StateCollector(Collector):
+    def __init__(self, rows: StateRows) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterable[Metric]:
+        cooldown = GaugeMetricFamily(
+            "l104_cooldown_seconds",
+            "Seconds until a cooling model may be called again",
+            labels=["model"],
+        )
+        ready = GaugeMetricFamily(
+            "l104_model_ready",
+            "1 while the model may be called, 0 while cooling or retired",
+            labels=["model"],
+        )
+        pace = GaugeMetricFamily(
+            "l104_learned_pace_requests_per_minute",
+            "The pace learned from the upstream's 429s",
+            labels=["model"],
+        )
+        for model, state, left, rpm in self.rows():
+            cooldown.add_metric([model], left)
+            ready.add_metric([model], 1.0 if state == "ready" else 0.0)
+            if rpm is not None:
+                pace.add_metric([model], rpm)
+        return [cooldown, ready, pace]
+
+
+class Prom:
+    """The proxy's Prometheus metrics. ``l104_`` prefix; counts keyed by upstream model name."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "l104_requests", "Requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "l104_request_duration_seconds",
+            "Time to the last byte",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "l104_time_to_first_byte_seconds",
+            "Time to the first byte",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "l104_upstream_attempts",
+            "Upstream attempts by outcome",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.rotations = Counter("l104_rotations", "Moves from one member to the next", registry=r)
+        self.quota_429 = Counter(
+            "l104_upstream_429", "429 answers from the upstream", ["model"], registry=r
+        )
+        self.rate_limited = Counter(
+            "l104_rate_limited", "Requests refused by a rate limit", ["client", "limit"], registry=r
+        )
+        self.in_flight = Gauge("l104_requests_in_flight", "Requests being served", registry=r)
+
+    def watch_state(self, rows: StateRows) -> None:
+        self.registry.register(_StateCollector(rows))
