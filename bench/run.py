@@ -183,6 +183,7 @@ clients:
      tokens_per_minute: 100000000000}}
 limits: {{max_concurrent: 4096, requests_per_second: 1000000, max_body_bytes: 10485760,
          adaptive: true}}
+tracing: {{exporter: {exporter}, endpoint: "http://127.0.0.1:{collector}"}}
 """
 
 
@@ -239,6 +240,12 @@ async def open_streams(url: str, count: int, chunks: int) -> dict[str, int]:
     return {"streams": count, "completed": done, "dropped": dropped}
 
 
+def rotel_agent() -> Path:
+    import rotel
+
+    return Path(rotel.__file__).parent / "rotel-agent"
+
+
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -273,23 +280,46 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             NGINX_CONF.format(dir=work, upstream=up_port, port=ng_port)
         )
         nginx = procs.start(["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"], ng_port)
-        conf = work / "proxy.yaml"
-        conf.write_text(PROXY_CONF.format(port=px_port, upstream=up_port, client_key=CLIENT_KEY))
-        proxy = procs.start(
-            [py, "-m", "proxy", "serve", "--config", str(conf), "--workers", str(args.workers)],
-            px_port,
-            log=work / "proxy.log",
+        # A real collector that drops what it gets: tracing costs what it costs in production.
+        collector, grpc = free_port(), free_port()
+        procs.start(
+            [
+                str(rotel_agent()),
+                "start",
+                "--otlp-http-endpoint",
+                f"127.0.0.1:{collector}",
+                "--otlp-grpc-endpoint",
+                f"127.0.0.1:{grpc}",
+                "--exporter",
+                "blackhole",
+            ],
+            collector,
         )
-        slow_conf = work / "proxy-slow.yaml"
-        px2_port = free_port()
-        slow_conf.write_text(
-            PROXY_CONF.format(port=px2_port, upstream=slow_port, client_key=CLIENT_KEY)
-        )
-        proxy_slow = procs.start(
-            [py, "-m", "proxy", "serve", "--config", str(slow_conf)],
-            px2_port,
-            log=work / "proxy-slow.log",
-        )
+
+        def start_proxy(
+            name: str, upstream: int, exporter: str, workers: int = 1
+        ) -> tuple[subprocess.Popen[bytes], int]:
+            port = free_port()
+            conf = work / f"{name}.yaml"
+            conf.write_text(
+                PROXY_CONF.format(
+                    port=port,
+                    upstream=upstream,
+                    client_key=CLIENT_KEY,
+                    exporter=exporter,
+                    collector=collector,
+                )
+            )
+            proc = procs.start(
+                [py, "-m", "proxy", "serve", "--config", str(conf), "--workers", str(workers)],
+                port,
+                log=work / f"{name}.log",
+            )
+            return proc, port
+
+        proxy, px_port = start_proxy("proxy", up_port, "otlp", args.workers)
+        untraced, px3_port = start_proxy("proxy-untraced", up_port, "none", args.workers)
+        proxy_slow, px2_port = start_proxy("proxy-slow", slow_port, "otlp")
 
         direct = f"http://127.0.0.1:{up_port}/v1beta/models/m1:generateContent"
         via_nginx = f"http://127.0.0.1:{ng_port}/v1beta/models/m1:generateContent"
@@ -304,6 +334,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             reset_peak(pid)
             small[name] = wrk(url, 32, seconds, lua)
             small[name]["peak_rss_mb"] = peak_rss_mb(pid)
+        untraced_url = f"http://127.0.0.1:{px3_port}/v1beta/models/default:generateContent"
+        small["proxy, tracing off"] = wrk(untraced_url, 32, seconds, lua)
+        small["proxy, tracing off"]["peak_rss_mb"] = peak_rss_mb(untraced.pid)
         results["small_32"] = small
         results["latency_1"] = {
             name: wrk(url, 1, seconds, lua)
@@ -336,6 +369,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ratio = small["proxy"]["rps"] / small["nginx"]["rps"]
     overhead = lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"]
     first = st["proxy"]["first_chunk_ms"] - st["direct"]["first_chunk_ms"]
+    tracing_cost = 1 - small["proxy"]["rps"] / small["proxy, tracing off"]["rps"]
     return [
         ("proxy RPS / nginx RPS >= 0.75", f"{ratio:.2f}", ratio >= 0.75),
         ("p50 overhead at 1 conn <= 0.25 ms", f"{overhead:.3f} ms", overhead <= 0.25),
@@ -345,6 +379,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
             small["proxy"]["peak_rss_mb"] <= 80,
         ),
         ("first-chunk overhead <= 1 ms", f"{first:.3f} ms", first <= 1),
+        ("tracing costs <= 10 % of RPS", f"{tracing_cost:.1%}", tracing_cost <= 0.10),
         (
             f"{op['streams']} open streams <= 150 MB, none dropped",
             f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",

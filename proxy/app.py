@@ -30,7 +30,7 @@ from proxy.rotation import Rotator, utc_now
 from proxy.state import CONFIG, RUNTIME, Runtime
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
-from proxy.telemetry.tracing import build_provider, tracer_of
+from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
 
 log = logging.getLogger("l104")
 
@@ -112,7 +112,12 @@ def middlewares(parts: Parts) -> list[Middleware]:
     config = parts.config
     return [
         # Telemetry outermost: its span and timings cover everything, errors included.
-        Telemetry(tracer_of(parts.provider), parts.prom, tracing=parts.provider is not None),
+        Telemetry(
+            tracer_of(parts.provider),
+            parts.prom,
+            tracing=parts.provider is not None,
+            head_ratio=head_ratio(config.tracing),
+        ),
         # Errors next: it turns every inner layer's refusals into Gemini JSON.
         ErrorMiddleware(),
         # Auth before limits: limits are per client, so the client must be known first.

@@ -94,7 +94,7 @@ class Tracing:
     endpoint: str = "http://127.0.0.1:4318"
     service_name: str = "l104-proxy"
     capture_content: bool = False
-    sample_ratio: float = 1.0
+    sample_ratio: float = 0.01
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-_PROMPT = re.compile(rb'"promptTokenCount"\s*:\s*(\d+)')
-_OUTPUT = re.compile(rb'"candidatesTokenCount"\s*:\s*(\d+)')
-_TOTAL = re.compile(rb'"totalTokenCount"\s*:\s*(\d+)')
+_COUNT = re.compile(rb'"(prompt|candidates|total)TokenCount"\s*:\s*(\d+)')
 _MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
+_FIELDS = {b"prompt": "input_tokens", b"candidates": "output_tokens", b"total": "total_tokens"}
 
 
 @dataclass(slots=True)
@@ -37,17 +36,12 @@ class Exchange:
 
         In a stream the last chunk carries the totals, so later values replace earlier ones.
         """
-        if b"TokenCount" not in data:
+        at = data.rfind(b'"usageMetadata"')
+        if at < 0:
             return
-        for pattern, name in (
-            (_PROMPT, "input_tokens"),
-            (_OUTPUT, "output_tokens"),
-            (_TOTAL, "total_tokens"),
-        ):
-            found = pattern.findall(data)
-            if found:
-                setattr(self, name, int(found[-1]))
-        model = _MODEL.search(data)
+        for match in _COUNT.finditer(data, at):
+            setattr(self, _FIELDS[match.group(1)], int(match.group(2)))
+        model = _MODEL.search(data, max(0, at - 64)) or _MODEL.search(data)
         if model:
             self.response_model = model.group(1).decode(errors="replace")
 
@@ -60,7 +54,8 @@ EXCHANGE = web.RequestKey("l104_exchange", Exchange)
 
 
 def exchange_of(request: web.Request) -> Exchange:
-    record = request.get(EXCHANGE)
-    if record is None:
+    try:
+        return request[EXCHANGE]  # the outermost layer made it: the usual, fast path
+    except KeyError:
         record = request[EXCHANGE] = Exchange()
-    return record
+        return record

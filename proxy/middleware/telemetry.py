@@ -2,18 +2,20 @@
 
 It wraps the handler without touching the body, so streams pass through unbuffered. A client's
 ``traceparent`` continues its trace; the span ends when the response (a stream included) is done.
+It also makes the request's :class:`~proxy.exchange.Exchange`, which the inner layers fill in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from proxy.exchange import EXCHANGE
+from proxy.exchange import EXCHANGE, Exchange
 from proxy.middleware import Handler, Middleware, is_open
 from proxy.telemetry.attempts import PROPAGATOR
 from proxy.telemetry.prom import Prom
@@ -25,36 +27,51 @@ def route_of(request: web.Request) -> str:
 
 
 class Telemetry(Middleware):
-    def __init__(self, tracer: trace.Tracer, prom: Prom, *, tracing: bool) -> None:
+    def __init__(
+        self, tracer: trace.Tracer, prom: Prom, *, tracing: bool, head_ratio: float = 1.0
+    ) -> None:
         self.tracer = tracer
         self.prom = prom
         self.tracing = tracing
+        self.head_ratio = head_ratio
+
+    def _start(self, request: web.Request, route: str) -> trace.Span:
+        if not self.tracing:
+            return trace.INVALID_SPAN
+        headers = request.headers
+        parent = None
+        if "traceparent" in headers:
+            parent = PROPAGATOR.extract(headers)
+        elif self.head_ratio < 1.0 and random.random() >= self.head_ratio:
+            return trace.INVALID_SPAN  # not sampled: no span, no context, no cost
+        return self.tracer.start_span(
+            f"{request.method} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": request.method,
+                "http.route": route,
+                "url.path": request.path,
+                "url.scheme": request.scheme,
+                "server.address": request.host.rsplit(":", 1)[0],
+                "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+                "user_agent.original": headers.get("User-Agent", ""),
+            },
+        )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):
             return await handler(request)
         route = route_of(request)
-        started = time.perf_counter()
+        exchange = request[EXCHANGE] = Exchange()
         status = 500
         self.prom.in_flight.inc()
-        span: trace.Span = trace.INVALID_SPAN
-        if self.tracing:
-            span = self.tracer.start_span(
-                f"{request.method} {route}",
-                context=PROPAGATOR.extract(request.headers),
-                kind=SpanKind.SERVER,
-                attributes={
-                    "http.request.method": request.method,
-                    "http.route": route,
-                    "url.path": request.path,
-                    "url.scheme": request.scheme,
-                    "server.address": request.host.rsplit(":", 1)[0],
-                    "network.protocol.version": f"{request.version.major}.{request.version.minor}",
-                    "user_agent.original": request.headers.get("User-Agent", ""),
-                },
-            )
+        span = self._start(request, route)
         try:
-            with trace.use_span(span, end_on_exit=False):
+            if span.is_recording():
+                with trace.use_span(span, end_on_exit=False):
+                    response = await handler(request)
+            else:
                 response = await handler(request)
             status = response.status
             return response
@@ -62,36 +79,29 @@ class Telemetry(Middleware):
             status = 499  # the client went away
             raise
         finally:
-            self._finish(request, route, status, started, span)
+            self._finish(exchange, route, status, span)
 
-    def _finish(
-        self, request: web.Request, route: str, status: int, started: float, span: trace.Span
-    ) -> None:
-        elapsed = time.perf_counter() - started
-        exchange = request.get(EXCHANGE)
+    def _finish(self, exchange: Exchange, route: str, status: int, span: trace.Span) -> None:
         prom = self.prom
         prom.in_flight.dec()
-        prom.requests.labels(route, str(status)).inc()
-        prom.latency.labels(route).observe(elapsed)
-        if exchange is not None and exchange.first_byte_s is not None:
-            prom.ttfb.labels(route).observe(exchange.first_byte_s)
-        if exchange is not None and exchange.rate_limited:
-            prom.rate_limited.labels(exchange.client, exchange.rate_limited).inc()
-        if not self.tracing:
+        prom.child(prom.requests, route, str(status)).inc()
+        prom.child(prom.latency, route).observe(time.perf_counter() - exchange.started)
+        if exchange.first_byte_s is not None:
+            prom.child(prom.ttfb, route).observe(exchange.first_byte_s)
+        if exchange.rate_limited:
+            prom.child(prom.rate_limited, exchange.client, exchange.rate_limited).inc()
+        if not span.is_recording():  # tracing off, or this trace not sampled
             return
         span.set_attribute("http.response.status_code", status)
-        if exchange is not None:
-            span.set_attribute("l104.client", exchange.client)
-            span.set_attribute("l104.rate_limited", exchange.rate_limited or "no")
-            if exchange.requested:
-                span.set_attribute("l104.requested_model", exchange.requested)
-            if exchange.served:
-                span.set_attribute("l104.served_model", exchange.served)
-                span.set_attribute("l104.attempts", exchange.attempts)
-            if exchange.first_byte_s is not None:
-                span.set_attribute(
-                    "l104.time_to_first_byte_ms", round(exchange.first_byte_s * 1000, 3)
-                )
+        span.set_attribute("l104.client", exchange.client)
+        span.set_attribute("l104.rate_limited", exchange.rate_limited or "no")
+        if exchange.requested:
+            span.set_attribute("l104.requested_model", exchange.requested)
+        if exchange.served:
+            span.set_attribute("l104.served_model", exchange.served)
+            span.set_attribute("l104.attempts", exchange.attempts)
+        if exchange.first_byte_s is not None:
+            span.set_attribute("l104.time_to_first_byte_ms", round(exchange.first_byte_s * 1000, 3))
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
             span.set_attribute("error.type", str(status))

@@ -41,6 +41,14 @@ class Observer:
         """A CLIENT span for one attempt; its ``traceparent`` goes upstream with the call."""
         if not self.tracing:
             return trace.INVALID_SPAN
+        parent = trace.get_current_span()
+        if not parent.is_recording():
+            # An unsampled trace: pass a client's context on upstream; make no span of our own.
+            if parent.get_span_context().is_valid:
+                carrier: dict[str, str] = {}
+                PROPAGATOR.inject(carrier)
+                call.trace_headers = carrier
+            return trace.INVALID_SPAN
         operation = OPERATIONS.get(call.action, call.action)
         span = self.tracer.start_span(
             f"{operation} {member.model}",
@@ -56,17 +64,17 @@ class Observer:
         )
         if self.capture_content:
             span.set_attribute("gen_ai.input.messages", call.body[:16384].decode(errors="replace"))
-        carrier: dict[str, str] = {}
-        PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-        call.trace_headers = carrier
+        carried: dict[str, str] = {}
+        PROPAGATOR.inject(carried, context=trace.set_span_in_context(span))
+        call.trace_headers = carried
         return span
 
     def attempt_failed(self, span: Span, member: Member, outcome: str) -> None:
         """End an attempt that did not answer 200: ``outcome`` is a status or a failure kind."""
-        self.prom.attempts.labels(member.model, outcome).inc()
+        self.prom.child(self.prom.attempts, member.model, outcome).inc()
         if outcome == "429":
-            self.prom.quota_429.labels(member.model).inc()
-        if self.tracing:
+            self.prom.child(self.prom.quota_429, member.model).inc()
+        if span.is_recording():
             span.set_attribute("error.type", outcome)
             if outcome.isdigit():
                 span.set_attribute("http.response.status_code", int(outcome))
@@ -74,7 +82,7 @@ class Observer:
             span.end()
 
     def attempt_answered(self, member: Member) -> None:
-        self.prom.attempts.labels(member.model, "200").inc()
+        self.prom.child(self.prom.attempts, member.model, "200").inc()
 
     def finish(self, span: Span, exchange: Exchange, output: bytes = b"") -> None:
         """End the winning attempt once its answer is out (a stream: at its end)."""
@@ -97,8 +105,9 @@ class Observer:
 
     def rotation(self, left: Member, to: Member, reason: str, cooldown_s: float) -> None:
         self.prom.rotations.inc()
-        if self.tracing:
-            trace.get_current_span().add_event(
+        current = trace.get_current_span()
+        if current.is_recording():
+            current.add_event(
                 "l104.rotation",
                 {
                     "l104.rotation.from": left.label,

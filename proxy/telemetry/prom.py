@@ -7,6 +7,7 @@ live state at scrape time by a collector, so they are never stale.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -101,6 +102,15 @@ class Prom:
             "l104_rate_limited", "Requests refused by a rate limit", ["client", "limit"], registry=r
         )
         self.in_flight = Gauge("l104_requests_in_flight", "Requests being served", registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the lookup takes a lock and builds a key."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def watch_state(self, rows: StateRows) -> None:
         self.registry.register(_StateCollector(rows))

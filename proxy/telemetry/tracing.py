@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
 from proxy import __version__
 from proxy.config import Tracing
@@ -48,12 +47,22 @@ def build_provider(tracing: Tracing, env: Mapping[str, str] | None = None) -> Tr
         return None
     name = env.get("OTEL_SERVICE_NAME") or tracing.service_name
     resource = Resource.create({SERVICE_NAME: name, "service.version": __version__})
-    sampler = None
-    if not env.get("OTEL_TRACES_SAMPLER") and tracing.sample_ratio < 1.0:
-        sampler = ParentBasedTraceIdRatio(tracing.sample_ratio)
-    provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    # With no OTEL_TRACES_SAMPLER the SDK samples ParentBased(AlwaysOn): roots were already
+    # chosen by head_ratio() before any span existed, and a client's sampled flag is kept.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     return provider
+
+
+def head_ratio(tracing: Tracing, env: Mapping[str, str] | None = None) -> float:
+    """The share of requests without a ``traceparent`` that start a trace.
+
+    Deciding this before making any span keeps an unsampled request free of tracing work. A
+    request that carries a ``traceparent`` always follows its parent's sampled flag.
+    ``OTEL_TRACES_SAMPLER`` hands the decision to the SDK's sampler instead (ratio 1 here).
+    """
+    env = os.environ if env is None else env
+    return 1.0 if env.get("OTEL_TRACES_SAMPLER") else tracing.sample_ratio
 
 
 def tracer_of(provider: TracerProvider | None) -> trace.Tracer:

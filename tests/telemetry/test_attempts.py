@@ -14,6 +14,7 @@ from tests.telemetry.spans import SpanView, from_sdk, traceparent
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
+ALL = "tracing: {sample_ratio: 1.0}"  # the default samples 10 % of requests without traceparent
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ async def test_tree_attributes_rotation_and_context(
 async def test_content_is_captured_only_when_asked(
     start_proxy: StartProxy, upstream: Upstream, exporter: InMemorySpanExporter
 ) -> None:
-    text = base_yaml(upstream.url, extra="tracing: {capture_content: true}")
+    text = base_yaml(upstream.url, extra="tracing: {capture_content: true, sample_ratio: 1.0}")
     proxy = await start_proxy(text, provider=provider_for(exporter))
     await proxy.client().aio.models.generate_content(model="default", contents="shown prompt")
     attempt = next(s for s in spans(exporter) if s.kind == "CLIENT")
@@ -114,7 +115,7 @@ async def test_content_is_captured_only_when_asked(
 async def test_stream_spans_end_with_the_stream(
     start_proxy: StartProxy, upstream: Upstream, exporter: InMemorySpanExporter
 ) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url), provider=provider_for(exporter))
+    proxy = await start_proxy(base_yaml(upstream.url, extra=ALL), provider=provider_for(exporter))
     upstream.script("m1", {"chunks": 3, "gate": True})
     stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="x")
     await anext(stream)
@@ -131,7 +132,7 @@ async def test_stream_spans_end_with_the_stream(
 async def test_rate_limit_decision_is_an_attribute(
     start_proxy: StartProxy, upstream: Upstream, exporter: InMemorySpanExporter
 ) -> None:
-    clients = 'clients:\n  - {name: tiny, key: "tiny-key", requests_per_minute: 1}'
+    clients = 'clients:\n  - {name: tiny, key: "tiny-key", requests_per_minute: 1}\n' + ALL
     proxy = await start_proxy(
         base_yaml(upstream.url, extra=clients), provider=provider_for(exporter)
     )
@@ -143,3 +144,27 @@ async def test_rate_limit_decision_is_an_attribute(
     assert [r.attributes["l104.rate_limited"] for r in roots] == ["no", "requests-per-minute"]
     assert all(r.attributes["l104.client"] == "tiny" for r in roots)
     assert "tiny-key" not in repr(roots)
+
+
+async def test_head_sampling_skips_unsampled_requests_entirely(
+    start_proxy: StartProxy, upstream: Upstream, exporter: InMemorySpanExporter
+) -> None:
+    proxy = await start_proxy(
+        base_yaml(upstream.url, extra="tracing: {sample_ratio: 0.0}"),
+        provider=provider_for(exporter),
+    )
+    for _ in range(5):
+        await proxy.client().aio.models.generate_content(model="default", contents="x")
+    assert spans(exporter) == []
+    assert all("traceparent" not in r["headers"] for r in upstream.requests())
+    # A client that traces is always followed, whatever the ratio.
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            headers={"traceparent": traceparent(CLIENT_TRACE, CLIENT_SPAN)},
+            json={"contents": []},
+        ) as r,
+    ):
+        assert r.status == 200
+    assert {s.trace_id for s in spans(exporter)} == {CLIENT_TRACE}

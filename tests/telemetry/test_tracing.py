@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
 from proxy.config import Tracing
-from proxy.telemetry.tracing import build_provider, exporter_for
+from proxy.telemetry.tracing import build_provider, exporter_for, head_ratio
 
 
 def test_none_builds_nothing() -> None:
@@ -30,8 +29,9 @@ def test_service_name_and_sampling() -> None:
     )
     assert provider is not None
     assert provider.resource.attributes["service.name"] == "mine"
-    assert isinstance(provider.sampler, ParentBasedTraceIdRatio)
     provider.shutdown()
+    assert head_ratio(Tracing(sample_ratio=0.25), {}) == 0.25
+    assert head_ratio(Tracing(sample_ratio=0.25), {"OTEL_TRACES_SAMPLER": "always_on"}) == 1.0
     provider = build_provider(
         Tracing(exporter="console", service_name="mine"), {"OTEL_SERVICE_NAME": "from-env"}
     )
