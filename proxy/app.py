@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 
-import aiohttp
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
-from proxy import gemini_api, models_api, ops
-from proxy.chain import Resolver
+from proxy import gemini_api, models_api, ops, status, v6
 from proxy.config import Config
 from proxy.cooldown import Cooldowns
+from proxy.events import Bus
+from proxy.lifecycle import Parts, runtime_ctx
 from proxy.metrics import Counters
 from proxy.middleware import Middleware
 from proxy.middleware.admission import GlobalAdmission
 from proxy.middleware.auth import ClientAuth
+from proxy.middleware.browser import Browser
 from proxy.middleware.errors import ErrorMiddleware
+from proxy.middleware.ledger import Ledger
 from proxy.middleware.ratelimit import ClientRateLimit
 from proxy.middleware.telemetry import Telemetry
 from proxy.pacing import Pacer
-from proxy.responders import build_responder
-from proxy.rotation import Rotator, utc_now
-from proxy.state import CONFIG, RUNTIME, Runtime
+from proxy.rotation import utc_now
+from proxy.state import CONFIG, RUNTIME
+from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
 from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
@@ -37,80 +37,14 @@ log = logging.getLogger("l104")
 VERSIONS = ("v1", "v1beta", "v1alpha")
 
 
-def _session() -> aiohttp.ClientSession:
-    # One pooled session for every upstream call: keep-alive, cached DNS, no per-host cap
-    # beyond the global one, so a burst never waits behind a handful of sockets.
-    connector = aiohttp.TCPConnector(
-        limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
-    )
-    return aiohttp.ClientSession(
-        connector=connector, raise_for_status=False, skip_auto_headers=("User-Agent",)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    """What exists before start-up: shared by the middleware layers and the handlers."""
-
-    config: Config
-    clock: Callable[[], float]
-    counters: Counters
-    cooldowns: Cooldowns
-    pacer: Pacer
-    prom: Prom
-    provider: TracerProvider | None
-    observer: Observer
-
-
-def _runtime_ctx(
-    parts: Parts, now: Callable[[], datetime]
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config = parts.config
-        session = _session()
-        responders = {
-            name: build_responder(name, conf.type, conf.spec, session)
-            for name, conf in config.responders.items()
-        }
-        app[RUNTIME] = Runtime(
-            config=config,
-            responders=responders,
-            resolver=Resolver(config),
-            cooldowns=parts.cooldowns,
-            counters=parts.counters,
-            pacer=parts.pacer,
-            observer=parts.observer,
-            prom=parts.prom,
-            rotator=Rotator(
-                config.rotation,
-                responders,
-                parts.cooldowns,
-                parts.counters,
-                parts.pacer,
-                parts.observer,
-                now,
-            ),
-        )
-        parts.prom.watch_state(lambda: ops.state_rows(app[RUNTIME]))
-        try:
-            yield
-        finally:
-            await session.close()
-            if parts.provider is not None:
-                # Flush what the batch processor holds; its exporter blocks, so not on the loop.
-                await asyncio.get_running_loop().run_in_executor(None, parts.provider.shutdown)
-
-    return ctx
-
-
 async def _drain(app: web.Application) -> None:
     app[RUNTIME].draining = True
 
 
-def middlewares(parts: Parts) -> list[Middleware]:
+def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
     """The layers, outermost first."""
     config = parts.config
-    return [
+    layers: list[Middleware] = [
         # Telemetry outermost: its span and timings cover everything, errors included.
         Telemetry(
             tracer_of(parts.provider),
@@ -118,8 +52,16 @@ def middlewares(parts: Parts) -> list[Middleware]:
             tracing=parts.provider is not None,
             head_ratio=head_ratio(config.tracing),
         ),
+    ]
+    if parts.writer is not None:
+        # The ledger sees the final status (after errors became answers) inside the span.
+        layers.append(Ledger(parts.writer))
+    return [
+        *layers,
         # Errors next: it turns every inner layer's refusals into Gemini JSON.
         ErrorMiddleware(),
+        # CORS preflights are answered before auth: a browser sends them without a key.
+        browser,
         # Auth before limits: limits are per client, so the client must be known first.
         ClientAuth(config.clients),
         ClientRateLimit(config.clients, parts.counters, parts.clock),
@@ -147,6 +89,8 @@ def create_app(
         pacer=Pacer(clock, enabled=config.limits.adaptive),
         prom=prom,
         provider=provider,
+        bus=Bus(),
+        writer=Writer() if config.store.path else None,
         observer=Observer(
             tracer_of(provider),
             prom,
@@ -154,11 +98,13 @@ def create_app(
             capture_content=config.tracing.capture_content,
         ),
     )
+    browser = Browser(config.listen.cors_origins)
     app = web.Application(
-        middlewares=middlewares(parts), client_max_size=config.limits.max_body_bytes
+        middlewares=middlewares(parts, browser), client_max_size=config.limits.max_body_bytes
     )
     app[CONFIG] = config
-    app.cleanup_ctx.append(_runtime_ctx(parts, now))
+    app.cleanup_ctx.append(runtime_ctx(parts, now))
+    app.on_response_prepare.append(browser.on_prepare)
     app.on_shutdown.append(_drain)
     # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
     for version in VERSIONS:
@@ -166,4 +112,6 @@ def create_app(
         app.router.add_get(f"/{version}/models", models_api.list_models)
         app.router.add_get(f"/{version}/models/{{target}}", models_api.get_model)
     ops.add_routes(app)
+    status.add_routes(app)
+    v6.add_routes(app)
     return app

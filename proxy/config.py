@@ -99,9 +99,14 @@ class Tracing:
 
 @dataclass(frozen=True, slots=True)
 class Store:
+    """``path: ""`` turns the store off (no ledger, memory or saved state)."""
+
     path: str = "data/l104.db"
     retention_days: float = 30.0
     shared: str = ""
+    memory_turns: int = 20
+    memory_tokens: int = 8000
+    maintenance_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +351,19 @@ def parse_config(source: Source) -> Config:
             "sample_ratio": lambda r, k, d: r.number(k, d, high=1.0),
         },
     )
-    store = _section(top, "store", Store, {"path": text, "retention_days": num, "shared": text})
+    store = _section(
+        top,
+        "store",
+        Store,
+        {
+            "path": text,
+            "retention_days": num,
+            "shared": text,
+            "memory_turns": num,
+            "memory_tokens": num,
+            "maintenance_s": num,
+        },
+    )
     top.finish()
     notices = _apply_without_keys(responders, chains, source)
     if source.issues:

@@ -27,6 +27,7 @@ class Exchange:
     output_tokens: int = 0
     total_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    wall: float = field(default_factory=time.time)
     first_byte_s: float | None = None
     response_model: str = ""
     rate_limited: str = ""  # which limit refused the request, if one did

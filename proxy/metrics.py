@@ -20,6 +20,23 @@ class Counters:
     model_429_count: Counter[str] = field(default_factory=Counter)
     rate_limited_by_client: Counter[str] = field(default_factory=Counter)
 
+    def persistent(self) -> dict[str, Any]:
+        """The counts that outlive a restart (everything but the uptime)."""
+        out = self.as_json()
+        del out["uptime_s"]
+        return out
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take counts saved by :meth:`persistent` (unknown or malformed names are ignored)."""
+        for name in ("requests_total", "rate_limited_total", "model_rotations"):
+            if isinstance(saved.get(name), int):
+                setattr(self, name, saved[name])
+        for name in ("model_usage", "model_429_count", "rate_limited_by_client"):
+            if isinstance(saved.get(name), dict):
+                getattr(self, name).update(
+                    {k: v for k, v in saved[name].items() if isinstance(v, int)}
+                )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "model_rotations": self.model_rotations,

@@ -60,23 +60,8 @@ async def metrics(request: web.Request) -> web.Response:
     return _json(request.app[RUNTIME].counters.as_json())
 
 
-async def index(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    chains = "".join(
-        f"<li><b>{c.name}</b>: {' → '.join(m.label for m in c.members)}</li>"
-        for c in runtime.config.chains.values()
-    )
-    page = (
-        "<!doctype html><meta charset=utf-8><title>L104 Proxy</title>"
-        f"<h1>L104 Proxy</h1><ul>{chains}</ul>"
-        '<p><a href="/health">health</a> · <a href="/metrics">metrics</a></p>'
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/metrics/prometheus", prometheus)
-    app.router.add_get("/", index)

@@ -147,6 +147,7 @@ class Rotator:
             try:
                 reply = await responder.send(call, key)
             except AttemptFailed as failed:
+                self.cooldowns.answered(ref)
                 self.observer.attempt_failed(span, member, failed.kind)
                 if not (rot.on_timeout if failed.kind == "timeout" else rot.on_connect):
                     raise _failure(failed, member) from None
@@ -155,8 +156,11 @@ class Rotator:
                 walk.left(member.model, failed.kind)
                 continue
             except BaseException:
+                self.cooldowns.answered(ref)
                 self.observer.attempt_failed(span, member, "cancelled")
                 raise
+            if reply.status != 429:  # a 429 re-cools it, which also ends the probe
+                self.cooldowns.answered(ref)
             if reply.status == 200:
                 self.pacer.succeeded(ref)
                 self.observer.attempt_answered(member)

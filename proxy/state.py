@@ -10,10 +10,12 @@ from aiohttp import web
 from proxy.chain import Resolver
 from proxy.config import Config
 from proxy.cooldown import Cooldowns
+from proxy.events import Bus
 from proxy.metrics import Counters
 from proxy.pacing import Pacer
 from proxy.responders import Responder
 from proxy.rotation import Rotator
+from proxy.store.memory import Memory
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
 
@@ -30,6 +32,8 @@ class Runtime:
     pacer: Pacer
     observer: Observer
     prom: Prom
+    bus: Bus
+    memory: Memory | None
     rotator: Rotator
     draining: bool = False
 

@@ -144,8 +144,10 @@ def base_yaml(
     rotation: str = "",
     extra: str = "",
     timeout_s: float = 3,
+    store: str = "",
 ) -> str:
-    """A config with a gemini responder ``up`` on the fake upstream and a fake ``local``."""
+    """A config with a gemini responder ``up`` on the fake upstream and a fake ``local``.
+    ``store`` is the SQLite path; empty (the default here) turns the store off."""
     key_list = ", ".join(json.dumps(k) for k in keys)
     return f"""
 listen: {{host: 127.0.0.1, port: 0}}
@@ -158,6 +160,7 @@ responders:
 chains:
   {chains}
 rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6{rotation}}}
+store: {{path: "{store}"}}
 {extra}
 """
 

@@ -46,3 +46,39 @@ def test_retire_is_reported_once() -> None:
     assert book.retire("up", "old") is True
     assert book.retire("up", "old") is False
     assert book.state("up", "old", 1).state == "retired"
+
+
+def test_half_open_lets_one_probe_through() -> None:
+    clock = FakeClock()
+    book = Cooldowns(clock)
+    ref = ("up", "m1", 0)
+    book.cool(ref, 10)
+    clock.advance(10)
+    assert book.peek(ref) == 0.0  # looking does not take the probe
+    assert book.remaining(ref) == 0.0  # the first caller is the probe
+    assert book.remaining(ref) > 0  # the others wait for its answer
+    assert book.state("up", "m1", 1).state == "cooling"
+    book.answered(ref)
+    assert book.remaining(ref) == 0.0
+    book.answered(ref)
+
+
+def test_a_probe_that_never_answers_frees_the_slot() -> None:
+    clock = FakeClock()
+    book = Cooldowns(clock)
+    ref = ("up", "m1", 0)
+    book.cool(ref, 1)
+    clock.advance(1)
+    assert book.remaining(ref) == 0.0
+    clock.advance(29)
+    assert book.remaining(ref) > 0
+    clock.advance(1)
+    assert book.remaining(ref) == 0.0
+
+
+def test_listener_hears_every_cooldown() -> None:
+    heard: list[tuple[tuple[str, str, int], float]] = []
+    book = Cooldowns(FakeClock(), listener=lambda ref, left: heard.append((ref, left)))
+    book.cool(("up", "m1", 0), 5)
+    book.cool(("up", "m1", 0), 2)
+    assert heard == [(("up", "m1", 0), 5.0), (("up", "m1", 0), 5.0)]

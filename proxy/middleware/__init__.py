@@ -11,7 +11,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # The proxy's own read-only pages: open to probes and dashboards, never limited.
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/metrics/prometheus"})
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/metrics/prometheus",
+        "/api/v6/status",
+        "/api/v6/events",
+    }
+)
 
 
 def is_open(request: web.Request) -> bool:

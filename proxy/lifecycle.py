@@ -1,0 +1,160 @@
+"""Start-up and shut-down: what the app builds before serving, and unwinds after.
+
+Everything that needs the event loop (the HTTP session, the store, the background tasks) is
+opened in one ``cleanup_ctx`` generator and closed in reverse order. On the way down the ledger
+queue is written out in full, and the counters are saved, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
+
+from proxy.chain import Resolver
+from proxy.config import Config
+from proxy.cooldown import Cooldowns
+from proxy.events import Bus
+from proxy.metrics import Counters
+from proxy.pacing import Pacer
+from proxy.responders import build_responder
+from proxy.rotation import Rotator
+from proxy.state import RUNTIME, Runtime
+from proxy.store.db import Store
+from proxy.store.memory import Memory
+from proxy.store.writer import Writer
+from proxy.tasks import Supervisor, every
+from proxy.telemetry.attempts import Observer
+from proxy.telemetry.prom import Prom
+from proxy.watchdog import Watchdog
+
+log = logging.getLogger("l104")
+COUNTERS_SAVE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What exists before start-up: shared by the middleware layers and the handlers."""
+
+    config: Config
+    clock: Callable[[], float]
+    counters: Counters
+    cooldowns: Cooldowns
+    pacer: Pacer
+    prom: Prom
+    provider: TracerProvider | None
+    observer: Observer
+    bus: Bus
+    writer: Writer | None
+
+
+def _session() -> aiohttp.ClientSession:
+    # One pooled session for every upstream call: keep-alive, cached DNS, no per-host cap
+    # beyond the global one, so a burst never waits behind a handful of sockets.
+    connector = aiohttp.TCPConnector(
+        limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+    )
+    return aiohttp.ClientSession(
+        connector=connector, raise_for_status=False, skip_auto_headers=("User-Agent",)
+    )
+
+
+async def _open_store(parts: Parts) -> Store | None:
+    if parts.writer is None:
+        return None
+    store = await Store.open(parts.config.store.path, parts.writer)
+    parts.counters.restore(await store.load_counters())
+    for ref, left in await store.load_cooldowns():
+        parts.cooldowns.until[ref] = parts.clock() + left
+    parts.cooldowns.listener = lambda ref, left: store.save_cooldown(ref, time.time() + left)
+    return store
+
+
+def _start_tasks(runtime: Runtime, store: Store | None) -> Supervisor:
+    supervisor = Supervisor()
+    watchdog = Watchdog(runtime, runtime.bus)
+    supervisor.start("watchdog", lambda: every(1.0, watchdog.tick))
+    if store is not None:
+        config = runtime.config.store
+
+        async def maintain() -> None:
+            pruned = await store.prune(config.retention_days)
+            await store.checkpoint()
+            log.debug("maintenance: %d old rows pruned, WAL checkpointed", pruned)
+
+        async def save_counters() -> None:
+            await store.save_counters(runtime.counters.persistent())
+
+        supervisor.start("maintenance", lambda: every(config.maintenance_s, maintain))
+        supervisor.start("counters", lambda: every(COUNTERS_SAVE_S, save_counters))
+    return supervisor
+
+
+def runtime_ctx(
+    parts: Parts, now: Callable[[], datetime]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = parts.config
+        session = _session()
+        store = await _open_store(parts)
+        writing = (
+            asyncio.create_task(parts.writer.run(store.db), name="l104:writer")
+            if store is not None and parts.writer is not None
+            else None
+        )
+        responders = {
+            name: build_responder(name, conf.type, conf.spec, session)
+            for name, conf in config.responders.items()
+        }
+        memory = (
+            Memory(store, config.store.memory_turns, config.store.memory_tokens)
+            if store is not None
+            else None
+        )
+        runtime = app[RUNTIME] = Runtime(
+            config=config,
+            responders=responders,
+            resolver=Resolver(config),
+            cooldowns=parts.cooldowns,
+            counters=parts.counters,
+            pacer=parts.pacer,
+            observer=parts.observer,
+            prom=parts.prom,
+            bus=parts.bus,
+            memory=memory,
+            rotator=Rotator(
+                config.rotation,
+                responders,
+                parts.cooldowns,
+                parts.counters,
+                parts.pacer,
+                parts.observer,
+                now,
+            ),
+        )
+        from proxy.ops import state_rows
+
+        parts.prom.watch_state(lambda: state_rows(runtime))
+        supervisor = _start_tasks(runtime, store)
+        try:
+            yield
+        finally:
+            await supervisor.stop()
+            await session.close()
+            if store is not None and parts.writer is not None and writing is not None:
+                parts.writer.stop()
+                await writing  # every queued row is written before the store closes
+                await store.save_counters(parts.counters.persistent())
+                await store.close()
+            if parts.provider is not None:
+                # Flush what the batch processor holds; its exporter blocks, so not on the loop.
+                await asyncio.get_running_loop().run_in_executor(None, parts.provider.shutdown)
+
+    return ctx

@@ -1,0 +1,47 @@
+"""One ledger row per request, queued off the hot path once the answer is out."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from opentelemetry import trace
+
+from proxy.exchange import exchange_of
+from proxy.middleware import Handler, Middleware, is_open
+from proxy.store.db import LEDGER_INSERT
+from proxy.store.writer import Writer
+
+
+class Ledger(Middleware):
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_open(request):
+            return await handler(request)
+        exchange = exchange_of(request)
+        status = 499  # unless the handler says otherwise: the client went away
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            context = trace.get_current_span().get_span_context()
+            ttfb = exchange.first_byte_s
+            self.writer.put(
+                LEDGER_INSERT,
+                (
+                    exchange.wall,
+                    exchange.client,
+                    exchange.requested,
+                    exchange.served,
+                    exchange.attempts,
+                    status,
+                    exchange.input_tokens,
+                    exchange.output_tokens,
+                    round((time.perf_counter() - exchange.started) * 1000, 3),
+                    None if ttfb is None else round(ttfb * 1000, 3),
+                    f"{context.trace_id:032x}" if context.is_valid else "",
+                ),
+            )

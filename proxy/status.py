@@ -1,0 +1,69 @@
+"""The live status page: ``GET /`` (static HTML, CSS, JS), its JSON snapshot and its SSE feed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from proxy.ops import model_states
+from proxy.state import RUNTIME, Runtime
+
+STATIC = Path(__file__).parent / "static"
+
+
+def snapshot(runtime: Runtime) -> dict[str, Any]:
+    states = model_states(runtime)
+    return {
+        "chains": [
+            {
+                "name": chain.name,
+                "members": [
+                    {"label": m.label, "model": m.model, **states[m.model]} for m in chain.members
+                ],
+            }
+            for chain in runtime.config.chains.values()
+        ],
+        "counts": runtime.counters.as_json(),
+        "auth": bool(runtime.config.clients),
+    }
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(snapshot(request.app[RUNTIME])), content_type="application/json"
+    )
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """State changes as the watchdog sees them, and the counts once a second."""
+    runtime = request.app[RUNTIME]
+    queue = runtime.bus.subscribe()
+    try:
+        async with sse_response(request, ping_interval=15) as resp:
+            await resp.send(json.dumps(snapshot(runtime)), event="snapshot")
+            while resp.is_connected():
+                try:
+                    name, data = await asyncio.wait_for(queue.get(), 1.0)
+                    await resp.send(json.dumps(data), event=name)
+                except TimeoutError:
+                    await resp.send(json.dumps(runtime.counters.as_json()), event="counts")
+        return resp
+    finally:
+        runtime.bus.unsubscribe(queue)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/api/v6/status", status)
+    app.router.add_get("/api/v6/events", events)
+    app.router.add_static("/static/", STATIC, append_version=False)

@@ -1,0 +1,128 @@
+"""The SQLite database: opening (WAL, migrations), the ledger, state kept across restarts, and
+housekeeping. Hot-path writes go through the :class:`~proxy.store.writer.Writer` queue."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from proxy.cooldown import KeyRef
+from proxy.store.schema import migrate
+from proxy.store.writer import Writer
+
+LEDGER_INSERT = (
+    "INSERT INTO ledger (at, client, requested, served, attempts, status, input_tokens, "
+    "output_tokens, latency_ms, ttfb_ms, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+COOLDOWN_UPSERT = (
+    "INSERT INTO cooldowns (responder, model, key_index, until) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (responder, model, key_index) DO UPDATE SET until = excluded.until"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    at: float
+    client: str
+    requested: str
+    served: str
+    attempts: int
+    status: int
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    ttfb_ms: float | None
+    trace_id: str
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, writer: Writer) -> None:
+        self.db = db
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, path: str, writer: Writer) -> Store:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps this crash-safe
+        await db.execute("PRAGMA busy_timeout = 5000")
+        await migrate(db)
+        return cls(db, writer)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def record(self, row: LedgerRow) -> bool:
+        """Queue a ledger row; False if the queue was full (the drop is counted)."""
+        return self.writer.put(
+            LEDGER_INSERT,
+            (
+                row.at,
+                row.client,
+                row.requested,
+                row.served,
+                row.attempts,
+                row.status,
+                row.input_tokens,
+                row.output_tokens,
+                row.latency_ms,
+                row.ttfb_ms,
+                row.trace_id,
+            ),
+        )
+
+    async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with self.db.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    # State that outlives a restart.
+
+    async def load_counters(self) -> dict[str, Any]:
+        return {
+            name: orjson.loads(value)
+            for name, value in await self.rows("SELECT name, value FROM counters")
+        }
+
+    async def save_counters(self, values: dict[str, Any]) -> None:
+        await self.db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [(name, orjson.dumps(value).decode()) for name, value in values.items()],
+        )
+        await self.db.commit()
+
+    def save_cooldown(self, ref: KeyRef, until_wall: float) -> None:
+        self.writer.put(COOLDOWN_UPSERT, (*ref, until_wall))
+
+    async def load_cooldowns(self, now_wall: float | None = None) -> list[tuple[KeyRef, float]]:
+        """Cooldowns still running: (ref, seconds left)."""
+        now_wall = time.time() if now_wall is None else now_wall
+        found = await self.rows(
+            "SELECT responder, model, key_index, until FROM cooldowns WHERE until > ?",
+            (now_wall,),
+        )
+        return [((r, m, int(k)), until - now_wall) for r, m, k, until in found]
+
+    # Housekeeping.
+
+    async def prune(self, retention_days: float, now_wall: float | None = None) -> int:
+        """Delete ledger rows, turns and ended cooldowns older than the retention."""
+        now_wall = time.time() if now_wall is None else now_wall
+        edge = now_wall - retention_days * 86_400
+        deleted = 0
+        for sql in ("DELETE FROM ledger WHERE at < ?", "DELETE FROM turns WHERE at < ?"):
+            async with self.db.execute(sql, (edge,)) as cursor:
+                deleted += cursor.rowcount
+        await self.db.execute("DELETE FROM cooldowns WHERE until < ?", (now_wall,))
+        await self.db.commit()
+        return deleted
+
+    async def checkpoint(self) -> None:
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.db.execute("PRAGMA optimize")

@@ -1,0 +1,64 @@
+"""Schema migrations, versioned with ``PRAGMA user_version``.
+
+Each entry of :data:`MIGRATIONS` takes the schema from version ``i`` to ``i + 1``; a database is
+brought forward one step at a time, each step in its own transaction.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the ledger, conversation turns, saved counters and cooldowns.
+    """
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        client TEXT NOT NULL,
+        requested TEXT NOT NULL,
+        served TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        ttfb_ms REAL,
+        trace_id TEXT NOT NULL
+    );
+    CREATE INDEX ledger_at ON ledger (at);
+    CREATE TABLE turns (
+        session TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        text TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (session, seq)
+    );
+    CREATE INDEX turns_at ON turns (at);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE cooldowns (
+        responder TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_index INTEGER NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (responder, model, key_index)
+    );
+    """,
+)
+
+VERSION = len(MIGRATIONS)
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring ``db`` to :data:`VERSION`; returns the version it was at."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    start = int(row[0]) if row else 0
+    if start > VERSION:
+        raise RuntimeError(f"the store has schema version {start}; this proxy knows {VERSION}")
+    for version in range(start, VERSION):
+        await db.executescript(
+            f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
+        )
+    return start

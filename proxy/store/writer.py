@@ -1,0 +1,78 @@
+"""Writes off the hot path: a bounded queue drained in batched transactions.
+
+When the queue is full a write is dropped and *counted* (``ledger_dropped`` in ``/metrics``),
+never lost silently and never allowed to slow a request. On stop, everything queued is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger("l104.store")
+
+Write = tuple[str, tuple[Any, ...]]
+BATCH = 512
+
+
+class Writer:
+    def __init__(self, size: int = 10_000) -> None:
+        self.queue: asyncio.Queue[Write] = asyncio.Queue(size)
+        self.dropped = 0
+        self.written = 0
+        self.stopping = False
+        self._wake = asyncio.Event()
+
+    def put(self, sql: str, params: tuple[Any, ...]) -> bool:
+        try:
+            self.queue.put_nowait((sql, params))
+            self._wake.set()
+            return True
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("store queue full: %d writes dropped so far", self.dropped)
+            return False
+
+    def _batch(self, first: Write) -> list[Write]:
+        batch = [first]
+        while len(batch) < BATCH:
+            try:
+                batch.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _write(self, db: aiosqlite.Connection, batch: list[Write]) -> None:
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in batch:
+            groups.setdefault(sql, []).append(params)
+        try:
+            for sql, rows in groups.items():
+                await db.executemany(sql, rows)
+            await db.commit()
+        except BaseException:
+            await db.rollback()
+            raise
+        self.written += len(batch)
+
+    async def run(self, db: aiosqlite.Connection) -> None:
+        """Write batches as they come; after :meth:`stop`, write what is queued and return.
+
+        It is stopped, never cancelled, so no batch is cut off half-written.
+        """
+        while True:
+            if self.queue.empty():
+                if self.stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._write(db, self._batch(self.queue.get_nowait()))
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._wake.set()

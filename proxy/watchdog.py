@@ -1,0 +1,31 @@
+"""The watchdog: notices when a model changes state (ready, cooling, retired) and says so to the
+log and the status page. It only watches: it never sends a request of its own, so it never
+burns quota. The first request after a cooldown is the probe (see :mod:`proxy.cooldown`)."""
+
+from __future__ import annotations
+
+import logging
+
+from proxy.events import Bus
+from proxy.ops import model_states
+from proxy.state import Runtime
+
+log = logging.getLogger("l104.watchdog")
+
+
+class Watchdog:
+    def __init__(self, runtime: Runtime, bus: Bus) -> None:
+        self.runtime = runtime
+        self.bus = bus
+        self.last: dict[str, str] = {}
+
+    async def tick(self) -> None:
+        for model, row in model_states(self.runtime).items():
+            before = self.last.get(model)
+            now = row["state"]
+            self.last[model] = now
+            if before is None or before == now:
+                continue
+            hint = " (the next request is the probe)" if now == "ready" else ""
+            log.info("model %s: %s -> %s%s", model, before, now, hint)
+            self.bus.publish("state", {"model": model, "from": before, **row})
