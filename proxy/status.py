@@ -51,7 +51,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         async with sse_response(request, ping_interval=15) as resp:
             await resp.send(json.dumps(snapshot(runtime)), event="snapshot")
-            while resp.is_connected():
+            while resp.is_connected() and not runtime.draining:
                 try:
                     name, data = await asyncio.wait_for(queue.get(), 1.0)
                     await resp.send(json.dumps(data), event=name)

@@ -14,11 +14,19 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from proxy.errors import InvalidArgument, NotFound, ProxyError, error_body, status_name
+from proxy.errors import (
+    AttemptFailed,
+    InvalidArgument,
+    NotFound,
+    ProxyError,
+    error_body,
+    status_name,
+)
 from proxy.exchange import Exchange, exchange_of
 from proxy.responders import Call, Reply
 from proxy.state import RUNTIME, Runtime
@@ -140,7 +148,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     event="error",
                 )
                 return resp
-            answer = await _relay(resp, reply, exchange)
+            try:
+                answer = await _relay(resp, reply, exchange)
+            except (AttemptFailed, aiohttp.ClientError, TimeoutError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
+                code = 504 if timed_out else 503
+                await resp.send(
+                    _error(code, f"The upstream stream broke: {type(exc).__name__}."), event="error"
+                )
+                return resp
             if answer is None:
                 return resp
             usage = {

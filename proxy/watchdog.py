@@ -17,7 +17,9 @@ class Watchdog:
     def __init__(self, runtime: Runtime, bus: Bus) -> None:
         self.runtime = runtime
         self.bus = bus
-        self.last: dict[str, str] = {}
+        # Start from the state at start-up (restored cooldowns included), so the first change
+        # after that is reported even if it happens before the first tick.
+        self.last = {model: row["state"] for model, row in model_states(runtime).items()}
 
     async def tick(self) -> None:
         for model, row in model_states(self.runtime).items():

@@ -295,3 +295,19 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     yield start
     for handle in started:
         handle.stop()
+
+
+async def read_sse(resp: Any) -> list[tuple[str, Any]]:
+    """The (event, parsed data) pairs of an SSE response, comments skipped."""
+    text = (await resp.read()).decode()
+    events: list[tuple[str, Any]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events

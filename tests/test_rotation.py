@@ -311,3 +311,17 @@ async def test_upstream_keys_never_reach_the_client(
     assert upstream.requests("m1")[0]["headers"]["x-goog-api-key"] == secret
     runtime = proxy.app[RUNTIME]
     assert secret not in repr(runtime.config)
+
+
+async def test_after_a_cooldown_one_request_probes_while_others_skip(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429, "delay": "10s"})
+    await ask(proxy)
+    proxy.clock.advance(10)
+    upstream.script("m1", {"hang": 0.3})  # the probe is slow: the others must not wait on it
+    served = await asyncio.gather(*(ask(proxy) for _ in range(4)))
+    models = sorted(headers["x-l104-model"] for _, headers in served)
+    assert models == ["m1", "m2", "m2", "m2"]
+    assert len(upstream.requests("m1")) == 2  # the first 429, then one probe

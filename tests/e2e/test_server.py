@@ -16,9 +16,7 @@ from tests.conftest import ROOT, ProxyProcess, Upstream, base_yaml, http, key_sh
 StartProcess = Callable[..., ProxyProcess]
 
 
-def test_default_config_serves_the_sdk_offline(
-    proxy_process: StartProcess, tmp_path: Path
-) -> None:
+def test_default_config_serves_the_sdk_offline(proxy_process: StartProcess, tmp_path: Path) -> None:
     store = tmp_path / "l104.db"
     proxy = proxy_process(config=ROOT / "config" / "proxy.yaml", env={"L104_STORE": str(store)})
     client = proxy.client(version="v1")  # the SDK's own default version

@@ -1,0 +1,39 @@
+"""The batched writer: batches, counted drops, and a full flush on stop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from proxy.store.db import LedgerRow, Store
+from proxy.store.writer import Writer
+
+
+def row(i: int) -> LedgerRow:
+    return LedgerRow(float(i), "c", "default", "m1", 1, 200, 8, 3, 1.5, 0.5, "")
+
+
+async def test_everything_queued_is_written_by_stop(tmp_path: Path) -> None:
+    writer = Writer(size=5000)
+    store = await Store.open(str(tmp_path / "s.db"), writer)
+    task = asyncio.create_task(writer.run(store.db))
+    for i in range(3000):
+        assert store.record(row(i))
+    writer.stop()
+    await task
+    assert await store.rows("SELECT COUNT(*) FROM ledger") == [(3000,)]
+    assert writer.written == 3000
+    assert writer.dropped == 0
+    await store.close()
+
+
+async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    writer = Writer(size=10)
+    store = await Store.open(str(tmp_path / "s.db"), writer)
+    accepted = sum(store.record(row(i)) for i in range(25))
+    assert (accepted, writer.dropped) == (10, 15)
+    task = asyncio.create_task(writer.run(store.db))
+    writer.stop()
+    await task
+    assert await store.rows("SELECT COUNT(*) FROM ledger") == [(10,)]
+    await store.close()
