@@ -57,7 +57,7 @@ async def test_events_feed_sends_snapshot_then_changes(
         assert (await r.content.readuntil(b"\r\n\r\n")).startswith(b"event: snapshot")
         upstream.script("m1", {"status": 429, "delay": "50s"})
         await proxy.client().aio.models.generate_content(model="default", contents="x")
-        seen = []
+        seen: list[tuple[str, dict[str, object]]] = []
         async with asyncio.timeout(5):
             while not any(name == "state" for name, _ in seen):
                 block = (await r.content.readuntil(b"\r\n\r\n")).decode()
