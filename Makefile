@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test bench lint typecheck check-secrets system-deps clean
 
-# Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11).
-SYSTEM_PACKAGES := nginx wrk libpython3.11
+# Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11;
+# the browser tests drive Debian's chromium, never a downloaded one).
+SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,96 @@
+"""The store with the server as a process: one ledger row per request, also across SIGTERM under
+load, and counters and cooldowns that survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import ProxyProcess, Upstream, base_yaml, http
+
+StartProcess = Callable[..., ProxyProcess]
+
+
+def ledger(db: Path) -> list[tuple[str, str, str, int, int, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT client, requested, served, status, input_tokens, output_tokens FROM ledger"
+        ).fetchall()
+
+
+async def test_concurrent_sdk_requests_leave_one_row_each(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    proxy = await asyncio.to_thread(proxy_process, base_yaml(upstream.url, store=str(db)))
+    client = proxy.client()
+    answers = await asyncio.gather(
+        *(client.aio.models.generate_content(model="default", contents=f"q{i}") for i in range(40))
+    )
+    assert all(a.text == "Hello from m1." for a in answers)
+    await client.aio.aclose()
+    assert await asyncio.to_thread(proxy.stop) == 0
+    rows = ledger(db)
+    assert len(rows) == 40
+    assert set(rows) == {("anonymous", "default", "m1", 200, 8, 3)}
+
+
+async def test_sigterm_under_load_loses_no_row(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    proxy = await asyncio.to_thread(proxy_process, base_yaml(upstream.url, store=str(db)))
+    upstream.script("m1", *({"hang": 0.4} for _ in range(30)))
+    url = f"{proxy.url}/v1beta/models/default:generateContent"
+
+    async def one(s: aiohttp.ClientSession) -> int:
+        try:
+            async with s.post(url, json={"contents": []}) as r:
+                await r.read()
+                return r.status
+        except aiohttp.ClientError:
+            return 0
+
+    async with aiohttp.ClientSession() as s:
+        load = [asyncio.create_task(one(s)) for _ in range(30)]
+        while len(upstream.requests("m1")) < 30:  # noqa: ASYNC110 - every request is in flight
+            await asyncio.sleep(0.02)
+        proxy.proc.send_signal(signal.SIGTERM)
+        statuses = await asyncio.gather(*load)
+    assert await asyncio.to_thread(proxy.proc.wait, 20) == 0
+    answered = statuses.count(200)
+    assert answered == 30  # in-flight requests finish during the graceful stop
+    assert [r[3] for r in ledger(db)].count(200) == answered
+
+
+async def test_counters_and_cooldowns_survive_a_restart(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    text = base_yaml(upstream.url, keys=("only-key",), store=str(db))
+    first = await asyncio.to_thread(proxy_process, text)
+    upstream.script("m1", {"status": 429, "quota": "day"})
+    client = first.client()
+    await client.aio.models.generate_content(model="default", contents="x")
+    await client.aio.aclose()
+    before = json.loads(http("GET", f"{first.url}/metrics")[2])
+    assert await asyncio.to_thread(first.stop) == 0
+
+    second = await asyncio.to_thread(proxy_process, text)
+    health = json.loads(http("GET", f"{second.url}/health")[2])
+    assert health["models"]["m1"]["state"] == "cooling"
+    assert health["models"]["m1"]["cooldown_s"] > 60  # the per-day reset, not a minute
+    after = json.loads(http("GET", f"{second.url}/metrics")[2])
+    for name in ("model_usage", "model_429_count", "model_rotations", "requests_total"):
+        assert after[name] == before[name], name
+    client = second.client()
+    answer = await client.aio.models.generate_content(model="default", contents="x")
+    await client.aio.aclose()
+    assert answer.text == "Hello from m2."
+    assert len(upstream.requests("m1")) == 1  # the restarted proxy did not hammer m1
