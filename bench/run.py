@@ -18,11 +18,13 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,10 +71,10 @@ class Procs:
         return proc
 
     def stop_all(self) -> None:
+        """One at a time, newest first: a proxy flushes its spans before the collector goes."""
         for proc in reversed(self.running):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.running):
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -184,6 +186,7 @@ clients:
 limits: {{max_concurrent: 4096, requests_per_second: 1000000, max_body_bytes: 10485760,
          adaptive: true}}
 tracing: {{exporter: {exporter}, endpoint: "http://127.0.0.1:{collector}"}}
+store: {{path: "{store}"}}
 """
 
 
@@ -308,6 +311,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     client_key=CLIENT_KEY,
                     exporter=exporter,
                     collector=collector,
+                    store=work / f"{name}.db",
                 )
             )
             proc = procs.start(
@@ -356,11 +360,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         rot = f"http://127.0.0.1:{px_port}/v1beta/models/rot:generateContent"
         wrk(rot, 1, 1, lua)  # the first request cools cold-m1 for an hour
         results["rotation_32"] = wrk(rot, 32, seconds, lua)
-        results["proxy_log_errors"] = sum(
-            1 for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line
-        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{px_port}/metrics") as r:
+            served = json.loads(r.read())["requests_total"]
     finally:
         procs.stop_all()
+    errors = [line for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line]
+    results["proxy_log_errors"] = len(errors)
+    results["proxy_log_error_lines"] = errors[:5]
+    with sqlite3.connect(work / "proxy.db") as db:
+        rows = db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    # Every request the proxy answered has its ledger row once it has stopped.
+    results["ledger"] = {"requests": served, "rows": rows}
     return results
 
 
@@ -416,6 +426,7 @@ def table(r: dict[str, Any]) -> str:
         "",
         f"open streams through the proxy: {op['streams']}, completed "
         f"{op['completed']}, dropped {op['dropped']}, peak RSS {op['peak_rss_mb']} MB",
+        f"ledger rows after stop: {r['ledger']['rows']} for {r['ledger']['requests']} requests",
         "",
     ]
     lines += ["| target | measured | holds |", "|---|---|---|"]

@@ -28,4 +28,5 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert data["rotation_32"]["non_2xx"] == 0
     assert data["open_streams"]["dropped"] == 0
     assert data["proxy_log_errors"] == 0
+    assert data["ledger"]["rows"] == data["ledger"]["requests"] > 0
     assert "| target | measured | holds |" in result.stdout
