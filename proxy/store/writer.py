@@ -19,7 +19,8 @@ BATCH = 512
 
 
 class Writer:
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, linger_s: float = 0.05) -> None:
+        self.linger_s = linger_s
         self.queue: asyncio.Queue[Write] = asyncio.Queue(size)
         self.dropped = 0
         self.written = 0
@@ -71,6 +72,9 @@ class Writer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self.queue.qsize() < BATCH and not self.stopping:
+                # Let a batch gather: one transaction for many rows costs the loop far less.
+                await asyncio.sleep(self.linger_s)
             await self._write(db, self._batch(self.queue.get_nowait()))
 
     def stop(self) -> None:
