@@ -129,6 +129,7 @@ def runtime_ctx(
             prom=parts.prom,
             bus=parts.bus,
             memory=memory,
+            writer=parts.writer if store is not None else None,
             rotator=Rotator(
                 config.rotation,
                 responders,

@@ -57,7 +57,12 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return _json(request.app[RUNTIME].counters.as_json())
+    runtime = request.app[RUNTIME]
+    body = runtime.counters.as_json()
+    if runtime.writer is not None:
+        # Ledger rows dropped because the write queue was full: counted, never silent.
+        body["ledger_dropped"] = runtime.writer.dropped
+    return _json(body)
 
 
 def add_routes(app: web.Application) -> None:

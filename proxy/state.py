@@ -16,6 +16,7 @@ from proxy.pacing import Pacer
 from proxy.responders import Responder
 from proxy.rotation import Rotator
 from proxy.store.memory import Memory
+from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
 
@@ -34,6 +35,7 @@ class Runtime:
     prom: Prom
     bus: Bus
     memory: Memory | None
+    writer: Writer | None
     rotator: Rotator
     draining: bool = False
 

@@ -35,6 +35,8 @@ async def test_concurrent_sdk_requests_leave_one_row_each(
     )
     assert all(a.text == "Hello from m1." for a in answers)
     await client.aio.aclose()
+    metrics = json.loads(http("GET", f"{proxy.url}/metrics")[2])
+    assert metrics["ledger_dropped"] == 0
     assert await asyncio.to_thread(proxy.stop) == 0
     rows = ledger(db)
     assert len(rows) == 40
