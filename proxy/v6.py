@@ -126,7 +126,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         signal, session, chain = _validate(runtime, await _params(request))
         exchange.requested = chain
-        history = await runtime.memory.recent(session) if session and runtime.memory else []
+        memory_key = owned(exchange.client, session)
+        history = await runtime.memory.recent(memory_key) if session and runtime.memory else []
         call = Call("streamGenerateContent", chain, body=_contents(history, signal), sse=True)
         outcome = await runtime.rotator.run(runtime.resolver.resolve(chain), call)
     except ProxyError as exc:
@@ -169,7 +170,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             )
             if session and runtime.memory is not None:
                 await runtime.memory.add(
-                    session,
+                    memory_key,
                     [
                         ("user", signal, exchange.input_tokens or estimate_tokens(signal)),
                         ("model", answer, exchange.output_tokens or estimate_tokens(answer)),
@@ -179,6 +180,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     finally:
         reply.release()
         runtime.observer.finish(outcome.span, exchange)
+
+
+def owned(client: str, session: str) -> str:
+    """Sessions are the client's own: another client's key never reaches them."""
+    return f"{client}/{session}"
 
 
 def _memory(request: web.Request) -> tuple[Runtime, str]:
@@ -194,7 +200,7 @@ def _memory(request: web.Request) -> tuple[Runtime, str]:
 async def read_session(request: web.Request) -> web.Response:
     runtime, session = _memory(request)
     assert runtime.memory is not None
-    turns = await runtime.memory.all(session)
+    turns = await runtime.memory.all(owned(exchange_of(request).client, session))
     body = {
         "session": session,
         "turns": [{"role": t.role, "text": t.text, "tokens": t.tokens, "at": t.at} for t in turns],
@@ -205,7 +211,7 @@ async def read_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     runtime, session = _memory(request)
     assert runtime.memory is not None
-    deleted = await runtime.memory.forget(session)
+    deleted = await runtime.memory.forget(owned(exchange_of(request).client, session))
     return web.Response(
         body=orjson.dumps({"session": session, "deleted_turns": deleted}),
         content_type="application/json",

@@ -192,3 +192,35 @@ async def test_client_going_away_cancels_the_upstream(
     while upstream.state()["streams_cancelled"] == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     assert upstream.state()["streams_cancelled"] == 1
+
+
+async def test_sessions_belong_to_their_client(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    clients = 'clients:\n  - {name: ann, key: "ann-key"}\n  - {name: ben, key: "ben-key"}'
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(tmp_path / "s.db"), extra=clients))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            proxy.url + STREAM,
+            json={"signal": "mine", "session": "shared"},
+            headers={"x-goog-api-key": "ann-key"},
+        ) as r:
+            assert (await read_sse(r))[-1][0] == "done"
+        async with s.get(
+            f"{proxy.url}/api/v6/sessions/shared", headers={"x-goog-api-key": "ben-key"}
+        ) as r:
+            assert (await r.json())["turns"] == []
+        async with s.post(
+            proxy.url + STREAM,
+            json={"signal": "his", "session": "shared"},
+            headers={"x-goog-api-key": "ben-key"},
+        ) as r:
+            await r.read()
+        async with s.get(f"{proxy.url}/api/v6/sessions/shared", params={"key": "ann-key"}) as r:
+            turns = (await r.json())["turns"]
+        assert [t["role"] for t in turns] == ["user", "model"]
+        assert turns[0]["text"] == "mine"
+        async with s.get(f"{proxy.url}/api/v6/sessions/shared") as r:
+            assert r.status == 401
+    his = json.loads(upstream.requests("m1")[1]["body"])["contents"]
+    assert his == [{"role": "user", "parts": [{"text": "his"}]}]
