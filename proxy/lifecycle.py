@@ -61,8 +61,12 @@ def _session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
     )
+    # No cookie jar: the upstream's cookies must never carry from one client to the next.
     return aiohttp.ClientSession(
-        connector=connector, raise_for_status=False, skip_auto_headers=("User-Agent",)
+        connector=connector,
+        raise_for_status=False,
+        skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -102,6 +102,7 @@ class Prom:
             "l104_rate_limited", "Requests refused by a rate limit", ["client", "limit"], registry=r
         )
         self.in_flight = Gauge("l104_requests_in_flight", "Requests being served", registry=r)
+        ProcessCollector(registry=r)  # process_start_time_seconds, RSS, CPU, open fds
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:

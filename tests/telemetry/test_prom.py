@@ -57,6 +57,7 @@ async def test_prometheus_figures(start_proxy: StartProxy, upstream: Upstream) -
     assert value(m, "l104_rotations_total") == 2  # the stream skipped the cooling m1 too
     assert value(m, "l104_rate_limited_total", client="tiny", limit="requests-per-minute") == 1
     assert value(m, "l104_requests_in_flight") == 0
+    assert value(m, "process_start_time_seconds") > 0
     assert 39 < value(m, "l104_cooldown_seconds", model="m1") <= 40
     assert value(m, "l104_model_ready", model="m1") == 0
     assert value(m, "l104_model_ready", model="m2") == 1
