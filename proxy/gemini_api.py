@@ -12,6 +12,7 @@ from proxy.responders import Call
 from proxy.responders.base import ACTIONS
 from proxy.state import RUNTIME
 
+# Client headers worth passing on; everything else (keys above all) stays here.
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
 
 

@@ -54,10 +54,6 @@ def parse(r: Reader) -> GeminiSpec:
     )
 
 
-# Client headers worth passing on; everything else (keys above all) stays here.
-FORWARD_HEADERS = ("x-goog-api-client", "user-agent", "x-server-timeout")
-
-
 class GeminiResponder:
     remote = True
 
@@ -121,9 +117,7 @@ class GeminiResponder:
     async def send(self, call: Call, key_index: int) -> Reply:
         url = f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
         headers = {"content-type": "application/json"}
-        for name in FORWARD_HEADERS:
-            if name in call.headers:
-                headers[name] = call.headers[name]
+        headers.update(call.headers)  # the handler chose which client headers go on
         headers.update(call.trace_headers)
         streaming = call.streaming
         resp = await self._request(

@@ -1,137 +1,21 @@
-"""The YAML config, parsed once into frozen dataclasses.
-
-:func:`load_config` reads a file and returns a :class:`Config`, or raises :class:`ConfigError`
-carrying every problem found as ``FILE:LINE: message``, each naming the key and the value.
-"""
+"""Each top-level section of the YAML, read into its dataclass; every mistake is recorded with
+its line, key and value (see :class:`proxy.reader.Reader`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
+from proxy.config.types import Chain, Client, Listen, Member, ResponderConf, Rotation
 from proxy.names import valid_model_name
 from proxy.reader import Reader
 from proxy.responders import REGISTRY
-from proxy.yamlsource import Issue, Source, dotted, load
-
-
-class ConfigError(Exception):
-    """The config has errors; ``lines`` holds each as ``FILE:LINE: message``."""
-
-    def __init__(self, file: str, issues: list[Issue]) -> None:
-        self.lines = [f"{file}:{i.line}: {i.message}" for i in sorted(issues, key=lambda i: i.line)]
-        super().__init__("\n".join(self.lines))
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    host: str = "127.0.0.1"
-    port: int = 8081
-    cors_origins: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ResponderConf:
-    name: str
-    type: str
-    spec: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One link of a chain: ``model`` on ``responder``."""
-
-    responder: str
-    model: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.responder}:{self.model}"
-
-
-@dataclass(frozen=True, slots=True)
-class Chain:
-    name: str
-    members: tuple[Member, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Rotation:
-    statuses: frozenset[int] = frozenset({429, 503})
-    on_timeout: bool = True
-    on_connect: bool = True
-    cooldown_s: float = 60.0
-    max_attempts: int = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    name: str
-    key: str
-    requests_per_minute: int = 0
-    tokens_per_minute: int = 0
-
-    def __repr__(self) -> str:  # SECURITY: a client's key never reaches a log line.
-        return f"Client(name={self.name!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_concurrent: int = 256
-    requests_per_second: float = 0.0
-    max_body_bytes: int = 10 * 1024 * 1024
-    adaptive: bool = True
-    queue_timeout_s: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Tracing:
-    exporter: str = "none"
-    endpoint: str = "http://127.0.0.1:4318"
-    service_name: str = "l104-proxy"
-    capture_content: bool = False
-    sample_ratio: float = 0.01
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    """``path: ""`` turns the store off (no ledger, memory or saved state)."""
-
-    path: str = "data/l104.db"
-    retention_days: float = 30.0
-    shared: str = ""
-    memory_turns: int = 20
-    memory_tokens: int = 8000
-    maintenance_s: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    file: str
-    listen: Listen
-    responders: Mapping[str, ResponderConf]
-    chains: Mapping[str, Chain]
-    rotation: Rotation = Rotation()
-    clients: tuple[Client, ...] = ()
-    limits: Limits = Limits()
-    tracing: Tracing = Tracing()
-    store: Store = Store()
-    notices: tuple[str, ...] = field(default=())
-
-    @property
-    def default_chain(self) -> Chain:
-        """The chain named ``default``, else the first one declared."""
-        return self.chains.get("default") or next(iter(self.chains.values()))
-
+from proxy.yamlsource import Source, dotted
 
 ROTATION_KINDS = ("timeout", "connect")
 
 
-def _listen(r: Reader) -> Listen:
+def read_listen(r: Reader) -> Listen:
     out = Listen(
         host=r.text("host", "127.0.0.1"),
         port=r.whole("port", 8081, low=0, high=65535),
@@ -141,7 +25,7 @@ def _listen(r: Reader) -> Listen:
     return out
 
 
-def _responders(r: Reader) -> dict[str, ResponderConf]:
+def read_responders(r: Reader) -> dict[str, ResponderConf]:
     out: dict[str, ResponderConf] = {}
     if not r.data:
         r.error(None, "key 'responders' must declare at least one responder")
@@ -196,7 +80,7 @@ def _member(
     return Member(name, model)
 
 
-def _chains(r: Reader, responders: Mapping[str, ResponderConf]) -> dict[str, Chain]:
+def read_chains(r: Reader, responders: Mapping[str, ResponderConf]) -> dict[str, Chain]:
     out: dict[str, Chain] = {}
     if not r.data:
         r.error(None, "key 'chains' must declare at least one chain")
@@ -217,7 +101,7 @@ def _chains(r: Reader, responders: Mapping[str, ResponderConf]) -> dict[str, Cha
     return out
 
 
-def _rotation(r: Reader) -> Rotation:
+def read_rotation(r: Reader) -> Rotation:
     statuses: set[int] = set()
     kinds: set[str] = set()
     for item in r.raw("on", [429, 503, "timeout", "connect"]) or []:
@@ -238,7 +122,7 @@ def _rotation(r: Reader) -> Rotation:
     return out
 
 
-def _clients(source: Source, raw: Any) -> tuple[Client, ...]:
+def read_clients(source: Source, raw: Any) -> tuple[Client, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -262,7 +146,7 @@ def _clients(source: Source, raw: Any) -> tuple[Client, ...]:
     return tuple(out)
 
 
-def _section(r: Reader, key: str, cls: type[Any], fields: dict[str, Any]) -> Any:
+def read_section(r: Reader, key: str, cls: type[Any], fields: dict[str, Any]) -> Any:
     sub = r.section(key)
     values = {}
     defaults = cls()
@@ -272,7 +156,7 @@ def _section(r: Reader, key: str, cls: type[Any], fields: dict[str, Any]) -> Any
     return cls(**values)
 
 
-def _apply_without_keys(
+def apply_without_keys(
     responders: dict[str, ResponderConf], chains: dict[str, Chain], source: Source
 ) -> list[str]:
     """Serve the members of a keyless gemini responder from its ``without_keys`` responder."""
@@ -304,87 +188,3 @@ def _apply_without_keys(
             f"'{stand_in.name}' instead"
         )
     return notices
-
-
-def parse_config(source: Source) -> Config:
-    """Build the :class:`Config` of an already loaded source; raise ``ConfigError`` on issues."""
-    top = Reader(source, (), source.data)
-    listen = _listen(top.section("listen"))
-    responders = _responders(top.section("responders"))
-    chains = _chains(top.section("chains"), responders)
-    rotation = _rotation(top.section("rotation"))
-    top.seen.add("clients")
-    clients = _clients(
-        source, source.data.get("clients") if isinstance(source.data, dict) else None
-    )
-
-    def num(r: Reader, k: str, d: Any) -> Any:
-        return r.whole(k, d) if isinstance(d, int) and not isinstance(d, bool) else r.number(k, d)
-
-    def text(r: Reader, k: str, d: str) -> str:
-        return r.text(k, d)
-
-    def flag(r: Reader, k: str, d: bool) -> bool:
-        return r.flag(k, d)
-
-    limits = _section(
-        top,
-        "limits",
-        Limits,
-        {
-            "max_concurrent": num,
-            "requests_per_second": num,
-            "max_body_bytes": num,
-            "adaptive": flag,
-            "queue_timeout_s": num,
-        },
-    )
-    tracing = _section(
-        top,
-        "tracing",
-        Tracing,
-        {
-            "exporter": lambda r, k, d: r.choice(k, d, ("otlp", "console", "none")),
-            "endpoint": text,
-            "service_name": text,
-            "capture_content": flag,
-            "sample_ratio": lambda r, k, d: r.number(k, d, high=1.0),
-        },
-    )
-    store = _section(
-        top,
-        "store",
-        Store,
-        {
-            "path": text,
-            "retention_days": num,
-            "shared": text,
-            "memory_turns": num,
-            "memory_tokens": num,
-            "maintenance_s": num,
-        },
-    )
-    top.finish()
-    notices = _apply_without_keys(responders, chains, source)
-    if source.issues:
-        raise ConfigError(source.file, source.issues)
-    return Config(
-        file=source.file,
-        listen=listen,
-        responders=MappingProxyType(responders),
-        chains=MappingProxyType(chains),
-        rotation=rotation,
-        clients=clients,
-        limits=limits,
-        tracing=tracing,
-        store=store,
-        notices=tuple(notices),
-    )
-
-
-def load_config(file: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Load, interpolate and validate ``file``; raise :class:`ConfigError` listing every issue."""
-    source = load(file, os.environ if env is None else env)
-    if source.data is None:
-        raise ConfigError(source.file, source.issues)
-    return parse_config(source)

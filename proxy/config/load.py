@@ -1,0 +1,106 @@
+"""Loading a config file: YAML with lines, ``${VAR}`` interpolation, then every section."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from proxy.config.sections import (
+    apply_without_keys,
+    read_chains,
+    read_clients,
+    read_listen,
+    read_responders,
+    read_rotation,
+    read_section,
+)
+from proxy.config.types import Config, ConfigError, Limits, Store, Tracing
+from proxy.reader import Reader
+from proxy.yamlsource import Source, load
+
+
+def parse_config(source: Source) -> Config:
+    """Build the :class:`Config` of an already loaded source; raise ``ConfigError`` on issues."""
+    top = Reader(source, (), source.data)
+    listen = read_listen(top.section("listen"))
+    responders = read_responders(top.section("responders"))
+    chains = read_chains(top.section("chains"), responders)
+    rotation = read_rotation(top.section("rotation"))
+    top.seen.add("clients")
+    clients = read_clients(
+        source, source.data.get("clients") if isinstance(source.data, dict) else None
+    )
+
+    def num(r: Reader, k: str, d: Any) -> Any:
+        return r.whole(k, d) if isinstance(d, int) and not isinstance(d, bool) else r.number(k, d)
+
+    def text(r: Reader, k: str, d: str) -> str:
+        return r.text(k, d)
+
+    def flag(r: Reader, k: str, d: bool) -> bool:
+        return r.flag(k, d)
+
+    limits = read_section(
+        top,
+        "limits",
+        Limits,
+        {
+            "max_concurrent": num,
+            "requests_per_second": num,
+            "max_body_bytes": num,
+            "adaptive": flag,
+            "queue_timeout_s": num,
+        },
+    )
+    tracing = read_section(
+        top,
+        "tracing",
+        Tracing,
+        {
+            "exporter": lambda r, k, d: r.choice(k, d, ("otlp", "console", "none")),
+            "endpoint": text,
+            "service_name": text,
+            "capture_content": flag,
+            "sample_ratio": lambda r, k, d: r.number(k, d, high=1.0),
+        },
+    )
+    store = read_section(
+        top,
+        "store",
+        Store,
+        {
+            "path": text,
+            "retention_days": num,
+            "shared": text,
+            "memory_turns": num,
+            "memory_tokens": num,
+            "maintenance_s": num,
+        },
+    )
+    top.finish()
+    notices = apply_without_keys(responders, chains, source)
+    if source.issues:
+        raise ConfigError(source.file, source.issues)
+    return Config(
+        file=source.file,
+        listen=listen,
+        responders=MappingProxyType(responders),
+        chains=MappingProxyType(chains),
+        rotation=rotation,
+        clients=clients,
+        limits=limits,
+        tracing=tracing,
+        store=store,
+        notices=tuple(notices),
+    )
+
+
+def load_config(file: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load, interpolate and validate ``file``; raise :class:`ConfigError` listing every issue."""
+    source = load(file, os.environ if env is None else env)
+    if source.data is None:
+        raise ConfigError(source.file, source.issues)
+    return parse_config(source)

@@ -1,0 +1,118 @@
+"""The config as frozen dataclasses: what the rest of the proxy reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.yamlsource import Issue
+
+
+class ConfigError(Exception):
+    """The config has errors; ``lines`` holds each as ``FILE:LINE: message``."""
+
+    def __init__(self, file: str, issues: list[Issue]) -> None:
+        self.lines = [f"{file}:{i.line}: {i.message}" for i in sorted(issues, key=lambda i: i.line)]
+        super().__init__("\n".join(self.lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderConf:
+    name: str
+    type: str
+    spec: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One link of a chain: ``model`` on ``responder``."""
+
+    responder: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.responder}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    name: str
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    statuses: frozenset[int] = frozenset({429, 503})
+    on_timeout: bool = True
+    on_connect: bool = True
+    cooldown_s: float = 60.0
+    max_attempts: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    name: str
+    key: str
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+
+    def __repr__(self) -> str:  # SECURITY: a client's key never reaches a log line.
+        return f"Client(name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_concurrent: int = 256
+    requests_per_second: float = 0.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    adaptive: bool = True
+    queue_timeout_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    exporter: str = "none"
+    endpoint: str = "http://127.0.0.1:4318"
+    service_name: str = "l104-proxy"
+    capture_content: bool = False
+    sample_ratio: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """``path: ""`` turns the store off (no ledger, memory or saved state)."""
+
+    path: str = "data/l104.db"
+    retention_days: float = 30.0
+    shared: str = ""
+    memory_turns: int = 20
+    memory_tokens: int = 8000
+    maintenance_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    file: str
+    listen: Listen
+    responders: Mapping[str, ResponderConf]
+    chains: Mapping[str, Chain]
+    rotation: Rotation = Rotation()
+    clients: tuple[Client, ...] = ()
+    limits: Limits = Limits()
+    tracing: Tracing = Tracing()
+    store: Store = Store()
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def default_chain(self) -> Chain:
+        """The chain named ``default``, else the first one declared."""
+        return self.chains.get("default") or next(iter(self.chains.values()))
