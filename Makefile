@@ -37,7 +37,7 @@ test: $(STAMP) system-deps check-secrets lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) system-deps
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -31,6 +31,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.peers import litellm_command, litellm_lua
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
 CLIENT_KEY = "bench-client-key"
@@ -60,14 +62,19 @@ class Procs:
     running: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(
-        self, cmd: list[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
+        self,
+        cmd: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        limit_s: float = 20,
     ) -> subprocess.Popen[bytes]:
         out = log.open("wb") if log else subprocess.DEVNULL
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
         )
         self.running.append(proc)
-        wait_port(port, proc)
+        wait_port(port, proc, limit_s)
         return proc
 
     def stop_all(self) -> None:
@@ -341,6 +348,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         untraced_url = f"http://127.0.0.1:{px3_port}/v1beta/models/default:generateContent"
         small["proxy, tracing off"] = wrk(untraced_url, 32, seconds, lua)
         small["proxy, tracing off"]["peak_rss_mb"] = peak_rss_mb(untraced.pid)
+        if "litellm" in args.peers:
+            ll_port = free_port()
+            cmd, env = litellm_command(work, up_port, ll_port)
+            litellm = procs.start(cmd, ll_port, env, log=work / "litellm.log", limit_s=120)
+            ll_url = f"http://127.0.0.1:{ll_port}/v1beta/models/bench:generateContent"
+            ll_lua = litellm_lua(work, BODY)
+            wrk(ll_url, 8, 2, ll_lua)  # warm up
+            reset_peak(litellm.pid)
+            small["litellm"] = wrk(ll_url, 32, seconds, ll_lua)
+            small["litellm"]["peak_rss_mb"] = peak_rss_mb(litellm.pid)
         results["small_32"] = small
         # Tracing's cost is a small difference between two noisy numbers: measure the pair
         # interleaved (on, off, on, off) and compare the sums.
@@ -381,6 +398,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return results
 
 
+def peer_targets(small: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    if "litellm" not in small:
+        return []
+    times = small["proxy"]["rps"] / small["litellm"]["rps"]
+    return [("proxy RPS >= 30 x LiteLLM RPS", f"{times:.1f} x", times >= 30)]
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
     small, lat, st, op = r["small_32"], r["latency_1"], r["streaming"], r["open_streams"]
     ratio = small["proxy"]["rps"] / small["nginx"]["rps"]
@@ -397,6 +421,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ),
         ("first-chunk overhead <= 1 ms", f"{first:.3f} ms", first <= 1),
         ("tracing costs <= 10 % of RPS", f"{tracing_cost:.1%}", tracing_cost <= 0.10),
+        *peer_targets(small),
         (
             f"{op['streams']} open streams <= 150 MB, none dropped",
             f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",
@@ -446,6 +471,9 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, no thresholds")
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 8)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 1)))
+    parser.add_argument(
+        "--peers", default=os.environ.get("BENCH_PEERS", ""), help="peers to add: litellm"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):

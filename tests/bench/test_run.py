@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
