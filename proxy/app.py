@@ -20,7 +20,7 @@ from proxy.middleware import Middleware
 from proxy.middleware.admission import GlobalAdmission
 from proxy.middleware.auth import ClientAuth
 from proxy.middleware.browser import Browser
-from proxy.middleware.errors import ErrorMiddleware
+from proxy.middleware.errors import ErrorMiddleware, mark_started
 from proxy.middleware.ledger import Ledger
 from proxy.middleware.ratelimit import ClientRateLimit
 from proxy.middleware.telemetry import Telemetry
@@ -105,6 +105,7 @@ def create_app(
     app[CONFIG] = config
     app.cleanup_ctx.append(runtime_ctx(parts, now))
     app.on_response_prepare.append(browser.on_prepare)
+    app.on_response_prepare.append(mark_started)
     app.on_shutdown.append(_drain)
     # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
     for version in VERSIONS:

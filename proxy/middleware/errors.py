@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
@@ -30,30 +31,49 @@ _HTTP_MESSAGES = {
 }
 
 
+STARTED = web.RequestKey("l104_response_started", bool)
+
+
+async def mark_started(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: from here on, the status line has gone out."""
+    request[STARTED] = True
+
+
 class ErrorMiddleware(Middleware):
     """Turns ``ProxyError``, aiohttp's HTTP exceptions and crashes into Gemini errors.
 
-    A stream that has started is never answered twice: ``relay`` reports its own failures
-    in-band, and a client that went away simply ends the request.
+    A response that has started is never answered twice (the status line is out): such a
+    failure is logged and the connection ends. Streams report their own failures in-band.
     """
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ProxyError as exc:
-            exchange_of(request).status = exc.code
-            return gemini_error(exc.code, exc.message, exc.retry_after_s)
-        except web.HTTPException as exc:
-            if exc.status < 400:
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if request.get(STARTED):
+                log.warning(
+                    "error after the response started on %s %s: %s",
+                    request.method,
+                    request.path,
+                    type(exc).__name__,
+                )
                 raise
+            return self.answer(request, exc)
+
+    def answer(self, request: web.Request, exc: Exception) -> web.Response:
+        exchange = exchange_of(request)
+        if isinstance(exc, ProxyError):
+            exchange.status = exc.code
+            return gemini_error(exc.code, exc.message, exc.retry_after_s)
+        if isinstance(exc, web.HTTPException):
+            if exc.status < 400:
+                raise exc
             # Anything outside the Gemini surface is simply not found: never forwarded.
             code = 404 if exc.status == 405 else exc.status
-            exchange_of(request).status = code
-            message = _HTTP_MESSAGES.get(exc.status) or exc.text or exc.reason
-            return gemini_error(code, message)
-        except ConnectionResetError:
-            raise
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            exchange_of(request).status = 500
-            return gemini_error(500, "Internal error in the proxy.")
+            exchange.status = code
+            return gemini_error(code, _HTTP_MESSAGES.get(exc.status) or exc.text or exc.reason)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        exchange.status = 500
+        return gemini_error(500, "Internal error in the proxy.")

@@ -75,7 +75,7 @@ class Telemetry(Middleware):
                 response = await handler(request)
             status = response.status
             return response
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):
             status = 499  # the client went away
             raise
         finally:

@@ -41,3 +41,24 @@ async def test_errors_become_gemini_json(
     assert body["error"]["code"] == code
     assert body["error"]["status"] == status
     assert "secret internals" not in body["error"]["message"]
+
+
+async def test_a_started_response_is_never_answered_twice() -> None:
+    import aiohttp
+
+    from proxy.middleware.errors import mark_started
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"data: first\r\n\r\n")
+        raise InvalidArgument("too late to say so")
+
+    app = web.Application(middlewares=[ErrorMiddleware()])
+    app.on_response_prepare.append(mark_started)
+    app.router.add_get("/x", handler)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        resp = await client.get("/x")
+        assert resp.status == 200  # the status line that went out stays the only one
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
