@@ -118,10 +118,9 @@ class Reader:
             if isinstance(item, str | int) and not isinstance(item, bool):
                 out.append(str(item))
             else:
-                self.error(
-                    (key),
-                    f"key '{dotted((*self.where(key), i))}' has value "
-                    f"{_show(item)}: must be a string",
+                where = (*self.where(key), i)
+                self.source.error(
+                    where, f"key '{dotted(where)}' has value {_show(item)}: must be a string"
                 )
         return tuple(out)
 
