@@ -49,6 +49,7 @@ def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
         Telemetry(
             tracer_of(parts.provider),
             parts.prom,
+            parts.counters,
             tracing=parts.provider is not None,
             head_ratio=head_ratio(config.tracing),
         ),

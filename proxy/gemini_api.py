@@ -39,7 +39,6 @@ def check_model(model: str) -> None:
 
 async def model_action(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    runtime.counters.requests_total += 1
     model, action = split_target(request.match_info["target"])
     exchange = exchange_of(request)
     exchange.requested = model

@@ -93,7 +93,6 @@ async def _fetch(responder: Responder, version: str, path: str, query: dict[str,
 
 async def list_models(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    runtime.counters.requests_total += 1
     version = api_version(request)
     size_text = request.query.get("pageSize", "50")
     if not size_text.isdigit():
@@ -128,7 +127,6 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 
 async def get_model(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    runtime.counters.requests_total += 1
     name = request.match_info["target"]
     if ":" in name:
         raise NotFound(f"Method not found: models/{name}.")

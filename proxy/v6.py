@@ -121,7 +121,6 @@ async def _relay(resp: EventSourceResponse, reply: Reply, exchange: Exchange) ->
 
 async def stream(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    runtime.counters.requests_total += 1
     exchange = exchange_of(request)
     try:
         signal, session, chain = _validate(runtime, await _params(request))

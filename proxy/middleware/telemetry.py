@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from proxy.exchange import EXCHANGE, Exchange
+from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_open
 from proxy.telemetry.attempts import PROPAGATOR
 from proxy.telemetry.prom import Prom
@@ -28,10 +29,17 @@ def route_of(request: web.Request) -> str:
 
 class Telemetry(Middleware):
     def __init__(
-        self, tracer: trace.Tracer, prom: Prom, *, tracing: bool, head_ratio: float = 1.0
+        self,
+        tracer: trace.Tracer,
+        prom: Prom,
+        counters: Counters,
+        *,
+        tracing: bool,
+        head_ratio: float = 1.0,
     ) -> None:
         self.tracer = tracer
         self.prom = prom
+        self.counters = counters
         self.tracing = tracing
         self.head_ratio = head_ratio
 
@@ -64,6 +72,7 @@ class Telemetry(Middleware):
             return await handler(request)
         route = route_of(request)
         exchange = request[EXCHANGE] = Exchange()
+        self.counters.requests_total += 1
         status = 500
         self.prom.in_flight.inc()
         span = self._start(request, route)
