@@ -96,3 +96,32 @@ async def test_counters_and_cooldowns_survive_a_restart(
     await client.aio.aclose()
     assert answer.text == "Hello from m2."
     assert len(upstream.requests("m1")) == 1  # the restarted proxy did not hammer m1
+
+
+async def test_no_key_reaches_the_store(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    from tests.conftest import key_shaped
+
+    secret = key_shaped("s")
+    db = tmp_path / "l104.db"
+    clients = 'clients:\n  - {name: alice, key: "alice-secret-key"}'
+    text = base_yaml(upstream.url, keys=(secret,), store=str(db), extra=clients)
+    proxy = await asyncio.to_thread(proxy_process, text)
+    upstream.script("m1", {"status": 429})
+    async with aiohttp.ClientSession() as s:
+        for path, body in (
+            ("/v1beta/models/default:generateContent", {"contents": []}),
+            ("/api/v6/stream", {"signal": "hi", "session": "s1"}),
+        ):
+            async with s.post(
+                proxy.url + path, json=body, headers={"x-goog-api-key": "alice-secret-key"}
+            ) as r:
+                assert r.status == 200
+                await r.read()
+    assert await asyncio.to_thread(proxy.stop) == 0
+    with sqlite3.connect(db) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "alice" in dump  # the client's name is there ...
+    assert "alice-secret-key" not in dump  # ... never its key
+    assert secret not in dump
