@@ -192,3 +192,17 @@ def test_l104_config_names_the_file(tmp_path: Path) -> None:
 
     result = run_check(env={**os.environ, "L104_CONFIG": "config/proxy.yaml"})
     assert result.returncode == 0, result.stderr
+
+
+def test_console_script_is_the_same_command() -> None:
+    script = Path(sys.executable).parent / "l104-proxy"
+    result = subprocess.run(
+        [str(script), "check", "--config", "config/proxy.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config/proxy.yaml: ok")
