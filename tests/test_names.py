@@ -19,6 +19,12 @@ def test_an_accepted_name_is_one_plain_segment(name: str) -> None:
 
 
 def test_real_model_names_are_accepted() -> None:
-    for name in ("gemini-2.5-flash-lite", "gemini-3-flash-preview", "gemini-1.5-flash-001",
-                 "text-embedding-004", "gemma-3-27b-it", "default"):
+    for name in (
+        "gemini-2.5-flash-lite",
+        "gemini-3-flash-preview",
+        "gemini-1.5-flash-001",
+        "text-embedding-004",
+        "gemma-3-27b-it",
+        "default",
+    ):
         assert valid_model_name(name)
