@@ -23,6 +23,7 @@ from proxy.config import Config
 from proxy.cooldown import Cooldowns
 from proxy.events import Bus
 from proxy.metrics import Counters
+from proxy.ops import state_rows
 from proxy.pacing import Pacer
 from proxy.responders import build_responder
 from proxy.rotation import Rotator
@@ -144,8 +145,6 @@ def runtime_ctx(
                 now,
             ),
         )
-        from proxy.ops import state_rows
-
         parts.prom.watch_state(lambda: state_rows(runtime))
         supervisor = _start_tasks(runtime, store)
         try:
