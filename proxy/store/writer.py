@@ -75,7 +75,14 @@ class Writer:
             if self.queue.qsize() < BATCH and not self.stopping:
                 # Let a batch gather: one transaction for many rows costs the loop far less.
                 await asyncio.sleep(self.linger_s)
-            await self._write(db, self._batch(self.queue.get_nowait()))
+            batch = self._batch(self.queue.get_nowait())
+            try:
+                await self._write(db, batch)
+            except Exception:
+                # A failed batch (disk full, a locked file …) is counted and logged; the writer
+                # itself keeps going, so one bad moment does not stop the ledger for good.
+                self.dropped += len(batch)
+                log.exception("store write of %d rows failed; counted as dropped", len(batch))
 
     def stop(self) -> None:
         self.stopping = True

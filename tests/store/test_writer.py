@@ -37,3 +37,17 @@ async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     await task
     assert await store.rows("SELECT COUNT(*) FROM ledger") == [(10,)]
     await store.close()
+
+
+async def test_a_failed_batch_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
+    writer = Writer(size=100, linger_s=0)
+    store = await Store.open(str(tmp_path / "s.db"), writer)
+    task = asyncio.create_task(writer.run(store.db))
+    writer.put("INSERT INTO no_such_table VALUES (?)", (1,))
+    await asyncio.sleep(0.05)
+    assert store.record(row(1))
+    writer.stop()
+    await task
+    assert writer.dropped == 1
+    assert await store.rows("SELECT COUNT(*) FROM ledger") == [(1,)]
+    await store.close()
