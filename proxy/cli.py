@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from proxy.server import BindRefused, announce, serve, supervise  # keeps `check` light
+    from proxy.store.db import StoreError
 
     host = args.host or config.listen.host
     port = config.listen.port if args.port is None else args.port
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             argv = ["serve", "--config", args.config, "--host", host, "--port", str(port)]
             return supervise([*argv, "--log-level", args.log_level], args.workers)
         serve(config, host, port, reuse_port=args.reuse_port)
-    except BindRefused as exc:
+    except (BindRefused, StoreError) as exc:
         print(f"l104-proxy: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

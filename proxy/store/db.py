@@ -3,6 +3,7 @@ housekeeping. Hot-path writes go through the :class:`~proxy.store.writer.Writer`
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,10 @@ class LedgerRow:
     trace_id: str
 
 
+class StoreError(Exception):
+    """The store cannot be opened; the message names the path."""
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, writer: Writer) -> None:
         self.db = db
@@ -47,12 +52,16 @@ class Store:
 
     @classmethod
     async def open(cls, path: str, writer: Writer) -> Store:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps this crash-safe
-        await db.execute("PRAGMA busy_timeout = 5000")
-        await migrate(db)
+        """Open (and migrate) the database; :class:`StoreError` names the path if it cannot."""
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path)
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps this crash-safe
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await migrate(db)
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         return cls(db, writer)
 
     async def close(self) -> None:

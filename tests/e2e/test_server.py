@@ -102,3 +102,21 @@ def test_sigterm_stops_cleanly(proxy_process: StartProcess, upstream: Upstream) 
     assert http("GET", f"{proxy.url}/ready")[0] == 200
     assert proxy.stop() == 0
     assert "Traceback" not in proxy.log.read_text()
+
+
+def test_an_unopenable_store_is_a_clear_error(tmp_path: Path, upstream: Upstream) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a folder should be")
+    config = tmp_path / "store.yaml"
+    config.write_text(base_yaml(upstream.url, store=str(blocker / "l104.db")))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"cannot open the store at {blocker / 'l104.db'}" in result.stderr
+    assert "Traceback" not in result.stderr
