@@ -95,6 +95,18 @@ def _error(code: int, message: str, status: str | None = None) -> str:
     return json.dumps({"code": code, "status": status or status_name(code), "message": message})
 
 
+def _upstream_error(reply: Reply) -> str:
+    """An upstream error answer as an ``error`` event, whatever its body looks like."""
+    try:
+        found = orjson.loads(reply.body or error_body(reply.status, "Upstream error."))
+    except orjson.JSONDecodeError:
+        found = {}
+    err = found.get("error") if isinstance(found, dict) else None
+    err = err if isinstance(err, dict) else {}
+    message = str(err.get("message") or f"The upstream answered {reply.status}.")
+    return _error(reply.status, message, err.get("status"))
+
+
 async def _relay(resp: EventSourceResponse, reply: Reply, exchange: Exchange) -> str | None:
     """Send the answer as chunk events; the whole text, or None if an error event was sent."""
     assert reply.chunks is not None
@@ -141,12 +153,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         async with sse_response(request, allow_all_methods=True, ping_interval=PING_S) as resp:
             if reply.chunks is None:  # an upstream error that is not a rotation outcome
-                err = orjson.loads(reply.body or error_body(reply.status, "Upstream error."))
-                err = err.get("error", {}) if isinstance(err, dict) else {}
-                await resp.send(
-                    _error(reply.status, str(err.get("message", "")), err.get("status")),
-                    event="error",
-                )
+                await resp.send(_upstream_error(reply), event="error")
                 return resp
             try:
                 answer = await _relay(resp, reply, exchange)

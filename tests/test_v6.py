@@ -224,3 +224,22 @@ async def test_sessions_belong_to_their_client(
             assert r.status == 401
     his = json.loads(upstream.requests("m1")[1]["body"])["contents"]
     assert his == [{"role": "user", "parts": [{"text": "his"}]}]
+
+
+async def test_an_upstream_error_that_is_not_rotated_is_an_error_event(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    proxy = await start(start_proxy, upstream, tmp_path)
+    upstream.script("m1", {"status": 400})
+    async with aiohttp.ClientSession() as s, s.post(proxy.url + STREAM, json={"signal": "x"}) as r:
+        events = await read_sse(r)
+    assert events == [
+        (
+            "error",
+            {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": "API key not valid. Please pass a valid API key.",
+            },
+        )
+    ]
