@@ -20,6 +20,15 @@ from proxy.wire import SSE_END
 log = logging.getLogger("l104.relay")
 
 
+BROKEN = (AttemptFailed, aiohttp.ClientError, TimeoutError)
+
+
+def broken_stream(exc: BaseException) -> tuple[int, str]:
+    """The code and message for an upstream stream that broke after its first byte."""
+    timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"
+    return 504 if timed_out else 503, f"The upstream stream broke: {type(exc).__name__}."
+
+
 def whole(
     reply: Reply, headers: Mapping[str, str], exchange: Exchange | None = None
 ) -> web.Response:
@@ -53,16 +62,11 @@ async def stream(
                 exchange.mark_first_byte()
                 exchange.sniff_usage(data)
                 await resp.write(data)
-        except (AttemptFailed, aiohttp.ClientError, TimeoutError) as exc:
-            timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"
-            code = 504 if timed_out else 503
+        except BROKEN as exc:
+            code, message = broken_stream(exc)
             log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
             if sse:
-                await resp.write(
-                    b"data: "
-                    + error_body(code, f"The upstream stream broke: {type(exc).__name__}.")
-                    + SSE_END
-                )
+                await resp.write(b"data: " + error_body(code, message) + SSE_END)
             # A JSON array is left without its closing bracket: the client cannot parse it.
             return resp
         await resp.write_eof()

@@ -14,13 +14,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from proxy.errors import (
-    AttemptFailed,
     InvalidArgument,
     NotFound,
     ProxyError,
@@ -28,6 +26,7 @@ from proxy.errors import (
     status_name,
 )
 from proxy.exchange import Exchange, exchange_of
+from proxy.relay import BROKEN, broken_stream
 from proxy.responders import Call, Reply
 from proxy.state import RUNTIME, Runtime
 from proxy.store.memory import Turn
@@ -157,12 +156,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 return resp
             try:
                 answer = await _relay(resp, reply, exchange)
-            except (AttemptFailed, aiohttp.ClientError, TimeoutError) as exc:
-                timed_out = isinstance(exc, TimeoutError)
-                code = 504 if timed_out else 503
-                await resp.send(
-                    _error(code, f"The upstream stream broke: {type(exc).__name__}."), event="error"
-                )
+            except BROKEN as exc:
+                await resp.send(_error(*broken_stream(exc)), event="error")
                 return resp
             if answer is None:
                 return resp

@@ -62,6 +62,16 @@ def http(
         return err.code, dict(err.headers), err.read()
 
 
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, script: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m proxy ARGS`` (or the console ``script``) to the end, from the project root."""
+    cmd = [script] if script else [sys.executable, "-m", "proxy"]
+    return subprocess.run(
+        [*cmd, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

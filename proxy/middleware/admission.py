@@ -16,6 +16,7 @@ from proxy.errors import ClientRateLimited
 from proxy.exchange import exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_open
+from proxy.middleware.ratelimit import refuse
 from proxy.window import SlidingWindow
 
 
@@ -31,13 +32,8 @@ class GlobalAdmission(Middleware):
         self.queue_timeout_s = limits.queue_timeout_s
 
     def _reject(self, request: web.Request, why: str, wait: float) -> ClientRateLimited:
-        exchange = exchange_of(request)
-        exchange.rate_limited = why
-        self.counters.rate_limited_total += 1
-        self.counters.rate_limited_by_client[exchange.client] += 1
-        return ClientRateLimited(
-            f"The proxy is over its {why} limit. Retry shortly.", retry_after_s=wait
-        )
+        message = f"The proxy is over its {why} limit. Retry shortly."
+        return refuse(self.counters, exchange_of(request), why, message, wait)
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):

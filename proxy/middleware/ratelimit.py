@@ -33,15 +33,19 @@ def estimate_tokens(request: web.Request) -> int:
     return max(1, math.ceil((request.content_length or 0) / 4))
 
 
-def reject(counters: Counters, exchange: Exchange, wait: float, what: str) -> ClientRateLimited:
-    client = exchange.client
-    exchange.rate_limited = what
+def refuse(
+    counters: Counters, exchange: Exchange, limit: str, message: str, wait: float
+) -> ClientRateLimited:
+    """Count a refusal (in total, per client, and on the request) and make its 429."""
+    exchange.rate_limited = limit
     counters.rate_limited_total += 1
-    counters.rate_limited_by_client[client] += 1
-    return ClientRateLimited(
-        f"Client '{client}' is over its {what} limit. Retry in {math.ceil(wait)}s.",
-        retry_after_s=wait,
-    )
+    counters.rate_limited_by_client[exchange.client] += 1
+    return ClientRateLimited(message, retry_after_s=wait)
+
+
+def reject(counters: Counters, exchange: Exchange, wait: float, what: str) -> ClientRateLimited:
+    message = f"Client '{exchange.client}' is over its {what} limit. Retry in {math.ceil(wait)}s."
+    return refuse(counters, exchange, what, message, wait)
 
 
 class ClientRateLimit(Middleware):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import ConfigError, load_config
-from tests.conftest import ROOT, base_yaml, config_from
+from tests.conftest import ROOT, base_yaml, config_from, run_cli
 
 GOOD = base_yaml("http://127.0.0.1:9")
 
@@ -157,15 +157,7 @@ def test_default_config_with_a_key_and_model_variables(tmp_path: Path) -> None:
 
 
 def run_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", "check", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
+    return run_cli("check", *args, env=env)
 
 
 def test_check_command_exit_codes_and_output(tmp_path: Path) -> None:
@@ -195,14 +187,7 @@ def test_l104_config_names_the_file(tmp_path: Path) -> None:
 
 
 def test_console_script_is_the_same_command() -> None:
-    script = Path(sys.executable).parent / "l104-proxy"
-    result = subprocess.run(
-        [str(script), "check", "--config", "config/proxy.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    script = str(Path(sys.executable).parent / "l104-proxy")
+    result = run_cli("check", "--config", "config/proxy.yaml", script=script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config/proxy.yaml: ok")

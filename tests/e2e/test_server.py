@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 from google import genai
 from google.genai import errors
 
-from tests.conftest import ROOT, ProxyProcess, Upstream, base_yaml, http, key_shaped
+from tests.conftest import ROOT, ProxyProcess, Upstream, base_yaml, http, key_shaped, run_cli
 
 StartProcess = Callable[..., ProxyProcess]
 
@@ -84,14 +82,7 @@ def test_keys_never_reach_the_log(proxy_process: StartProcess, upstream: Upstrea
 def test_open_proxy_refuses_a_non_loopback_bind(tmp_path: Path, upstream: Upstream) -> None:
     config = tmp_path / "open.yaml"
     config.write_text(base_yaml(upstream.url))
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--host", "0.0.0.0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli("serve", "--config", str(config), "--host", "0.0.0.0")
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0: no clients are configured" in result.stderr
     assert "Traceback" not in result.stderr
@@ -109,14 +100,7 @@ def test_an_unopenable_store_is_a_clear_error(tmp_path: Path, upstream: Upstream
     blocker.write_text("a file where a folder should be")
     config = tmp_path / "store.yaml"
     config.write_text(base_yaml(upstream.url, store=str(blocker / "l104.db")))
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli("serve", "--config", str(config), "--port", "0")
     assert result.returncode == 2
     assert f"cannot open the store at {blocker / 'l104.db'}" in result.stderr
     assert "Traceback" not in result.stderr
