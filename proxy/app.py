@@ -10,9 +10,7 @@ from datetime import datetime
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
-from proxy import gemini_api, models_api, ops, status, v6
 from proxy.config import Config
-from proxy.cooldown import Cooldowns
 from proxy.events import Bus
 from proxy.lifecycle import Parts, runtime_ctx
 from proxy.metrics import Counters
@@ -24,10 +22,12 @@ from proxy.middleware.errors import ErrorMiddleware, mark_started
 from proxy.middleware.ledger import Ledger
 from proxy.middleware.ratelimit import ClientRateLimit
 from proxy.middleware.telemetry import Telemetry
-from proxy.pacing import Pacer
-from proxy.rotation import utc_now
+from proxy.routing.cooldown import Cooldowns
+from proxy.routing.pacing import Pacer
+from proxy.routing.rotation import utc_now
 from proxy.state import CONFIG, RUNTIME
 from proxy.store.writer import Writer
+from proxy.surfaces import gemini_api, models_api, ops, status, v6
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
 from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of

@@ -18,19 +18,19 @@ import aiohttp
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
-from proxy.chain import Resolver
 from proxy.config import Config
-from proxy.cooldown import Cooldowns
 from proxy.events import Bus
 from proxy.metrics import Counters
-from proxy.ops import state_rows
-from proxy.pacing import Pacer
 from proxy.responders import build_responder
-from proxy.rotation import Rotator
+from proxy.routing.chain import Resolver
+from proxy.routing.cooldown import Cooldowns
+from proxy.routing.pacing import Pacer
+from proxy.routing.rotation import Rotator
 from proxy.state import RUNTIME, Runtime
 from proxy.store.db import Store
 from proxy.store.memory import Memory
 from proxy.store.writer import Writer
+from proxy.surfaces.ops import state_rows
 from proxy.tasks import Supervisor, every
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom

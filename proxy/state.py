@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.chain import Resolver
 from proxy.config import Config
-from proxy.cooldown import Cooldowns
 from proxy.events import Bus
 from proxy.metrics import Counters
-from proxy.pacing import Pacer
 from proxy.responders import Responder
-from proxy.rotation import Rotator
+from proxy.routing.chain import Resolver
+from proxy.routing.cooldown import Cooldowns
+from proxy.routing.pacing import Pacer
+from proxy.routing.rotation import Rotator
 from proxy.store.memory import Memory
 from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer

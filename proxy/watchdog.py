@@ -1,14 +1,14 @@
 """The watchdog: notices when a model changes state (ready, cooling, retired) and says so to the
 log and the status page. It only watches: it never sends a request of its own, so it never
-burns quota. The first request after a cooldown is the probe (see :mod:`proxy.cooldown`)."""
+burns quota. The first request after a cooldown is the probe (see :mod:`proxy.routing.cooldown`)."""
 
 from __future__ import annotations
 
 import logging
 
 from proxy.events import Bus
-from proxy.ops import model_states
 from proxy.state import Runtime
+from proxy.surfaces.ops import model_states
 
 log = logging.getLogger("l104.watchdog")
 

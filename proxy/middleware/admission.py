@@ -17,7 +17,7 @@ from proxy.exchange import exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_open
 from proxy.middleware.ratelimit import refuse
-from proxy.window import SlidingWindow
+from proxy.routing.window import SlidingWindow
 
 
 class GlobalAdmission(Middleware):

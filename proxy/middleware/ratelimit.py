@@ -17,8 +17,8 @@ from proxy.errors import ClientRateLimited
 from proxy.exchange import Exchange, exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware
-from proxy.pacing import client_window
-from proxy.window import SlidingWindow
+from proxy.routing.pacing import client_window
+from proxy.routing.window import SlidingWindow
 
 
 class _ClientLimits:

@@ -12,7 +12,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from proxy.cooldown import KeyRef
+from proxy.routing.cooldown import KeyRef
 from proxy.store.schema import migrate
 from proxy.store.writer import Writer
 

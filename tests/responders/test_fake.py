@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from proxy.quota import read_quota
 from proxy.responders import Call
 from proxy.responders.fake import FakeResponder, FakeSpec
 from proxy.responders.local import Pace
+from proxy.routing.quota import read_quota
 from tests.conftest import StartProxy, Upstream, base_yaml
 
 

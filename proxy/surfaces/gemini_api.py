@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy import relay
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
 from proxy.responders import Call
 from proxy.responders.base import ACTIONS
 from proxy.state import RUNTIME
+from proxy.surfaces import relay
 
 # Client headers worth passing on; everything else (keys above all) stays here.
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")

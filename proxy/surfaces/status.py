@@ -11,10 +11,10 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from proxy.ops import model_states
 from proxy.state import RUNTIME, Runtime
+from proxy.surfaces.ops import model_states
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 
 
 def snapshot(runtime: Runtime) -> dict[str, Any]:

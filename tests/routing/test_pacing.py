@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from proxy.pacing import Pacer
+from proxy.routing.pacing import Pacer
 from tests.conftest import FakeClock, StartProxy, Upstream, base_yaml
 
 REF = ("up", "m1", 0)

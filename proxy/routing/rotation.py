@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 
 from opentelemetry.trace import INVALID_SPAN, Span
 
-from proxy.chain import Plan
 from proxy.config import Member, Rotation
-from proxy.cooldown import Cooldowns, KeyRef
 from proxy.errors import (
     AttemptFailed,
     ChainExhausted,
@@ -24,9 +22,11 @@ from proxy.errors import (
     UpstreamUnavailable,
 )
 from proxy.metrics import Counters
-from proxy.pacing import Pacer
-from proxy.quota import QuotaSignal, cooldown_for, read_quota
 from proxy.responders import Call, Reply, Responder
+from proxy.routing.chain import Plan
+from proxy.routing.cooldown import Cooldowns, KeyRef
+from proxy.routing.pacing import Pacer
+from proxy.routing.quota import QuotaSignal, cooldown_for, read_quota
 from proxy.telemetry.attempts import Observer
 
 log = logging.getLogger("l104.rotation")

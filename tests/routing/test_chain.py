@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.chain import Resolver
 from proxy.config import Member
+from proxy.routing.chain import Resolver
 from tests.conftest import base_yaml, config_from
 
 

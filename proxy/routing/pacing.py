@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.cooldown import KeyRef
-from proxy.window import SlidingWindow
+from proxy.routing.cooldown import KeyRef
+from proxy.routing.window import SlidingWindow
 
 WINDOW_S = 60.0
 

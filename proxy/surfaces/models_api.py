@@ -14,10 +14,10 @@ import orjson
 from aiohttp import web
 
 from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
-from proxy.gemini_api import api_version, check_model
-from proxy.relay import whole
 from proxy.responders import Reply, Responder
 from proxy.state import RUNTIME, Runtime
+from proxy.surfaces.gemini_api import api_version, check_model
+from proxy.surfaces.relay import whole
 
 METHODS = [
     "generateContent",

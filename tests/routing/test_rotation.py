@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from google.genai import errors
 
-from proxy.quota import until_daily_reset
+from proxy.routing.quota import until_daily_reset
 from proxy.state import RUNTIME
 from tests.conftest import UPSTREAM_KEYS, Proxy, StartProxy, Upstream, base_yaml
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from proxy.quota import (
+from proxy.routing.quota import (
     QuotaSignal,
     cooldown_for,
     parse_duration,

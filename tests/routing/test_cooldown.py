@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cooldown import Cooldowns, ModelState
+from proxy.routing.cooldown import Cooldowns, ModelState
 from tests.conftest import FakeClock
 
 

@@ -26,10 +26,10 @@ from proxy.errors import (
     status_name,
 )
 from proxy.exchange import Exchange, exchange_of
-from proxy.relay import BROKEN, broken_stream
 from proxy.responders import Call, Reply
 from proxy.state import RUNTIME, Runtime
 from proxy.store.memory import Turn
+from proxy.surfaces.relay import BROKEN, broken_stream
 from proxy.wire import estimate_tokens
 
 SESSION = re.compile(r"[A-Za-z0-9._-]{1,128}")

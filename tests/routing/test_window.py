@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.window import SlidingWindow
+from proxy.routing.window import SlidingWindow
 from tests.conftest import FakeClock
 
 steps = st.lists(
