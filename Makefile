@@ -10,11 +10,19 @@ STAMP := $(VENV)/.installed-stamp
 # the browser tests drive Debian's chromium, never a downloaded one).
 SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium
 
+# The JavaScript clients the tests drive (Vercel AI SDK, @google/genai, esbuild), pinned by the lock.
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 run: $(STAMP)
 	$(PY) -m proxy serve --config config/proxy.yaml
@@ -32,12 +40,15 @@ check-secrets:
 system-deps:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
+	@# The machine image ships node and npm; Debian's are the fallback where they are missing.
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
-test: $(STAMP) system-deps check-secrets lint typecheck
+test: $(STAMP) system-deps $(NODE_STAMP) check-secrets lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(NODE_DIR)/node_modules

@@ -6,6 +6,8 @@ into Gemini's JSON body, so the google-genai SDK raises its usual ``ClientError`
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 # Gemini's status names for the HTTP codes the proxy answers with.
@@ -32,11 +34,18 @@ def status_name(code: int) -> str:
     return STATUS_NAMES.get(code, "INTERNAL" if code >= 500 else "INVALID_ARGUMENT")
 
 
-def error_body(code: int, message: str, status: str | None = None) -> bytes:
-    """Gemini's error body: ``{"error": {"code", "message", "status"}}`` as JSON bytes."""
-    return orjson.dumps(
-        {"error": {"code": code, "message": message, "status": status or status_name(code)}}
-    )
+def error_body(
+    code: int, message: str, status: str | None = None, details: list[Any] | None = None
+) -> bytes:
+    """Gemini's error body: ``{"error": {"code", "message", "status"[, "details"]}}``."""
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "status": status or status_name(code),
+    }
+    if details:
+        error["details"] = details
+    return orjson.dumps({"error": error})
 
 
 class ProxyError(Exception):
@@ -44,17 +53,24 @@ class ProxyError(Exception):
 
     code: int = 500
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.details = details
 
     @property
     def status(self) -> str:
         return status_name(self.code)
 
     def body(self) -> bytes:
-        return error_body(self.code, self.message, self.status)
+        return error_body(self.code, self.message, self.status, self.details)
 
 
 class InvalidArgument(ProxyError):
@@ -84,9 +100,28 @@ class ClientRateLimited(ProxyError):
 
 
 class ChainExhausted(ProxyError):
-    """Every member of the chain is cooling or answered 429."""
+    """Every member of the chain is cooling or answered 429. ``details`` carries Gemini's
+    ``QuotaFailure`` (a violation per model) and ``RetryInfo``, for tools that read them."""
 
     code = 429
+
+
+def quota_details(models: list[tuple[str, str]], retry_s: float) -> list[Any]:
+    """Gemini's ``QuotaFailure`` (one violation per ``(model, why)``) and ``RetryInfo``."""
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "subject": f"models/{model}",
+                    "description": why,
+                    "quotaDimensions": {"model": model},
+                }
+                for model, why in models
+            ],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_s:.0f}s"},
+    ]
 
 
 class UpstreamUnavailable(ProxyError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -305,6 +306,25 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     yield start
     for handle in started:
         handle.stop()
+
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+async def run_node(script: str, *args: str, limit_s: float = 30) -> Any:
+    """Run ``tests/node/SCRIPT`` with node (without blocking the loop the proxy serves on);
+    its last stdout line is JSON, returned parsed."""
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(NODE_DIR / script),
+        *args,
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 async def read_sse(resp: Any) -> list[tuple[str, Any]]:

@@ -73,7 +73,8 @@ class Client:
 class Limits:
     max_concurrent: int = 256
     requests_per_second: float = 0.0
-    max_body_bytes: int = 10 * 1024 * 1024
+    # Above Gemini's own 20 MB request limit: the proxy never refuses what Gemini takes.
+    max_body_bytes: int = 24 * 1024 * 1024
     adaptive: bool = True
     queue_timeout_s: float = 1.0
 

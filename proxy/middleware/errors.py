@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Any
 
 from aiohttp import web
 
@@ -15,9 +16,16 @@ from proxy.middleware import Handler, Middleware
 log = logging.getLogger("l104.errors")
 
 
-def gemini_error(code: int, message: str, retry_after_s: float | None = None) -> web.Response:
+def gemini_error(
+    code: int,
+    message: str,
+    retry_after_s: float | None = None,
+    details: list[Any] | None = None,
+) -> web.Response:
     resp = web.Response(
-        status=code, body=error_body(code, message), content_type="application/json"
+        status=code,
+        body=error_body(code, message, details=details),
+        content_type="application/json",
     )
     if retry_after_s is not None:
         resp.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
@@ -66,7 +74,7 @@ class ErrorMiddleware(Middleware):
         exchange = exchange_of(request)
         if isinstance(exc, ProxyError):
             exchange.status = exc.code
-            return gemini_error(exc.code, exc.message, exc.retry_after_s)
+            return gemini_error(exc.code, exc.message, exc.retry_after_s, exc.details)
         if isinstance(exc, web.HTTPException):
             if exc.status < 400:
                 raise exc

@@ -25,7 +25,12 @@ ACTIONS = frozenset(
 
 @dataclass(slots=True)
 class Call:
-    """One request for one model. ``body`` is the client's bytes, passed on unparsed."""
+    """One request for one model. ``body`` is the client's bytes, passed on unparsed.
+
+    ``query`` is the client's raw query string, its ``key`` removed. ``body_for``, when set,
+    makes the body for a given member model: for the actions whose body names the model too,
+    which Gemini requires to match the URL.
+    """
 
     action: str
     model: str
@@ -35,6 +40,14 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     retry_after_s: float = 0.0
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+    body_for: Callable[[str], bytes] | None = None
+
+    def aim(self, model: str) -> None:
+        """Point the call at ``model`` for the next attempt, the body's model fields included."""
+        self.model = model
+        if self.body_for is not None:
+            self.body = self.body_for(model)
 
     @property
     def streaming(self) -> bool:

@@ -7,10 +7,12 @@ pass through as bytes: a 200 stream is handed on chunk by chunk as it arrives.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from proxy.errors import AttemptFailed
 from proxy.reader import Reader
@@ -18,6 +20,7 @@ from proxy.responders.base import Call, Reply
 from proxy.yamlsource import dotted
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+LARGE_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,13 @@ class GeminiResponder:
         headers["x-goog-api-key"] = self.spec.api_keys[key_index]
         try:
             return await self.session.request(
-                method, url, data=body, headers=headers, params=params, timeout=limits
+                method,
+                URL(url, encoded=True),
+                # A large body goes as a stream of pieces (aiohttp warns about big raw bytes).
+                data=io.BytesIO(body) if body is not None and len(body) > LARGE_BODY else body,
+                headers=headers,
+                params=params,
+                timeout=limits,
             )
         except TimeoutError as exc:
             raise AttemptFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from exc
@@ -116,6 +125,11 @@ class GeminiResponder:
 
     async def send(self, call: Call, key_index: int) -> Reply:
         url = f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
+        # The client's query goes on as it came (``key`` already removed); a call the proxy
+        # made itself (``/api/v6``) only needs ``alt=sse``.
+        query = call.query or ("alt=sse" if call.streaming and call.sse else "")
+        if query:
+            url = f"{url}?{query}"
         headers = {"content-type": "application/json"}
         headers.update(call.headers)  # the handler chose which client headers go on
         headers.update(call.trace_headers)
@@ -126,7 +140,7 @@ class GeminiResponder:
             key_index,
             body=call.body,
             headers=headers,
-            params={"alt": "sse"} if streaming and call.sse else None,
+            params=None,
             limits=self._stream if streaming else self._unary,
         )
         if streaming and resp.status == 200:

@@ -7,6 +7,7 @@ the client: a streaming 200 is returned unread, for the handler to relay.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from proxy.errors import (
     NotFound,
     UpstreamTimeout,
     UpstreamUnavailable,
+    quota_details,
 )
 from proxy.metrics import Counters
 from proxy.responders import Call, Reply, Responder
@@ -57,6 +59,7 @@ class _Walk:
     timeouts: int = 0
     failures: int = 0
     notes: list[str] = field(default_factory=list)
+    out_of_quota: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     reason: str = ""  # why the last member was left, for the rotation event
     rest_s: float = 0.0
 
@@ -66,9 +69,13 @@ class _Walk:
 
     def resting(self, model: str, reason: str, left_s: float) -> None:
         """A key that cools or is at its pace: skipped with no round trip."""
+        self.out_of_quota_for(model, f"{reason} {left_s:.0f}s", left_s)
+
+    def out_of_quota_for(self, model: str, why: str, rest_s: float) -> None:
         self.quota = True
-        self.soonest = left_s if self.soonest is None else min(self.soonest, left_s)
-        self.left(model, f"{reason} {left_s:.0f}s", left_s)
+        self.soonest = rest_s if self.soonest is None else min(self.soonest, rest_s)
+        self.out_of_quota.append((model, why))
+        self.left(model, why, rest_s)
 
 
 class Rotator:
@@ -139,7 +146,7 @@ class Rotator:
                 return None
             walk.attempts += 1
             self.counters.model_usage[member.model] += 1
-            call.model = member.model  # the call is this request's own: no copy needed
+            call.aim(member.model)  # the call is this request's own: no copy needed
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
             self.pacer.sent(ref)
@@ -188,9 +195,7 @@ class Rotator:
             self.pacer.limited(ref, signal.quota_value)
         wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
         rest = self.cooldowns.cool(ref, wait)
-        walk.quota = True
-        walk.soonest = rest if walk.soonest is None else min(walk.soonest, rest)
-        walk.left(model, "429, per day" if signal.per_day else "429", rest)
+        walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
 
     def _rest_on_retry_after(self, ref: KeyRef, reply: Reply) -> float:
         if not reply.retry_after:
@@ -214,6 +219,7 @@ class Rotator:
                 f"Every model of '{plan.name}' is out of quota; tried: {tried}. "
                 f"Retry in {retry:.0f}s.",
                 retry_after_s=retry,
+                details=quota_details(walk.out_of_quota, math.ceil(retry)),
             )
         if walk.failures and walk.timeouts == walk.failures:
             return UpstreamTimeout(f"Every model of '{plan.name}' timed out; tried: {tried}.")

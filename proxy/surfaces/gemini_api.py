@@ -11,7 +11,9 @@ from proxy.responders import Call
 from proxy.responders.base import ACTIONS
 from proxy.state import RUNTIME
 from proxy.surfaces import relay
+from proxy.surfaces.bodies import check_body, model_rewriter, without_key
 
+BODY_NAMES_MODEL = frozenset({"embedContent", "batchEmbedContents", "countTokens"})
 # Client headers worth passing on; everything else (keys above all) stays here.
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
 
@@ -43,14 +45,17 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     exchange = exchange_of(request)
     exchange.requested = model
     body = await request.read()
-    sse = request.query.get("alt") == "sse"
+    data = check_body(body)  # malformed JSON is answered here, never sent upstream
+    raw_query = request.rel_url.raw_query_string
     call = Call(
         action=action,
         model=model,
         version=api_version(request),
         body=body,
-        sse=sse,
+        sse=request.query.get("alt") == "sse" if raw_query else False,
         headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
+        query=without_key(raw_query) if raw_query else "",
+        body_for=model_rewriter(action, data) if action in BODY_NAMES_MODEL else None,
     )
     plan = runtime.resolver.resolve(model)
     outcome = await runtime.rotator.run(plan, call)
@@ -59,6 +64,6 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     try:
         if outcome.reply.chunks is None:
             return relay.whole(outcome.reply, headers, exchange)
-        return await relay.stream(request, outcome.reply, headers, sse, exchange)
+        return await relay.stream(request, outcome.reply, headers, call.sse, exchange)
     finally:
         runtime.observer.finish(outcome.span, exchange, outcome.reply.body)

@@ -1,7 +1,10 @@
 """Sends an answer to the client: whole, or streamed chunk by chunk as it arrives.
 
 Once the first byte of a stream is out, the status can no longer change: a failure after that
-is reported in-band as a ``data: {"error": …}`` event, which makes the SDK raise.
+is reported in-band (a ``data: {"error": …}`` event, which makes the SDK raise, or an error
+element in a JSON array), and then the connection is cut with no clean end of the chunked body,
+as a broken upstream would. Clients that ignore the in-band event (the Vercel AI SDK) still see
+a broken stream.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ def broken_stream(exc: BaseException) -> tuple[int, str]:
     """The code and message for an upstream stream that broke after its first byte."""
     timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"
     return 504 if timed_out else 503, f"The upstream stream broke: {type(exc).__name__}."
+
+
+def abort(request: web.BaseRequest) -> None:
+    """End the connection with no terminating chunk: the client sees a broken body.
+
+    What was written is flushed first (``close``, not ``abort``); aiohttp's own ``write_eof``
+    afterwards meets a closing transport and counts the response as cut short.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.close()
 
 
 def whole(
@@ -64,10 +78,11 @@ async def stream(
                 await resp.write(data)
         except BROKEN as exc:
             code, message = broken_stream(exc)
+            exchange.status = code
             log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
-            if sse:
-                await resp.write(b"data: " + error_body(code, message) + SSE_END)
-            # A JSON array is left without its closing bracket: the client cannot parse it.
+            frame = error_body(code, message)
+            await resp.write(b"data: " + frame + SSE_END if sse else b"\r\n," + frame)
+            abort(request)
             return resp
         await resp.write_eof()
     finally:

@@ -156,6 +156,17 @@ def test_default_config_with_a_key_and_model_variables(tmp_path: Path) -> None:
     assert config.listen.port == 8081
 
 
+@pytest.mark.parametrize("path", [None, ROOT / "config" / "proxy.yaml"])
+def test_defaults_never_refuse_what_gemini_accepts(tmp_path: Path, path: Path | None) -> None:
+    """No global request rate unless asked for; the body limit above Gemini's 20 MB."""
+    if path is None:
+        path = tmp_path / "minimal.yaml"
+        path.write_text('responders: {f: {type: fake}}\nchains: {default: ["f"]}\n')
+    limits = load_config(path, {}).limits
+    assert limits.requests_per_second == 0
+    assert limits.max_body_bytes > 20 * 1000 * 1000
+
+
 def run_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return run_cli("check", *args, env=env)
 

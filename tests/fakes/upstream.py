@@ -14,6 +14,10 @@ then plain 200s. A step is a dict:
   sends one chunk and waits for ``POST /_release``; with ``fail_after`` it drops the connection
   after that many chunks.
 
+As Gemini does, a body whose ``model`` field (``embedContent``, ``batchEmbedContents``'
+``requests[]``, ``countTokens``' ``generateContentRequest``) differs from the URL's model is a 400,
+and so is a body that is not a JSON object.
+
 ``POST /_quota`` ``{"model", "per_minute", "delay"}`` gives a model a hard quota: past it, every
 call is a 429 with that ``quotaValue``. ``GET /_requests`` lists what came in (path, query,
 headers); ``GET /_state`` has counters; ``POST /_reset`` forgets everything.
@@ -158,6 +162,27 @@ async def _stream(
     return resp
 
 
+def _model_mismatch(model: str, action: str, body: bytes) -> str:
+    """As Gemini does: a body that names a model must name the URL's model."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return "Invalid JSON payload received."
+    if not isinstance(data, dict):
+        return "Invalid JSON payload received. Expected an object."
+    named: list[Any] = []
+    if action == "embedContent" and "model" in data:
+        named = [data["model"]]
+    elif action == "batchEmbedContents":
+        named = [r.get("model") for r in data.get("requests", []) if "model" in r]
+    elif action == "countTokens" and "model" in data.get("generateContentRequest", {}):
+        named = [data["generateContentRequest"]["model"]]
+    wrong = [n for n in named if n != f"models/{model}"]
+    if wrong:
+        return f"* {action}: model '{wrong[0]}' does not match the URL's 'models/{model}'."
+    return ""
+
+
 async def model_call(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     target = request.match_info["target"]
@@ -168,12 +193,16 @@ async def model_call(request: web.Request) -> web.StreamResponse:
             "method": "POST",
             "path": request.path,
             "query": dict(request.query),
+            "raw_query": request.rel_url.raw_query_string,
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "model": model,
             "action": action,
             "body": body.decode(errors="replace"),
         }
     )
+    mismatch = _model_mismatch(model, action, body)
+    if mismatch:
+        return _error(400, mismatch, "INVALID_ARGUMENT")
     steps = state.scripts.get(model) or []
     step: dict[str, Any] = steps.pop(0) if steps else {}
     if model in state.quotas:
@@ -276,7 +305,7 @@ async def control(request: web.Request) -> web.Response:
 
 
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # Gemini takes 20 MB requests
     app[STATE] = State()
     version = "{version:v1|v1beta|v1alpha}"
     app.router.add_post(f"/{version}/models/{{target}}", model_call)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import os
+
 import aiohttp
 import pytest
 from google.genai import errors
@@ -69,16 +74,12 @@ async def test_client_key_is_never_forwarded_and_the_upstream_key_only_as_header
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v1beta/files"),
-        ("POST", "/upload/v1beta/files"),
-        ("GET", "/v1beta/cachedContents"),
         ("POST", "/v1beta/models/m1:predict"),
         ("POST", "/v1beta/models/m1"),
         ("POST", "/v1beta/tunedModels/x:generateContent"),
         ("POST", "/v2/models/m1:generateContent"),
         ("GET", "/v1beta/models/m1:generateContent"),
         ("DELETE", "/v1beta/models/m1"),
-        ("GET", "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"),
     ],
 )
 async def test_anything_else_is_404_in_gemini_shape_and_never_forwarded(
@@ -163,3 +164,153 @@ async def test_sdk_errors_carry_gemini_fields(start_proxy: StartProxy, upstream:
         await proxy.client().aio.models.generate_content(model="bad!name", contents="x")
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
     assert "bad!name" in (info.value.message or "")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "what"),
+    [
+        ("POST", "/v1beta/files", "Files API"),
+        ("GET", "/v1/files/abc", "Files API"),
+        ("POST", "/upload/v1beta/files", "uploads"),
+        ("GET", "/v1beta/cachedContents", "cached contents"),
+        ("POST", "/v1beta/tunedModels/x:generateContent", "tuned models"),
+        (
+            "GET",
+            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
+            "Live",
+        ),
+    ],
+)
+async def test_unserved_gemini_endpoints_say_so(
+    start_proxy: StartProxy, upstream: Upstream, method: str, path: str, what: str
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    async with aiohttp.ClientSession() as s, s.request(method, proxy.url + path, json={}) as r:
+        assert r.status == 404
+        error = (await r.json())["error"]
+    assert error["status"] == "NOT_FOUND"
+    assert error["message"].startswith("L104 Proxy does not serve ")
+    assert what in error["message"]
+    assert upstream.requests() == []
+
+
+async def test_body_model_fields_name_the_member_tried(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """The fake refuses a body whose model differs from the URL's, as Gemini does."""
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429, "delay": "30s"})
+    client = proxy.client()
+    embedded = await client.aio.models.embed_content(model="default", contents=["a", "b"])
+    assert len(embedded.embeddings or []) == 2
+    batch = upstream.requests("m2")[0]
+    assert batch["action"] == "batchEmbedContents"
+    assert [r["model"] for r in json.loads(batch["body"])["requests"]] == ["models/m2"] * 2
+    bodies = {
+        "embedContent": {"model": "models/default", "content": {"parts": [{"text": "a"}]}},
+        "countTokens": {
+            "generateContentRequest": {"model": "models/default", "contents": [{"parts": []}]}
+        },
+    }
+    async with aiohttp.ClientSession() as s:
+        for action, body in bodies.items():
+            async with s.post(f"{proxy.url}/v1beta/models/default:{action}", json=body) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["x-l104-model"] == "m2"
+    sent = {r["action"]: json.loads(r["body"]) for r in upstream.requests("m2")}
+    assert sent["embedContent"]["model"] == "models/m2"
+    assert sent["countTokens"]["generateContentRequest"]["model"] == "models/m2"
+    assert sent["countTokens"]["generateContentRequest"]["contents"] == [{"parts": []}]
+
+
+async def test_generate_content_body_passes_byte_for_byte(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    raw = rb'{"contents": [{"parts": [{"text": "h\u00e9"}]}],   "model": "keep"}'
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{proxy.url}/v1beta/models/default:generateContent", data=raw) as r,
+    ):
+        assert r.status == 200
+    assert upstream.requests("m1")[0]["body"].encode() == raw
+
+
+async def test_query_parameters_pass_on_but_never_the_key(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    raw = "%24alt=json%3Benum-encoding%3Dint&key=client-secret&%6Bey=client-secret-2&x=1"
+    url = URL(f"{proxy.url}/v1beta/models/default:generateContent?{raw}", encoded=True)
+    async with aiohttp.ClientSession() as s, s.post(url, json={"contents": []}) as r:
+        assert r.status == 200
+    request = upstream.requests("m1")[0]
+    assert request["query"] == {"$alt": "json;enum-encoding=int", "x": "1"}
+    assert "client-secret" not in request["raw_query"]
+
+
+async def test_query_of_a_stream_keeps_alt(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    url = f"{proxy.url}/v1beta/models/default:streamGenerateContent?alt=sse&key=k&trace=1"
+    async with aiohttp.ClientSession() as s, s.post(url, json={"contents": []}) as r:
+        assert r.status == 200
+        assert (await r.read()).startswith(b"data: ")
+    assert upstream.requests("m1")[0]["query"] == {"alt": "sse", "trace": "1"}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"{}}", b'{"contents": 5}'])
+async def test_malformed_json_is_400_and_never_sent_upstream(
+    start_proxy: StartProxy, upstream: Upstream, body: bytes
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            data=body,
+            headers={"content-type": "application/json"},
+        ) as r,
+    ):
+        assert r.status == 400
+        error = (await r.json())["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith("Invalid")
+    assert upstream.requests() == []
+
+
+async def test_exhausted_chain_carries_retry_info_and_quota_failure(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    for model, delay in (("m1", "40s"), ("m2", "25s"), ("m3", "90s")):
+        upstream.script(model, {"status": 429, "delay": delay})
+    with pytest.raises(errors.ClientError) as info:
+        await proxy.client().aio.models.generate_content(model="default", contents="x")
+    assert info.value.code == 429
+    details = info.value.details["error"]["details"]
+    by_type = {d["@type"].rsplit(".", 1)[-1]: d for d in details}
+    assert by_type["RetryInfo"] == {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": "25s",
+    }
+    violations = by_type["QuotaFailure"]["violations"]
+    assert [v["quotaDimensions"]["model"] for v in violations] == ["m1", "m2", "m3"]
+    assert [v["subject"] for v in violations] == ["models/m1", "models/m2", "models/m3"]
+
+
+async def test_a_12_mb_inline_image_passes_with_the_defaults(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    image = base64.b64encode(os.urandom(9 * 1024 * 1024)).decode()  # 12 MiB as base64
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": image}}]}]}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            data=io.BytesIO(json.dumps(body).encode()),
+            headers={"content-type": "application/json"},
+        ) as r,
+    ):
+        assert r.status == 200
+    assert len(upstream.requests("m1")[0]["body"]) > 12 * 1024 * 1024

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from google.genai import errors, types
 
-from tests.conftest import StartProxy, Upstream, base_yaml
+from tests.conftest import StartProxy, Upstream, base_yaml, run_node
 
 STREAM = "/v1beta/models/{model}:streamGenerateContent"
 
@@ -67,6 +67,9 @@ async def test_stream_is_not_buffered(start_proxy: StartProxy, upstream: Upstrea
     assert rest == ["part1 from m1. ", "part2 from m1. "]
 
 
+# The SDK raises on the error event without releasing its response; the proxy has cut the
+# connection by then, so aiohttp warns when the SDK's response is collected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_failure_after_the_first_byte_makes_the_sdk_raise(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
@@ -84,6 +87,57 @@ async def test_failure_after_the_first_byte_makes_the_sdk_raise(
     assert got == ["part0 from m1. "]
     assert info.value.code == 503
     assert "stream broke" in (info.value.message or "")
+
+
+@pytest.mark.parametrize("sse", [True, False])
+async def test_a_broken_stream_ends_in_band_then_cuts_the_connection(
+    start_proxy: StartProxy, upstream: Upstream, sse: bool
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"chunks": 3, "fail_after": 1})
+    got = bytearray()
+
+    async def drain(r: aiohttp.ClientResponse) -> None:
+        async for data in r.content.iter_any():
+            got.extend(data)
+
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            proxy.url + STREAM.format(model="default"),
+            params={"alt": "sse"} if sse else None,
+            json={"contents": []},
+        ) as r,
+    ):
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):  # no clean end of the chunked body
+            await drain(r)
+    error = {"code": 503, "message": "The upstream stream broke: ", "status": "UNAVAILABLE"}
+    if sse:
+        events = [json.loads(e[6:]) for e in got.decode().split("\r\n\r\n") if e]
+        assert events[0]["candidates"][0]["content"]["parts"][0]["text"] == "part0 from m1. "
+        last = events[-1]["error"]
+    else:
+        head, _, tail = got.decode().rpartition("\r\n,")
+        assert head.startswith('[{"candidates"')
+        last = json.loads(tail)["error"]
+    assert last["message"].startswith(error["message"])
+    assert (last["code"], last["status"]) == (error["code"], error["status"])
+
+
+async def test_vercel_ai_sdk_throws_on_a_broken_stream(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    healthy = await run_node("vercel_stream.mjs", f"{proxy.url}/v1beta", "client-key", "default")
+    assert healthy == {
+        "texts": ["part0 from m1. ", "part1 from m1. ", "part2 from m1. "],
+        "threw": None,
+    }
+    upstream.script("m1", {"chunks": 3, "fail_after": 1})
+    broken = await run_node("vercel_stream.mjs", f"{proxy.url}/v1beta", "client-key", "default")
+    assert broken["texts"] == ["part0 from m1. "]
+    assert broken["threw"] is not None
 
 
 async def test_client_going_away_cancels_the_upstream(

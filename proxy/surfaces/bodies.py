@@ -1,0 +1,65 @@
+"""What the proxy reads of a Gemini request: a JSON check, the body's model fields, the query.
+
+Bodies pass through as bytes. They are parsed only to refuse what is not a JSON object (it
+never goes upstream) and, for the actions whose body names the model, to make one body per
+member: Gemini requires ``embedContent.model``, ``batchEmbedContents.requests[].model`` and
+``countTokens.generateContentRequest.model`` to match the model in the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+
+from proxy.wire import parse_body
+
+
+def check_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; ``InvalidArgument`` (400) for anything else."""
+    return parse_body(body)
+
+
+def _refs(action: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects whose ``model`` key names the model, for ``action``."""
+    if action == "embedContent":
+        return [data] if "model" in data else []
+    if action == "batchEmbedContents":
+        requests = data.get("requests")
+        if not isinstance(requests, list):
+            return []
+        return [r for r in requests if isinstance(r, dict) and "model" in r]
+    if action == "countTokens":
+        inner = data.get("generateContentRequest")
+        return [inner] if isinstance(inner, dict) and "model" in inner else []
+    return []
+
+
+def model_rewriter(action: str, data: dict[str, Any]) -> Callable[[str], bytes] | None:
+    """A function making the body for a member model, or ``None`` if the body names none."""
+    refs = _refs(action, data)
+    if not refs:
+        return None
+
+    def body_for(model: str) -> bytes:
+        for ref in refs:
+            ref["model"] = f"models/{model}"
+        return orjson.dumps(data)
+
+    return body_for
+
+
+def without_key(raw_query: str) -> str:
+    """The raw query string without its ``key`` parameter (however the name is encoded).
+
+    Everything else is passed on as the client wrote it (``$alt=json;enum-encoding=int``).
+    """
+    # SECURITY: the name is decoded before the comparison, so ``%6Bey=`` cannot smuggle
+    # the client's key upstream.
+    return "&".join(
+        part
+        for part in raw_query.split("&")
+        if part and unquote_plus(part.partition("=")[0]) != "key"
+    )
