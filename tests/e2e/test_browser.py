@@ -1,15 +1,18 @@
-"""The status page in real headless Chromium (Debian's), driven by Playwright."""
+"""Real headless Chromium (Debian's), driven by Playwright: the status page, and pages on other
+origins that call the Gemini surface with ``fetch`` and with ``@google/genai``'s browser build."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import ROOT, ProxyProcess, Upstream, base_yaml
+from tests.conftest import NODE_DIR, ROOT, ProxyProcess, Upstream, base_yaml, free_port, wait_ready
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -81,3 +84,111 @@ def test_status_page_streams_and_shows_cooling(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
     assert errors == []
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two page origins on 127.0.0.1 (the first is the one the proxy lists), both serving a
+    page that loads ``@google/genai`` bundled by esbuild, as a web app ships it."""
+    root = tmp_path_factory.mktemp("pages")
+    subprocess.run(
+        [
+            str(NODE_DIR / "node_modules" / ".bin" / "esbuild"),
+            "browser_entry.mjs",
+            "--bundle",
+            "--format=iife",
+            "--platform=browser",
+            f"--outfile={root / 'genai.js'}",
+            "--log-level=warning",
+        ],
+        cwd=NODE_DIR,
+        check=True,
+        timeout=60,
+    )
+    (root / "index.html").write_text(
+        '<!doctype html><title>app</title><script src="genai.js"></script>'
+    )
+    servers, origins = [], []
+    for _ in range(2):
+        port = free_port()
+        servers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        origins.append(f"http://127.0.0.1:{port}")
+        wait_ready(origins[-1] + "/index.html", servers[-1])
+    yield origins[0], origins[1]
+    for server in servers:
+        server.terminate()
+        server.wait(5)
+
+
+FETCH_STREAM = """async ([url, key]) => {
+    const r = await fetch(url + "/v1beta/models/default:streamGenerateContent?alt=sse", {
+        method: "POST",
+        headers: {"content-type": "application/json", "x-goog-api-key": key,
+                  "x-goog-api-client": "page-test/1"},
+        body: JSON.stringify({contents: [{role: "user", parts: [{text: "hi"}]}]}),
+    });
+    const reader = r.body.getReader();
+    const chunks = [];
+    for (;;) {
+        const {done, value} = await reader.read();
+        if (done) break;
+        chunks.push(new TextDecoder().decode(value));
+    }
+    return {status: r.status, model: r.headers.get("x-l104-model"),
+            attempts: r.headers.get("x-l104-attempts"), body: chunks.join("")};
+}"""
+
+GENAI_STREAM = """async ([url, key]) => {
+    const ai = new GoogleGenAI({apiKey: key, httpOptions: {baseUrl: url, apiVersion: "v1beta"}});
+    const stream = await ai.models.generateContentStream({model: "default", contents: "hi"});
+    const texts = [];
+    for await (const chunk of stream) texts.push(chunk.text);
+    return texts;
+}"""
+
+CATCH = """async ([url, key]) => {
+    try {
+        await (%s)([url, key]);
+        return "answered";
+    } catch (e) {
+        return "refused: " + e.name;
+    }
+}"""
+
+
+def test_pages_on_a_listed_origin_stream_from_the_gemini_surface(
+    page: Page,
+    pages: tuple[str, str],
+    proxy_process: Callable[..., ProxyProcess],
+    upstream: Upstream,
+) -> None:
+    allowed, other = pages
+    clients = "clients: [{name: web, key: page-key}]"
+    proxy = proxy_process(
+        base_yaml(upstream.url, extra=clients).replace(
+            "listen: {host: 127.0.0.1, port: 0}",
+            f"listen: {{host: 127.0.0.1, port: 0, cors_origins: ['{allowed}']}}",
+        )
+    )
+    page.goto(allowed + "/index.html")
+    got = page.evaluate(FETCH_STREAM, [proxy.url, "page-key"])
+    assert (got["status"], got["model"], got["attempts"]) == (200, "m1", "1")
+    assert got["body"].count("data: {") == 3
+    texts = page.evaluate(GENAI_STREAM, [proxy.url, "page-key"])
+    assert texts == ["part0 from m1. ", "part1 from m1. ", "part2 from m1. "]
+    sent = upstream.requests("m1")
+    assert len(sent) == 2
+    assert sent[1]["headers"]["x-goog-api-client"].startswith("google-genai-sdk/")
+
+    upstream.reset()
+    page.goto(other + "/index.html")
+    assert page.evaluate(CATCH % FETCH_STREAM, [proxy.url, "page-key"]) == "refused: TypeError"
+    assert page.evaluate(CATCH % GENAI_STREAM, [proxy.url, "page-key"]).startswith("refused")
+    assert upstream.requests() == []

@@ -171,7 +171,13 @@ async def test_cors_only_for_listed_origins(
         async with s.post(
             proxy.url + STREAM, json={"signal": "x"}, headers={"Origin": "http://evil.example"}
         ) as r:
+            assert r.status == 403
             assert "Access-Control-Allow-Origin" not in r.headers
+            assert (await r.json())["error"]["status"] == "PERMISSION_DENIED"
+        async with s.post(
+            proxy.url + STREAM, json={"signal": "x"}, headers={"Origin": proxy.url}
+        ) as r:
+            assert r.status == 200  # the status page's own origin
             await r.read()
 
 
