@@ -14,6 +14,14 @@ from aiohttp import web
 _COUNT = re.compile(rb'"(prompt|candidates|total)TokenCount"\s*:\s*(\d+)')
 _MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
 _FIELDS = {b"prompt": "input_tokens", b"candidates": "output_tokens", b"total": "total_tokens"}
+# The OpenAI-compatible endpoint's ``usage`` and ``model``.
+_OPENAI_COUNT = re.compile(rb'"(prompt|completion|total)_tokens"\s*:\s*(\d+)')
+_OPENAI_MODEL = re.compile(rb'"model"\s*:\s*"([^"]{1,128})"')
+_OPENAI_FIELDS = {
+    b"prompt": "input_tokens",
+    b"completion": "output_tokens",
+    b"total": "total_tokens",
+}
 
 
 @dataclass(slots=True)
@@ -36,13 +44,25 @@ class Exchange:
         """Read ``usageMetadata`` counts from a body or a stream chunk, without parsing JSON.
 
         In a stream the last chunk carries the totals, so later values replace earlier ones.
+        The OpenAI-compatible shape (``"usage": {"prompt_tokens", …}``) is read too.
         """
         at = data.rfind(b'"usageMetadata"')
         if at < 0:
+            self._sniff_openai(data)
             return
         for match in _COUNT.finditer(data, at):
             setattr(self, _FIELDS[match.group(1)], int(match.group(2)))
         model = _MODEL.search(data, max(0, at - 64)) or _MODEL.search(data)
+        if model:
+            self.response_model = model.group(1).decode(errors="replace")
+
+    def _sniff_openai(self, data: bytes) -> None:
+        at = data.rfind(b'"usage"')
+        if at < 0:
+            return
+        for match in _OPENAI_COUNT.finditer(data, at):
+            setattr(self, _OPENAI_FIELDS[match.group(1)], int(match.group(2)))
+        model = _OPENAI_MODEL.search(data)
         if model:
             self.response_model = model.group(1).decode(errors="replace")
 

@@ -126,7 +126,7 @@ class Upstream:
 def upstream_process() -> Iterator[Upstream]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fakes" / "upstream.py"), "--port", str(port)],
+        [sys.executable, "-m", "tests.fakes.upstream", "--port", str(port)],
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
-"""The outermost layer: every error becomes Gemini's JSON body, so the SDK raises as usual."""
+"""The outer error layer: every error becomes Gemini's JSON body (OpenAI's on the
+OpenAI-compatible surface), so the client's SDK raises as usual."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy import openai_wire
 from proxy.errors import ProxyError, error_body
 from proxy.exchange import exchange_of
 from proxy.middleware import Handler, Middleware
@@ -16,17 +18,24 @@ from proxy.middleware import Handler, Middleware
 log = logging.getLogger("l104.errors")
 
 
-def gemini_error(
+# The OpenAI-compatible surface answers errors in OpenAI's shape, which its SDKs parse.
+OPENAI_PREFIX = "/v1beta/openai/"
+
+
+def error_response(
+    path: str,
     code: int,
     message: str,
     retry_after_s: float | None = None,
     details: list[Any] | None = None,
 ) -> web.Response:
-    resp = web.Response(
-        status=code,
-        body=error_body(code, message, details=details),
-        content_type="application/json",
+    """The error in the shape of the surface ``path`` is on: Gemini's, or OpenAI's."""
+    body = (
+        openai_wire.error_body(code, message)
+        if path.startswith(OPENAI_PREFIX)
+        else error_body(code, message, details=details)
     )
+    resp = web.Response(status=code, body=body, content_type="application/json")
     if retry_after_s is not None:
         resp.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     return resp
@@ -74,14 +83,17 @@ class ErrorMiddleware(Middleware):
         exchange = exchange_of(request)
         if isinstance(exc, ProxyError):
             exchange.status = exc.code
-            return gemini_error(exc.code, exc.message, exc.retry_after_s, exc.details)
+            return error_response(
+                request.path, exc.code, exc.message, exc.retry_after_s, exc.details
+            )
         if isinstance(exc, web.HTTPException):
             if exc.status < 400:
                 raise exc
             # Anything outside the Gemini surface is simply not found: never forwarded.
             code = 404 if exc.status == 405 else exc.status
             exchange.status = code
-            return gemini_error(code, _HTTP_MESSAGES.get(exc.status) or exc.text or exc.reason)
+            message = _HTTP_MESSAGES.get(exc.status) or exc.text or exc.reason
+            return error_response(request.path, code, message)
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         exchange.status = 500
-        return gemini_error(500, "Internal error in the proxy.")
+        return error_response(request.path, 500, "Internal error in the proxy.")

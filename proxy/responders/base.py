@@ -21,6 +21,8 @@ ACTIONS = frozenset(
         "batchEmbedContents",
     }
 )
+# Actions whose 200 is a stream: Gemini's, and the OpenAI-compatible chat with ``stream``.
+STREAMING_ACTIONS = frozenset({"streamGenerateContent", "openai.chat.stream"})
 
 
 @dataclass(slots=True)
@@ -51,7 +53,12 @@ class Call:
 
     @property
     def streaming(self) -> bool:
-        return self.action == "streamGenerateContent"
+        return self.action in STREAMING_ACTIONS
+
+    @property
+    def openai(self) -> bool:
+        """A call of the OpenAI-compatible surface (``openai.*`` actions)."""
+        return self.action.startswith("openai.")
 
 
 def _nothing() -> None:

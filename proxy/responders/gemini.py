@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from proxy import openai_wire
 from proxy.errors import AttemptFailed
 from proxy.reader import Reader
 from proxy.responders.base import Call, Reply
@@ -65,6 +66,7 @@ class GeminiResponder:
         self.spec = spec
         self.session = session
         self.key_count = len(spec.api_keys)
+        self._openai_prefix = f"{spec.base_url}/v1beta/openai/"
         self._unary = aiohttp.ClientTimeout(
             total=spec.timeout_s, sock_connect=spec.connect_timeout_s
         )
@@ -89,7 +91,12 @@ class GeminiResponder:
         params: Mapping[str, str] | None,
         limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        headers["x-goog-api-key"] = self.spec.api_keys[key_index]
+        key = self.spec.api_keys[key_index]
+        # The OpenAI-compatible endpoint takes its key as a bearer token, as OpenAI clients send it.
+        if url.startswith(self._openai_prefix):
+            headers["authorization"] = f"Bearer {key}"
+        else:
+            headers["x-goog-api-key"] = key
         try:
             return await self.session.request(
                 method,
@@ -123,8 +130,13 @@ class GeminiResponder:
             retry_after=resp.headers.get("Retry-After"),
         )
 
+    def _url(self, call: Call) -> str:
+        if call.openai:  # Gemini's OpenAI-compatible endpoint: the model is in the body
+            return f"{self.spec.base_url}/v1beta/openai/{openai_wire.PATHS[call.action]}"
+        return f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
+
     async def send(self, call: Call, key_index: int) -> Reply:
-        url = f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
+        url = self._url(call)
         # The client's query goes on as it came (``key`` already removed); a call the proxy
         # made itself (``/api/v6``) only needs ``alt=sse``.
         query = call.query or ("alt=sse" if call.streaming and call.sse else "")

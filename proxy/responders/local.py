@@ -13,10 +13,12 @@ from typing import Any
 
 import orjson
 
+from proxy import openai_wire
 from proxy.errors import error_body
 from proxy.reader import Reader
 from proxy.responders.base import Call, Reply
 from proxy.wire import (
+    all_text,
     chunk,
     embedding,
     estimate_tokens,
@@ -66,6 +68,8 @@ class LocalResponder:
         data = parse_body(call.body)
         if self.pace.latency_ms:
             await asyncio.sleep(self.pace.latency_ms / 1000)
+        if call.openai:
+            return self._openai(call, openai_wire.as_contents(data))
         prompt = self.pace.prompt_tokens
         if prompt is None:
             prompt = estimate_tokens(last_user_text(data))
@@ -97,6 +101,36 @@ class LocalResponder:
         ctype = "text/event-stream" if call.sse else "application/json"
         return Reply(200, content_type=ctype, chunks=self._drip(frames))
 
+    def _openai(self, call: Call, data: dict[str, Any]) -> Reply:
+        """The OpenAI-compatible shapes, from the same text and token counts."""
+        prompt = self.pace.prompt_tokens
+        if prompt is None:
+            prompt = estimate_tokens(all_text(data))
+        if call.action == openai_wire.EMBEDDINGS:
+            vectors = [embedding(" ".join(_texts_of(t))) for t in data["contents"]]
+            return Reply(200, orjson.dumps(openai_wire.embeddings(vectors, call.model, prompt)))
+        text = self.text_for(call, data)
+        output = self.pace.output_tokens
+        if output is None:
+            output = estimate_tokens(text)
+        rid = response_id(call.model, text)
+        if not call.streaming:
+            body = openai_wire.completion(text, call.model, rid, prompt, output)
+            return Reply(200, orjson.dumps(body))
+        parts = split(text, self.pace.chunks)
+        frames = [
+            openai_wire.chunk(
+                p,
+                call.model,
+                rid,
+                last=i == len(parts) - 1,
+                usage_of=openai_wire.usage(prompt, output) if i == len(parts) - 1 else None,
+            )
+            for i, p in enumerate(parts)
+        ]
+        frames.append(openai_wire.DONE)
+        return Reply(200, content_type="text/event-stream", chunks=self._drip(frames))
+
     async def _drip(self, frames: list[bytes]) -> AsyncIterator[bytes]:
         for i, frame in enumerate(frames):
             if i and self.pace.chunk_delay_ms:
@@ -125,3 +159,7 @@ class LocalResponder:
         self, version: str, path: str, query: Mapping[str, str], key_index: int
     ) -> Reply:
         return Reply(404, error_body(404, f"{path} is not served by responder {self.name}"))
+
+
+def _texts_of(turn: dict[str, Any]) -> list[str]:
+    return [p["text"] for p in turn["parts"]]

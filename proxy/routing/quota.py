@@ -39,9 +39,15 @@ def parse_duration(text: Any) -> float | None:
 
 
 def read_quota(body: bytes) -> QuotaSignal:
-    """Read ``RetryInfo`` and ``QuotaFailure`` from a Gemini error body; tolerant of anything."""
+    """Read ``RetryInfo`` and ``QuotaFailure`` from a Gemini error body; tolerant of anything.
+
+    Gemini's OpenAI-compatible endpoint sends the same error wrapped in a JSON array
+    (``[{"error": …}]``): that shape is read too.
+    """
     try:
         data = orjson.loads(body)
+        if isinstance(data, list) and data:
+            data = data[0]
         details = data["error"].get("details") or []
     except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
         return QuotaSignal()

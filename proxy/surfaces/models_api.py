@@ -55,7 +55,7 @@ def local_entries(runtime: Runtime) -> list[dict[str, Any]]:
     return out
 
 
-def _upstream(runtime: Runtime) -> Responder | None:
+def upstream_of(runtime: Runtime) -> Responder | None:
     for responder in runtime.responders.values():
         if responder.remote and responder.key_count:
             return responder
@@ -78,7 +78,9 @@ def _read_token(token: str) -> tuple[str, str]:
     return kind, value
 
 
-async def _fetch(responder: Responder, version: str, path: str, query: dict[str, str]) -> Reply:
+async def fetch_upstream(
+    responder: Responder, version: str, path: str, query: dict[str, str]
+) -> Reply:
     """GET from the upstream, trying each key until one is not out of quota."""
     reply = Reply(503, b"")
     for key in range(responder.key_count):
@@ -101,7 +103,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     kind, value = (
         _read_token(request.query["pageToken"]) if request.query.get("pageToken") else ("c", "0")
     )
-    upstream = _upstream(runtime)
+    upstream = upstream_of(runtime)
     if kind == "c":
         entries = local_entries(runtime)
         start = int(value) if value.isdigit() else 0
@@ -116,7 +118,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     query = {"pageSize": str(size)}
     if value:
         query["pageToken"] = value
-    reply = await _fetch(upstream, version, "models", query)
+    reply = await fetch_upstream(upstream, version, "models", query)
     if reply.status != 200:
         return whole(reply, {})
     data = orjson.loads(reply.body)
@@ -139,5 +141,5 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     if not responder.remote or not responder.key_count:
         entry = _entry(name, f"Served by the local responder '{responder.name}'.")
         return web.Response(body=orjson.dumps(entry), content_type="application/json")
-    reply = await _fetch(responder, api_version(request), f"models/{name}", {})
+    reply = await fetch_upstream(responder, api_version(request), f"models/{name}", {})
     return whole(reply, {})

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp import web
 
+from proxy import openai_wire
 from proxy.errors import AttemptFailed, error_body
 from proxy.exchange import Exchange
 from proxy.responders import Reply
@@ -30,6 +31,14 @@ def broken_stream(exc: BaseException) -> tuple[int, str]:
     """The code and message for an upstream stream that broke after its first byte."""
     timed_out = isinstance(exc, TimeoutError) or getattr(exc, "kind", "") == "timeout"
     return 504 if timed_out else 503, f"The upstream stream broke: {type(exc).__name__}."
+
+
+def _error_frame(code: int, message: str, sse: bool, openai: bool) -> bytes:
+    """The in-band error: an SSE event (OpenAI's shape on that surface) or an array element."""
+    if openai:
+        return b"data: " + openai_wire.error_body(code, message) + b"\n\n"
+    frame = error_body(code, message)
+    return b"data: " + frame + SSE_END if sse else b"\r\n," + frame
 
 
 def abort(request: web.BaseRequest) -> None:
@@ -62,6 +71,8 @@ async def stream(
     headers: Mapping[str, str],
     sse: bool,
     exchange: Exchange,
+    *,
+    openai: bool = False,
 ) -> web.StreamResponse:
     """Relay ``reply.chunks`` unbuffered; the upstream is released however this ends."""
     assert reply.chunks is not None
@@ -80,8 +91,7 @@ async def stream(
             code, message = broken_stream(exc)
             exchange.status = code
             log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
-            frame = error_body(code, message)
-            await resp.write(b"data: " + frame + SSE_END if sse else b"\r\n," + frame)
+            await resp.write(_error_frame(code, message, sse, openai))
             abort(request)
             return resp
         await resp.write_eof()

@@ -23,6 +23,9 @@ OPERATIONS = {
     "countTokens": "count_tokens",
     "embedContent": "embeddings",
     "batchEmbedContents": "embeddings",
+    "openai.chat": "chat",
+    "openai.chat.stream": "chat",
+    "openai.embeddings": "embeddings",
 }
 
 

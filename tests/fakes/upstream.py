@@ -32,85 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import openai_compat
+from tests.fakes.common import STATE, STATUS_ERRORS, State, error, next_step, quota_error, record
+
 MODELS = [f"gemini-upstream-{i}" for i in range(5)]
-
-
-class State:
-    def __init__(self) -> None:
-        self.scripts: dict[str, list[dict[str, Any]]] = {}
-        self.quotas: dict[str, tuple[int, str]] = {}
-        self.requests: list[dict[str, Any]] = []
-        self.counters: dict[str, int] = {"streams_cancelled": 0, "streams_finished": 0}
-        self.gate = asyncio.Event()
-        self.gate_waiting = 0
-
-
-STATE = web.AppKey("state", State)
-
-
-def _error(
-    code: int,
-    message: str,
-    status: str,
-    details: list[Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    body: dict[str, Any] = {"error": {"code": code, "message": message, "status": status}}
-    if details is not None:
-        body["error"]["details"] = details
-    return web.json_response(body, status=code, headers=headers)
-
-
-def quota_error(model: str, step: dict[str, Any]) -> web.Response:
-    per_day = step.get("quota") == "day"
-    quota_id = (
-        "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-        if per_day
-        else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-    )
-    delay = step.get("delay", "23s")
-    details: list[Any] = [
-        {
-            "@type": "type.googleapis.com/google.rpc.Help",
-            "links": [
-                {
-                    "description": "Learn more about Gemini API quotas",
-                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                }
-            ],
-        },
-        {
-            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-            "violations": [
-                {
-                    "quotaMetric": "generativelanguage.googleapis.com/"
-                    "generate_content_free_tier_requests",
-                    "quotaId": quota_id,
-                    "quotaDimensions": {"location": "global", "model": model},
-                    "quotaValue": str(step.get("value", "20")),
-                }
-            ],
-        },
-    ]
-    if delay is not None:
-        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
-    headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else None
-    return _error(
-        429,
-        "You exceeded your current quota, please check your plan and billing "
-        f"details. Please retry in {delay}.",
-        "RESOURCE_EXHAUSTED",
-        details,
-        headers,
-    )
-
-
-STATUS_ERRORS = {
-    400: ("API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
-    403: ("Permission denied.", "PERMISSION_DENIED"),
-    500: ("An internal error has occurred.", "INTERNAL"),
-    503: ("The model is overloaded. Please try again later.", "UNAVAILABLE"),
-}
 
 
 def answer(model: str, text: str, last: bool) -> dict[str, Any]:
@@ -188,28 +113,11 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     target = request.match_info["target"]
     model, _, action = target.rpartition(":")
     body = await request.read()
-    state.requests.append(
-        {
-            "method": "POST",
-            "path": request.path,
-            "query": dict(request.query),
-            "raw_query": request.rel_url.raw_query_string,
-            "headers": {k.lower(): v for k, v in request.headers.items()},
-            "model": model,
-            "action": action,
-            "body": body.decode(errors="replace"),
-        }
-    )
+    record(request, model, action, body)
     mismatch = _model_mismatch(model, action, body)
     if mismatch:
-        return _error(400, mismatch, "INVALID_ARGUMENT")
-    steps = state.scripts.get(model) or []
-    step: dict[str, Any] = steps.pop(0) if steps else {}
-    if model in state.quotas:
-        limit, delay = state.quotas[model]
-        used = sum(1 for r in state.requests if r["model"] == model)
-        if used > limit:
-            step = {"status": 429, "value": str(limit), "delay": delay}
+        return error(400, mismatch, "INVALID_ARGUMENT")
+    step = next_step(state, model)
     if step.get("drop"):
         assert request.transport is not None
         request.transport.close()
@@ -220,7 +128,7 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     if status == 429:
         return quota_error(model, step)
     if status == 404:
-        return _error(
+        return error(
             404,
             f"models/{model} is not found for API version "
             f"{request.match_info['version']}, or is not supported for "
@@ -231,7 +139,7 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         message, name = STATUS_ERRORS.get(status, ("Scripted failure.", "INTERNAL"))
         if step.get("echo_key"):  # a careless upstream that repeats the key it was given
             message += f" Key: {request.headers.get('x-goog-api-key')}"
-        return _error(status, message, name)
+        return error(status, message, name)
     if action == "streamGenerateContent":
         return await _stream(request, model, step, request.query.get("alt") == "sse", state)
     if action == "countTokens":
@@ -274,7 +182,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["target"]
     if name not in MODELS:
-        return _error(404, f"models/{name} is not found.", "NOT_FOUND")
+        return error(404, f"models/{name} is not found.", "NOT_FOUND")
     return web.json_response(_model(name))
 
 
@@ -312,6 +220,7 @@ def make_app() -> web.Application:
     app.router.add_get(f"/{version}/models", list_models)
     app.router.add_get(f"/{version}/models/{{target}}", get_model)
     app.router.add_route("*", "/_{what}", control)
+    openai_compat.add_routes(app)
     return app
 
 
