@@ -27,7 +27,16 @@ from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import utc_now
 from proxy.state import CONFIG, RUNTIME
 from proxy.store.writer import Writer
-from proxy.surfaces import gemini_api, models_api, openai_api, ops, status, unserved, v6
+from proxy.surfaces import (
+    files_api,
+    gemini_api,
+    models_api,
+    openai_api,
+    ops,
+    status,
+    unserved,
+    v6,
+)
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
 from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
@@ -117,5 +126,6 @@ def create_app(
     status.add_routes(app)
     v6.add_routes(app)
     openai_api.add_routes(app)
+    files_api.add_routes(app)
     unserved.add_routes(app)
     return app

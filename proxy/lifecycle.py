@@ -21,9 +21,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from proxy.config import Config
 from proxy.events import Bus
 from proxy.metrics import Counters
+from proxy.resources.owners import Owners, key_id
+from proxy.resources.uploads import Uploads
 from proxy.responders import build_responder
 from proxy.routing.chain import Resolver
 from proxy.routing.cooldown import Cooldowns
+from proxy.routing.keys import KeyPicker
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import Rotator
 from proxy.state import RUNTIME, Runtime
@@ -91,6 +94,7 @@ def _start_tasks(runtime: Runtime, store: Store | None) -> Supervisor:
 
         async def maintain() -> None:
             pruned = await store.prune(config.retention_days)
+            pruned += await runtime.owners.prune() + runtime.uploads.prune()
             await store.checkpoint()
             log.debug("maintenance: %d old rows pruned, WAL checkpointed", pruned)
 
@@ -100,6 +104,14 @@ def _start_tasks(runtime: Runtime, store: Store | None) -> Supervisor:
         supervisor.start("maintenance", lambda: every(config.maintenance_s, maintain))
         supervisor.start("counters", lambda: every(COUNTERS_SAVE_S, save_counters))
     return supervisor
+
+
+def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each responder's keys, named by digest (local responders have one pseudo-key)."""
+    return {
+        name: tuple(key_id(k) for k in getattr(conf.spec, "api_keys", ())) or ("local",)
+        for name, conf in config.responders.items()
+    }
 
 
 def runtime_ctx(
@@ -123,6 +135,9 @@ def runtime_ctx(
             if store is not None
             else None
         )
+        owners = Owners(_key_ids(config), store.db if store is not None else None)
+        if held := await owners.load():
+            log.info("%d files and cached contents held, from the store", held)
         runtime = app[RUNTIME] = Runtime(
             config=config,
             responders=responders,
@@ -144,6 +159,9 @@ def runtime_ctx(
                 parts.observer,
                 now,
             ),
+            owners=owners,
+            uploads=Uploads(),
+            keys=KeyPicker(parts.cooldowns),
         )
         parts.prom.watch_state(lambda: state_rows(runtime))
         supervisor = _start_tasks(runtime, store)

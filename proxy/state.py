@@ -10,9 +10,12 @@ from aiohttp import web
 from proxy.config import Config
 from proxy.events import Bus
 from proxy.metrics import Counters
+from proxy.resources.owners import Owners
+from proxy.resources.uploads import Uploads
 from proxy.responders import Responder
 from proxy.routing.chain import Resolver
 from proxy.routing.cooldown import Cooldowns
+from proxy.routing.keys import KeyPicker
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import Rotator
 from proxy.store.memory import Memory
@@ -37,6 +40,9 @@ class Runtime:
     memory: Memory | None
     writer: Writer | None
     rotator: Rotator
+    owners: Owners
+    uploads: Uploads
+    keys: KeyPicker
     draining: bool = False
 
 

@@ -53,6 +53,7 @@ def parse_config(source: Source) -> Config:
             "max_body_bytes": num,
             "adaptive": flag,
             "queue_timeout_s": num,
+            "max_upload_bytes": num,
         },
     )
     tracing = read_section(

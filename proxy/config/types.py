@@ -77,6 +77,8 @@ class Limits:
     max_body_bytes: int = 24 * 1024 * 1024
     adaptive: bool = True
     queue_timeout_s: float = 1.0
+    # Uploads stream through and have their own limit: Gemini's 2 GB a file.
+    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,12 @@ OPEN_PATHS = frozenset(
 )
 
 
+def is_upload_piece(request: web.Request) -> bool:
+    """A piece of a resumable upload: its upload id authorises it, as at Gemini, and its bytes
+    are a file's, not a request's (no client key, no rate limit; the upload's start had both)."""
+    return request.path.startswith("/upload/") and "upload_id" in request.query
+
+
 def is_open(request: web.Request) -> bool:
     return request.path in OPEN_PATHS or request.path.startswith("/static/")
 

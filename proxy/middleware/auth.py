@@ -15,7 +15,7 @@ from aiohttp import web
 from proxy.config import Client
 from proxy.errors import PermissionDenied, Unauthenticated
 from proxy.exchange import exchange_of
-from proxy.middleware import Handler, Middleware, is_open
+from proxy.middleware import Handler, Middleware, is_open, is_upload_piece
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -45,7 +45,7 @@ class ClientAuth(Middleware):
         return found
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self.clients or is_open(request):
+        if not self.clients or is_open(request) or is_upload_piece(request):
             return await handler(request)
         key = presented_key(request)
         if key is None:

@@ -16,7 +16,7 @@ from proxy.config import Client
 from proxy.errors import ClientRateLimited
 from proxy.exchange import Exchange, exchange_of
 from proxy.metrics import Counters
-from proxy.middleware import Handler, Middleware
+from proxy.middleware import Handler, Middleware, is_upload_piece
 from proxy.routing.pacing import client_window
 from proxy.routing.window import SlidingWindow
 
@@ -30,6 +30,8 @@ class _ClientLimits:
 
 
 def estimate_tokens(request: web.Request) -> int:
+    if request.path.startswith("/upload/"):
+        return 1  # a file's bytes are tokens only when a request uses the file
     return max(1, math.ceil((request.content_length or 0) / 4))
 
 
@@ -58,7 +60,7 @@ class ClientRateLimit(Middleware):
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         exchange = exchange_of(request)
         limits = self.limits.get(exchange.client)
-        if limits is None:
+        if limits is None or is_upload_piece(request):
             return await handler(request)
         if limits.requests is not None:
             wait = limits.requests.wait_for(1)

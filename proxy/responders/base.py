@@ -21,6 +21,18 @@ ACTIONS = frozenset(
         "batchEmbedContents",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A request bound to one key of one responder (it names a file or cache that key's project
+    holds), and for a cached content to one ``model`` too."""
+
+    responder: str
+    key_index: int
+    model: str = ""
+
+
 # Actions whose 200 is a stream: Gemini's, and the OpenAI-compatible chat with ``stream``.
 STREAMING_ACTIONS = frozenset({"streamGenerateContent", "openai.chat.stream"})
 
@@ -31,7 +43,8 @@ class Call:
 
     ``query`` is the client's raw query string, its ``key`` removed. ``body_for``, when set,
     makes the body for a given member model: for the actions whose body names the model too,
-    which Gemini requires to match the URL.
+    which Gemini requires to match the URL. ``pin``, when set, binds the call to one
+    responder's key (and model): it never rotates to another key.
     """
 
     action: str
@@ -44,6 +57,7 @@ class Call:
     trace_headers: Mapping[str, str] = field(default_factory=dict)
     query: str = ""
     body_for: Callable[[str], bytes] | None = None
+    pin: Pin | None = None
 
     def aim(self, model: str) -> None:
         """Point the call at ``model`` for the next attempt, the body's model fields included."""

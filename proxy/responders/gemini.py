@@ -10,6 +10,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -84,25 +85,29 @@ class GeminiResponder:
         self,
         method: str,
         url: str,
-        key_index: int,
+        key_index: int | None,
         *,
-        body: bytes | None,
+        body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
         params: Mapping[str, str] | None,
         limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        key = self.spec.api_keys[key_index]
-        # The OpenAI-compatible endpoint takes its key as a bearer token, as OpenAI clients send it.
-        if url.startswith(self._openai_prefix):
-            headers["authorization"] = f"Bearer {key}"
-        else:
-            headers["x-goog-api-key"] = key
+        if key_index is not None:
+            key = self.spec.api_keys[key_index]
+            # The OpenAI-compatible endpoint takes its key as a bearer token, as OpenAI
+            # clients send it.
+            if url.startswith(self._openai_prefix):
+                headers["authorization"] = f"Bearer {key}"
+            else:
+                headers["x-goog-api-key"] = key
+        data: Any = body
+        if isinstance(body, bytes) and len(body) > LARGE_BODY:
+            data = io.BytesIO(body)  # a stream of pieces: aiohttp warns about big raw bytes
         try:
             return await self.session.request(
                 method,
                 URL(url, encoded=True),
-                # A large body goes as a stream of pieces (aiohttp warns about big raw bytes).
-                data=io.BytesIO(body) if body is not None and len(body) > LARGE_BODY else body,
+                data=data,
                 headers=headers,
                 params=params,
                 timeout=limits,
@@ -159,6 +164,29 @@ class GeminiResponder:
             ctype = resp.headers.get("Content-Type", "text/event-stream")
             return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
         return await self._finish(resp)
+
+    async def forward(
+        self,
+        method: str,
+        url: str,
+        key_index: int | None,
+        *,
+        headers: dict[str, str],
+        body: bytes | AsyncIterator[bytes] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send a request for a stateful resource (files, cached contents) and hand back the
+        live response, for the caller to relay and ``release``. ``url`` is a path under
+        ``base_url``, or an absolute upload URL the upstream gave; ``key_index`` ``None``
+        sends no key (an upload piece: its upload id authorises it)."""
+        if "://" not in url:
+            url = f"{self.spec.base_url}/{url}"
+        return await self._request(
+            method, url, key_index, body=body, headers=headers, params=None, limits=self._stream
+        )
+
+    def scrub(self, body: bytes) -> bytes:
+        """``body`` with every upstream key replaced."""
+        return self._scrub(body)
 
     async def fetch(
         self, version: str, path: str, query: Mapping[str, str], key_index: int

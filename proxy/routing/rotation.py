@@ -25,6 +25,7 @@ from proxy.errors import (
 )
 from proxy.metrics import Counters
 from proxy.responders import Call, Reply, Responder
+from proxy.responders.base import Pin
 from proxy.routing.chain import Plan
 from proxy.routing.cooldown import Cooldowns, KeyRef
 from proxy.routing.pacing import Pacer
@@ -108,6 +109,8 @@ class Rotator:
         """
         walk = _Walk()
         previous: Member | None = None
+        if call.pin is not None:
+            plan = pinned(plan, call.pin)
         for member in plan.members:
             if previous is not None:
                 self.counters.model_rotations += 1
@@ -138,7 +141,8 @@ class Rotator:
     async def _member(self, plan: Plan, member: Member, call: Call, walk: _Walk) -> Outcome | None:
         responder = self.responders[member.responder]
         rot = self.rotation
-        for key in range(responder.key_count):
+        keys = range(responder.key_count) if call.pin is None else (call.pin.key_index,)
+        for key in keys:
             ref = (member.responder, member.model, key)
             if self._resting(ref, walk):
                 continue
@@ -226,6 +230,18 @@ class Rotator:
         if walk.failures:
             return UpstreamUnavailable(f"No model of '{plan.name}' is reachable; tried: {tried}.")
         return NotFound(f"No model of '{plan.name}' is available; tried: {tried}.")
+
+
+def pinned(plan: Plan, pin: Pin) -> Plan:
+    """The members a pinned call may use: a cached content's own model (and nothing else: a
+    cache only works with the model it was made for); else the plan's members on the pinned
+    responder (or, if none is, the plan's first model on it)."""
+    if pin.model:
+        return Plan(plan.name, (Member(pin.responder, pin.model),), plan.passthrough)
+    members = tuple(m for m in plan.members if m.responder == pin.responder)
+    if not members:
+        members = (Member(pin.responder, plan.members[0].model),)
+    return Plan(plan.name, members, plan.passthrough)
 
 
 def _failure(failed: AttemptFailed, member: Member) -> Exception:

@@ -45,6 +45,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (responder, model, key_index)
     );
     """,
+    # 2: who holds each stateful upstream resource (files, cached contents). ``key_id`` is a
+    # digest naming the key, never the key itself.
+    """
+    CREATE TABLE resources (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        responder TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        client TEXT NOT NULL,
+        model TEXT NOT NULL,
+        expires REAL NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX resources_client ON resources (client, kind, created);
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -7,6 +7,7 @@ from aiohttp import web
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
+from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call
 from proxy.responders.base import ACTIONS
 from proxy.state import RUNTIME
@@ -57,6 +58,9 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         query=without_key(raw_query) if raw_query else "",
         body_for=model_rewriter(action, data) if action in BODY_NAMES_MODEL else None,
     )
+    if names_resources(body):
+        # A file or cached content lives in one key's project: the call goes with that key.
+        call.pin = await pin_for(data, exchange.client, runtime.owners)
     plan = runtime.resolver.resolve(model)
     outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts

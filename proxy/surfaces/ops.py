@@ -59,6 +59,8 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = runtime.counters.as_json()
+    # Files and cached contents held (with their keys), and Live sessions open.
+    body["resources"] = runtime.owners.counts()
     if runtime.writer is not None:
         # Ledger rows dropped because the write queue was full: counted, never silent.
         body["ledger_dropped"] = runtime.writer.dropped

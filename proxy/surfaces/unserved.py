@@ -14,7 +14,6 @@ from proxy.middleware import Handler
 VERSIONS = ("v1", "v1beta", "v1alpha")
 # (path prefix under a version, what it is)
 APIS = (
-    ("files", "the Files API"),
     ("cachedContents", "cached contents"),
     ("tunedModels", "tuned models"),
     ("batches", "batch jobs"),
@@ -37,7 +36,4 @@ def add_routes(app: web.Application) -> None:
             handler = _refuse(what)
             app.router.add_route("*", f"/{version}/{prefix}", handler)
             app.router.add_route("*", f"/{version}/{prefix}/{{tail:.*}}", handler)
-        uploads = _refuse("uploads to the Files API")
-        app.router.add_route("*", f"/upload/{version}/files", uploads)
-        app.router.add_route("*", f"/upload/{version}/files/{{tail:.*}}", uploads)
     app.router.add_route("*", "/ws/{tail:.*}", _refuse("the Live API (websockets)"))

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import openai_compat
+from tests.fakes import files_api, openai_compat
 from tests.fakes.common import STATE, STATUS_ERRORS, State, error, next_step, quota_error, record
 
 MODELS = [f"gemini-upstream-{i}" for i in range(5)]
@@ -117,6 +117,10 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     mismatch = _model_mismatch(model, action, body)
     if mismatch:
         return error(400, mismatch, "INVALID_ARGUMENT")
+    if action in ("generateContent", "streamGenerateContent", "countTokens"):
+        refusal = files_api.check_binding(request, model, json.loads(body or b"{}"))
+        if refusal is not None:
+            return refusal
     step = next_step(state, model)
     if step.get("drop"):
         assert request.transport is not None
@@ -199,6 +203,7 @@ async def control(request: web.Request) -> web.Response:
         state.gate.set()
         state.gate = asyncio.Event()
     elif what == "reset":
+        files_api.reset(request.app)
         state.scripts.clear()
         state.quotas.clear()
         state.requests.clear()
@@ -221,6 +226,7 @@ def make_app() -> web.Application:
     app.router.add_get(f"/{version}/models/{{target}}", get_model)
     app.router.add_route("*", "/_{what}", control)
     openai_compat.add_routes(app)
+    files_api.add_routes(app)
     return app
 
 

@@ -169,9 +169,7 @@ async def test_sdk_errors_carry_gemini_fields(start_proxy: StartProxy, upstream:
 @pytest.mark.parametrize(
     ("method", "path", "what"),
     [
-        ("POST", "/v1beta/files", "Files API"),
-        ("GET", "/v1/files/abc", "Files API"),
-        ("POST", "/upload/v1beta/files", "uploads"),
+        ("POST", "/v1beta/batches", "batch jobs"),
         ("GET", "/v1beta/cachedContents", "cached contents"),
         ("POST", "/v1beta/tunedModels/x:generateContent", "tuned models"),
         (

@@ -46,7 +46,9 @@ async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream
         "rate_limited_total",
         "rate_limited_by_client",
         "uptime_s",
+        "resources",
     }
+    assert body["resources"] == {"files": 0, "cached_contents": 0}
     assert body["requests_total"] == 0
     assert body["model_usage"] == {}
     assert isinstance(body["uptime_s"], float)

@@ -1,0 +1,159 @@
+"""Who holds each stateful upstream resource: a file or a cached content is bound to the Google
+project of the key that made it, and belongs to the client that made it through the proxy.
+
+The map is read from memory; with a store it is written through (awaited, so an answered
+upload is on disk) and a miss is looked up in the store before it counts as unknown, so workers
+sharing one store agree. Keys are named by a digest (:func:`key_id`), never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import aiosqlite
+
+log = logging.getLogger("l104.resources")
+
+FILE = "file"
+CACHE = "cache"
+
+
+def key_id(key: str) -> str:
+    """A stable name for an upstream key that does not reveal it."""
+    return hashlib.sha256(b"l104-key-id\0" + key.encode()).hexdigest()[:24]
+
+
+def wall_time(stamp: object) -> float:
+    """A Gemini timestamp (``2026-11-28T00:00:00.123Z``) as wall time; 0.0 if there is none."""
+    if not isinstance(stamp, str) or not stamp:
+        return 0.0
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Where a resource lives: ``responder`` and key ``key_index``; ``client`` owns it. A cached
+    content also names the ``model`` it was made for. ``expires`` is wall time (0: unknown)."""
+
+    kind: str
+    responder: str
+    key_index: int
+    client: str
+    model: str = ""
+    expires: float = 0.0
+    created: float = 0.0
+
+
+_COLUMNS = "name, kind, responder, key_id, client, model, expires, created"
+
+
+class Owners:
+    """The ownership map. ``keys`` gives each responder's key ids, by index."""
+
+    def __init__(
+        self, keys: Mapping[str, tuple[str, ...]], db: aiosqlite.Connection | None
+    ) -> None:
+        self.keys = keys
+        self.db = db
+        self.held: dict[str, Holder] = {}
+
+    def _holder(self, row: tuple[object, ...]) -> tuple[str, Holder] | None:
+        name, kind, responder, kid, client, model, expires, created = row
+        ids = self.keys.get(str(responder), ())
+        if kid not in ids:
+            return None  # that key is no longer configured: the resource cannot be reached
+        return str(name), Holder(
+            str(kind),
+            str(responder),
+            ids.index(str(kid)),
+            str(client),
+            str(model),
+            float(expires),  # type: ignore[arg-type]
+            float(created),  # type: ignore[arg-type]
+        )
+
+    async def load(self) -> int:
+        """Read the map from the store; returns how many resources are held."""
+        if self.db is None:
+            return 0
+        async with self.db.execute(f"SELECT {_COLUMNS} FROM resources") as cursor:  # noqa: S608
+            for row in await cursor.fetchall():
+                found = self._holder(tuple(row))
+                if found is not None:
+                    self.held[found[0]] = found[1]
+        return len(self.held)
+
+    async def add(self, name: str, holder: Holder) -> None:
+        if not holder.created:
+            holder = replace(holder, created=time.time())
+        self.held[name] = holder
+        if self.db is not None:
+            kid = self.keys[holder.responder][holder.key_index]
+            await self.db.execute(
+                f"INSERT OR REPLACE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                (
+                    name,
+                    holder.kind,
+                    holder.responder,
+                    kid,
+                    holder.client,
+                    holder.model,
+                    holder.expires,
+                    holder.created,
+                ),
+            )
+            await self.db.commit()
+
+    async def drop(self, name: str) -> None:
+        self.held.pop(name, None)
+        if self.db is not None:
+            await self.db.execute("DELETE FROM resources WHERE name = ?", (name,))
+            await self.db.commit()
+
+    async def find(self, name: str) -> Holder | None:
+        """The holder of ``name``: from memory, else from the store (another worker made it)."""
+        holder = self.held.get(name)
+        if holder is not None or self.db is None:
+            return holder
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE name = ?",  # noqa: S608
+            (name,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        found = self._holder(tuple(row)) if row is not None else None
+        if found is None:
+            return None
+        self.held[name] = found[1]
+        return found[1]
+
+    def of_client(self, client: str, kind: str) -> list[str]:
+        """The names ``client`` holds of ``kind``, oldest first."""
+        mine = [
+            (h.created, n) for n, h in self.held.items() if h.client == client and h.kind == kind
+        ]
+        return [n for _, n in sorted(mine)]
+
+    def counts(self) -> dict[str, int]:
+        files = sum(1 for h in self.held.values() if h.kind == FILE)
+        return {"files": files, "cached_contents": len(self.held) - files}
+
+    async def prune(self, now_wall: float | None = None) -> int:
+        """Forget resources past their expiry; returns how many."""
+        now_wall = time.time() if now_wall is None else now_wall
+        gone = [n for n, h in self.held.items() if h.expires and h.expires < now_wall]
+        for name in gone:
+            del self.held[name]
+        if self.db is not None:
+            await self.db.execute(
+                "DELETE FROM resources WHERE expires > 0 AND expires < ?", (now_wall,)
+            )
+            await self.db.commit()
+        return len(gone)

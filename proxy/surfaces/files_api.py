@@ -1,0 +1,298 @@
+"""The Files API: uploads (resumable and multipart), list, get, delete and download, each file
+pinned to the key that uploaded it and owned by the client that did.
+
+Uploads go to the responder of the default chain's first member, with a key taken in turn
+(:class:`~proxy.routing.keys.KeyPicker`). The resumable ``start`` is answered with an
+``X-Goog-Upload-URL`` on the proxy's own origin, so the pieces come back through the proxy to
+the same upload; their bytes stream through without being held. A file of another client, or
+one the proxy does not know, gets Gemini's own answer for a file that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from proxy.errors import (
+    AttemptFailed,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from proxy.exchange import exchange_of
+from proxy.resources.owners import FILE, Holder, wall_time
+from proxy.resources.pinning import denied
+from proxy.resources.uploads import UploadSession
+from proxy.responders.gemini import GeminiResponder
+from proxy.state import RUNTIME, Runtime
+from proxy.surfaces.bodies import without_key
+
+VERSIONS = ("v1", "v1beta", "v1alpha")
+PIECE = 256 * 1024
+# What goes upstream from a client's upload request, and what comes back to it.
+_UPLOAD_IN = (
+    "content-type",
+    "x-goog-upload-protocol",
+    "x-goog-upload-command",
+    "x-goog-upload-offset",
+    "x-goog-upload-header-content-length",
+    "x-goog-upload-header-content-type",
+    "x-goog-api-client",
+    "user-agent",
+)
+
+
+def files_responder(runtime: Runtime) -> GeminiResponder:
+    """The responder that holds new files: the default chain's first member's."""
+    name = runtime.config.default_chain.members[0].responder
+    responder = runtime.responders[name]
+    if not isinstance(responder, GeminiResponder) or not responder.key_count:
+        raise NotFound(f"L104 Proxy does not serve files with the local responder '{name}'.")
+    return responder
+
+
+def _gemini(runtime: Runtime, holder: Holder) -> GeminiResponder:
+    responder = runtime.responders.get(holder.responder)
+    if not isinstance(responder, GeminiResponder):
+        raise NotFound(f"The responder '{holder.responder}' no longer serves files.")
+    return responder
+
+
+def _headers(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {h: request.headers[h] for h in names if h in request.headers}
+
+
+async def _open(
+    responder: GeminiResponder,
+    method: str,
+    url: str,
+    key_index: int | None,
+    headers: dict[str, str],
+    body: bytes | AsyncIterator[bytes] | None = None,
+) -> aiohttp.ClientResponse:
+    try:
+        return await responder.forward(method, url, key_index, headers=headers, body=body)
+    except AttemptFailed as failed:
+        if failed.kind == "timeout":
+            raise UpstreamTimeout(f"The upstream did not answer: {failed.detail}.") from None
+        raise UpstreamUnavailable(f"The upstream did not answer: {failed.detail}.") from None
+
+
+async def _read(responder: GeminiResponder, resp: aiohttp.ClientResponse) -> bytes:
+    try:
+        body = await resp.read()
+    except (aiohttp.ClientError, TimeoutError):
+        raise UpstreamUnavailable("The upstream's answer broke off.") from None
+    finally:
+        resp.release()
+    return body if resp.status == 200 else responder.scrub(body)
+
+
+def _answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -> web.Response:
+    out = web.Response(status=resp.status, body=body, headers=headers)
+    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
+    return out
+
+
+def _upload_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k.lower().startswith("x-goog-upload-")}
+
+
+def _limit(request: web.Request, size_header: str, extra: int = 0) -> None:
+    limit = request.app[RUNTIME].config.limits.max_upload_bytes
+    size = request.headers.get(size_header, "")
+    if size.isdigit() and int(size) + extra > limit:
+        raise PayloadTooLarge(f"The upload is larger than the proxy allows ({limit} bytes).")
+
+
+async def _stream_body(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for piece in request.content.iter_chunked(PIECE):
+        seen += len(piece)
+        if seen > limit:
+            raise PayloadTooLarge(f"The upload is larger than the proxy allows ({limit} bytes).")
+        yield piece
+
+
+async def _remember(runtime: Runtime, body: bytes, responder: str, key: int, client: str) -> None:
+    """Record the file a finished upload made (its answer is ``{"file": {…}}``)."""
+    try:
+        meta = orjson.loads(body).get("file") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if isinstance(name, str) and name.startswith("files/"):
+        expires = wall_time(meta.get("expirationTime"))
+        await runtime.owners.add(name, Holder(FILE, responder, key, client, expires=expires))
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    """``POST /upload/{v}/files``: a resumable ``start``, a piece of one, or a multipart upload."""
+    upload_id = request.query.get("upload_id")
+    if upload_id is not None:
+        return await _piece(request, upload_id)
+    runtime = request.app[RUNTIME]
+    client = exchange_of(request).client
+    responder = files_responder(runtime)
+    models = [m.model for m in runtime.config.default_chain.members]
+    key = runtime.keys.pick(responder.name, responder.key_count, models)
+    version = request.path.split("/")[2]
+    headers = _headers(request, _UPLOAD_IN)
+    protocol = request.headers.get("X-Goog-Upload-Protocol", "")
+    if protocol == "multipart":
+        _limit(request, "Content-Length")
+        limit = runtime.config.limits.max_upload_bytes
+        resp = await _open(
+            responder, "POST", f"upload/{version}/files", key, headers, _stream_body(request, limit)
+        )
+        body = await _read(responder, resp)
+        if resp.status == 200:
+            await _remember(runtime, body, responder.name, key, client)
+        return _answer(resp, body, _upload_headers(resp))
+    if protocol != "resumable" or request.headers.get("X-Goog-Upload-Command") != "start":
+        raise InvalidArgument("An upload is 'X-Goog-Upload-Protocol: resumable' or 'multipart'.")
+    _limit(request, "X-Goog-Upload-Header-Content-Length")
+    start = await request.read()
+    resp = await _open(responder, "POST", f"upload/{version}/files", key, headers, start)
+    body = await _read(responder, resp)
+    headers = _upload_headers(resp)
+    upstream_url = resp.headers.get("X-Goog-Upload-URL", "")
+    upstream_id = parse_qs(urlsplit(upstream_url).query).get("upload_id", [""])[0]
+    if resp.status == 200 and upstream_id:
+        runtime.uploads.start(upstream_id, UploadSession(responder.name, key, client, upstream_url))
+        query = urlsplit(upstream_url).query
+        # The pieces must come back here, to the same key: the URL is on the proxy's origin.
+        own = f"{request.scheme}://{request.host}/upload/{version}/files?{query}"
+        for name in list(headers):
+            if name.lower() == "x-goog-upload-url":
+                headers[name] = own
+    return _answer(resp, body, headers)
+
+
+async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    session = runtime.uploads.get(upload_id)
+    exchange = exchange_of(request)
+    if session is None:
+        raise NotFound("No such upload: it finished, or the proxy never started it.")
+    if exchange.client not in ("anonymous", session.client):
+        raise PermissionDenied("This upload belongs to another client.")
+    exchange.client = session.client
+    offset = request.headers.get("X-Goog-Upload-Offset", "0")
+    _limit(request, "Content-Length", int(offset) if offset.isdigit() else 0)
+    responder = runtime.responders[session.responder]
+    assert isinstance(responder, GeminiResponder)
+    headers = _headers(request, _UPLOAD_IN)
+    if "Content-Length" in request.headers:
+        headers["content-length"] = request.headers["Content-Length"]
+    limit = runtime.config.limits.max_upload_bytes
+    resp = await _open(
+        responder, "POST", session.upstream_url, None, headers, _stream_body(request, limit)
+    )
+    body = await _read(responder, resp)
+    status = resp.headers.get("X-Goog-Upload-Status", "")
+    if status == "final" and resp.status == 200:
+        runtime.uploads.finish(upload_id)
+        await _remember(runtime, body, session.responder, session.key_index, session.client)
+    elif status != "active":
+        runtime.uploads.finish(upload_id)
+    return _answer(resp, body, _upload_headers(resp))
+
+
+async def _held(request: web.Request, name: str) -> Holder:
+    holder = await request.app[RUNTIME].owners.find(name)
+    if holder is None or holder.kind != FILE or holder.client != exchange_of(request).client:
+        raise denied(FILE, name)
+    return holder
+
+
+async def one_file(request: web.Request) -> web.StreamResponse:
+    """``GET|DELETE /{v}/files/{id}`` and ``GET /{v}/files/{id}:download``, with its own key."""
+    runtime = request.app[RUNTIME]
+    file_id, _, action = request.match_info["target"].partition(":")
+    if action not in ("", "download") or (action and request.method != "GET"):
+        raise NotFound(f"Method not found: files/{file_id[:64]}:{action[:32]}.")
+    name = f"files/{file_id}"
+    holder = await _held(request, name)
+    responder = _gemini(runtime, holder)
+    version = request.path.split("/")[1]
+    url = f"{version}/files/{request.match_info['target']}"
+    query = without_key(request.rel_url.raw_query_string)
+    if query:
+        url = f"{url}?{query}"
+    headers = _headers(request, ("x-goog-api-client",))
+    resp = await _open(responder, request.method, url, holder.key_index, headers)
+    if action == "download" and resp.status == 200:
+        return await _relay_download(request, resp)
+    body = await _read(responder, resp)
+    if request.method == "DELETE" and resp.status == 200:
+        await runtime.owners.drop(name)
+    elif resp.status in (403, 404):
+        await runtime.owners.drop(name)  # expired or deleted upstream: it is gone
+    return _answer(resp, body, {})
+
+
+async def _relay_download(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    out = web.StreamResponse(status=200)
+    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/octet-stream")
+    if "Content-Length" in resp.headers:
+        out.content_length = int(resp.headers["Content-Length"])
+    try:
+        await out.prepare(request)
+        async for piece in resp.content.iter_chunked(PIECE):
+            await out.write(piece)
+        await out.write_eof()
+    finally:
+        resp.release()
+    return out
+
+
+async def list_files(request: web.Request) -> web.StreamResponse:
+    """``GET /{v}/files``: only the calling client's files, each read with its own key."""
+    runtime = request.app[RUNTIME]
+    size_text = request.query.get("pageSize", "10")
+    token = request.query.get("pageToken", "0")
+    if not size_text.isdigit() or not token.isdigit():
+        raise InvalidArgument("Invalid pageSize or pageToken.")
+    size = min(max(int(size_text), 1), 100)
+    start = int(token)
+    names = runtime.owners.of_client(exchange_of(request).client, FILE)
+    version = request.path.split("/")[1]
+    metas = await asyncio.gather(*(_meta(runtime, version, n) for n in names[start : start + size]))
+    page: dict[str, Any] = {"files": [m for m in metas if m is not None]}
+    if start + size < len(names):
+        page["nextPageToken"] = str(start + size)
+    return web.Response(body=orjson.dumps(page), content_type="application/json")
+
+
+async def _meta(runtime: Runtime, version: str, name: str) -> dict[str, Any] | None:
+    holder = runtime.owners.held.get(name)
+    if holder is None:
+        return None
+    responder = _gemini(runtime, holder)
+    resp = await _open(responder, "GET", f"{version}/{name}", holder.key_index, {})
+    body = await _read(responder, resp)
+    if resp.status in (403, 404):
+        await runtime.owners.drop(name)
+        return None
+    if resp.status != 200:
+        raise UpstreamUnavailable(f"The upstream answered {resp.status} for {name}.")
+    meta: dict[str, Any] = orjson.loads(body)
+    return meta
+
+
+def add_routes(app: web.Application) -> None:
+    for version in VERSIONS:
+        app.router.add_post(f"/upload/{version}/files", upload)
+        app.router.add_get(f"/{version}/files", list_files)
+        app.router.add_route("GET", f"/{version}/files/{{target}}", one_file)
+        app.router.add_route("DELETE", f"/{version}/files/{{target}}", one_file)
