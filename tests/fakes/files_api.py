@@ -102,6 +102,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         while piece := await second.read_chunk():
             job.hasher.update(piece)
             job.received += len(piece)
+            job.head.extend(piece[: max(0, KEEP - len(job.head))])
         return web.json_response({"file": _finish(request, job)})
     if request.headers.get("X-Goog-Upload-Command") != "start":
         return error(400, "Unknown upload command.", "INVALID_ARGUMENT")
