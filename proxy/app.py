@@ -28,6 +28,7 @@ from proxy.routing.rotation import utc_now
 from proxy.state import CONFIG, RUNTIME
 from proxy.store.writer import Writer
 from proxy.surfaces import (
+    caches_api,
     files_api,
     gemini_api,
     models_api,
@@ -127,5 +128,6 @@ def create_app(
     v6.add_routes(app)
     openai_api.add_routes(app)
     files_api.add_routes(app)
+    caches_api.add_routes(app)
     unserved.add_routes(app)
     return app

@@ -10,9 +10,7 @@ one the proxy does not know, gets Gemini's own answer for a file that does not e
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -20,21 +18,26 @@ import orjson
 from aiohttp import web
 
 from proxy.errors import (
-    AttemptFailed,
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from proxy.exchange import exchange_of
 from proxy.resources.owners import FILE, Holder, wall_time
-from proxy.resources.pinning import denied
 from proxy.resources.uploads import UploadSession
 from proxy.responders.gemini import GeminiResponder
 from proxy.state import RUNTIME, Runtime
 from proxy.surfaces.bodies import without_key
+from proxy.surfaces.held import (
+    answer,
+    client_headers,
+    gemini_of,
+    held_by_caller,
+    list_page,
+    open_upstream,
+    read_body,
+)
 
 VERSIONS = ("v1", "v1beta", "v1alpha")
 PIECE = 256 * 1024
@@ -58,49 +61,6 @@ def files_responder(runtime: Runtime) -> GeminiResponder:
     if not isinstance(responder, GeminiResponder) or not responder.key_count:
         raise NotFound(f"L104 Proxy does not serve files with the local responder '{name}'.")
     return responder
-
-
-def _gemini(runtime: Runtime, holder: Holder) -> GeminiResponder:
-    responder = runtime.responders.get(holder.responder)
-    if not isinstance(responder, GeminiResponder):
-        raise NotFound(f"The responder '{holder.responder}' no longer serves files.")
-    return responder
-
-
-def _headers(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
-    return {h: request.headers[h] for h in names if h in request.headers}
-
-
-async def _open(
-    responder: GeminiResponder,
-    method: str,
-    url: str,
-    key_index: int | None,
-    headers: dict[str, str],
-    body: bytes | AsyncIterator[bytes] | None = None,
-) -> aiohttp.ClientResponse:
-    try:
-        return await responder.forward(method, url, key_index, headers=headers, body=body)
-    except AttemptFailed as failed:
-        if failed.kind == "timeout":
-            raise UpstreamTimeout(f"The upstream did not answer: {failed.detail}.") from None
-        raise UpstreamUnavailable(f"The upstream did not answer: {failed.detail}.") from None
-
-
-async def _read(responder: GeminiResponder, resp: aiohttp.ClientResponse) -> bytes:
-    try:
-        body = await resp.read()
-    except (aiohttp.ClientError, TimeoutError):
-        raise UpstreamUnavailable("The upstream's answer broke off.") from None
-    finally:
-        resp.release()
-    return body if resp.status == 200 else responder.scrub(body)
-
-
-def _answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -> web.Response:
-    out = web.Response(status=resp.status, body=body, headers=headers)
-    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
-    return out
 
 
 def _upload_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
@@ -146,24 +106,24 @@ async def upload(request: web.Request) -> web.StreamResponse:
     models = [m.model for m in runtime.config.default_chain.members]
     key = runtime.keys.pick(responder.name, responder.key_count, models)
     version = request.path.split("/")[2]
-    headers = _headers(request, _UPLOAD_IN)
+    headers = client_headers(request, _UPLOAD_IN)
     protocol = request.headers.get("X-Goog-Upload-Protocol", "")
     if protocol == "multipart":
         _limit(request, "Content-Length")
         limit = runtime.config.limits.max_upload_bytes
-        resp = await _open(
+        resp = await open_upstream(
             responder, "POST", f"upload/{version}/files", key, headers, _stream_body(request, limit)
         )
-        body = await _read(responder, resp)
+        body = await read_body(responder, resp)
         if resp.status == 200:
             await _remember(runtime, body, responder.name, key, client)
-        return _answer(resp, body, _upload_headers(resp))
+        return answer(resp, body, _upload_headers(resp))
     if protocol != "resumable" or request.headers.get("X-Goog-Upload-Command") != "start":
         raise InvalidArgument("An upload is 'X-Goog-Upload-Protocol: resumable' or 'multipart'.")
     _limit(request, "X-Goog-Upload-Header-Content-Length")
     start = await request.read()
-    resp = await _open(responder, "POST", f"upload/{version}/files", key, headers, start)
-    body = await _read(responder, resp)
+    resp = await open_upstream(responder, "POST", f"upload/{version}/files", key, headers, start)
+    body = await read_body(responder, resp)
     headers = _upload_headers(resp)
     upstream_url = resp.headers.get("X-Goog-Upload-URL", "")
     upstream_id = parse_qs(urlsplit(upstream_url).query).get("upload_id", [""])[0]
@@ -175,7 +135,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         for name in list(headers):
             if name.lower() == "x-goog-upload-url":
                 headers[name] = own
-    return _answer(resp, body, headers)
+    return answer(resp, body, headers)
 
 
 async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
@@ -191,28 +151,21 @@ async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
     _limit(request, "Content-Length", int(offset) if offset.isdigit() else 0)
     responder = runtime.responders[session.responder]
     assert isinstance(responder, GeminiResponder)
-    headers = _headers(request, _UPLOAD_IN)
+    headers = client_headers(request, _UPLOAD_IN)
     if "Content-Length" in request.headers:
         headers["content-length"] = request.headers["Content-Length"]
     limit = runtime.config.limits.max_upload_bytes
-    resp = await _open(
+    resp = await open_upstream(
         responder, "POST", session.upstream_url, None, headers, _stream_body(request, limit)
     )
-    body = await _read(responder, resp)
+    body = await read_body(responder, resp)
     status = resp.headers.get("X-Goog-Upload-Status", "")
     if status == "final" and resp.status == 200:
         runtime.uploads.finish(upload_id)
         await _remember(runtime, body, session.responder, session.key_index, session.client)
     elif status != "active":
         runtime.uploads.finish(upload_id)
-    return _answer(resp, body, _upload_headers(resp))
-
-
-async def _held(request: web.Request, name: str) -> Holder:
-    holder = await request.app[RUNTIME].owners.find(name)
-    if holder is None or holder.kind != FILE or holder.client != exchange_of(request).client:
-        raise denied(FILE, name)
-    return holder
+    return answer(resp, body, _upload_headers(resp))
 
 
 async def one_file(request: web.Request) -> web.StreamResponse:
@@ -222,23 +175,23 @@ async def one_file(request: web.Request) -> web.StreamResponse:
     if action not in ("", "download") or (action and request.method != "GET"):
         raise NotFound(f"Method not found: files/{file_id[:64]}:{action[:32]}.")
     name = f"files/{file_id}"
-    holder = await _held(request, name)
-    responder = _gemini(runtime, holder)
+    holder = await held_by_caller(request, FILE, name)
+    responder = gemini_of(runtime, holder)
     version = request.path.split("/")[1]
     url = f"{version}/files/{request.match_info['target']}"
     query = without_key(request.rel_url.raw_query_string)
     if query:
         url = f"{url}?{query}"
-    headers = _headers(request, ("x-goog-api-client",))
-    resp = await _open(responder, request.method, url, holder.key_index, headers)
+    headers = client_headers(request, ("x-goog-api-client",))
+    resp = await open_upstream(responder, request.method, url, holder.key_index, headers)
     if action == "download" and resp.status == 200:
         return await _relay_download(request, resp)
-    body = await _read(responder, resp)
+    body = await read_body(responder, resp)
     if request.method == "DELETE" and resp.status == 200:
         await runtime.owners.drop(name)
     elif resp.status in (403, 404):
         await runtime.owners.drop(name)  # expired or deleted upstream: it is gone
-    return _answer(resp, body, {})
+    return answer(resp, body, {})
 
 
 async def _relay_download(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -258,36 +211,7 @@ async def _relay_download(request: web.Request, resp: aiohttp.ClientResponse) ->
 
 async def list_files(request: web.Request) -> web.StreamResponse:
     """``GET /{v}/files``: only the calling client's files, each read with its own key."""
-    runtime = request.app[RUNTIME]
-    size_text = request.query.get("pageSize", "10")
-    token = request.query.get("pageToken", "0")
-    if not size_text.isdigit() or not token.isdigit():
-        raise InvalidArgument("Invalid pageSize or pageToken.")
-    size = min(max(int(size_text), 1), 100)
-    start = int(token)
-    names = runtime.owners.of_client(exchange_of(request).client, FILE)
-    version = request.path.split("/")[1]
-    metas = await asyncio.gather(*(_meta(runtime, version, n) for n in names[start : start + size]))
-    page: dict[str, Any] = {"files": [m for m in metas if m is not None]}
-    if start + size < len(names):
-        page["nextPageToken"] = str(start + size)
-    return web.Response(body=orjson.dumps(page), content_type="application/json")
-
-
-async def _meta(runtime: Runtime, version: str, name: str) -> dict[str, Any] | None:
-    holder = runtime.owners.held.get(name)
-    if holder is None:
-        return None
-    responder = _gemini(runtime, holder)
-    resp = await _open(responder, "GET", f"{version}/{name}", holder.key_index, {})
-    body = await _read(responder, resp)
-    if resp.status in (403, 404):
-        await runtime.owners.drop(name)
-        return None
-    if resp.status != 200:
-        raise UpstreamUnavailable(f"The upstream answered {resp.status} for {name}.")
-    meta: dict[str, Any] = orjson.loads(body)
-    return meta
+    return await list_page(request, FILE, "files", default_size=10)
 
 
 def add_routes(app: web.Application) -> None:

@@ -14,7 +14,6 @@ from proxy.middleware import Handler
 VERSIONS = ("v1", "v1beta", "v1alpha")
 # (path prefix under a version, what it is)
 APIS = (
-    ("cachedContents", "cached contents"),
     ("tunedModels", "tuned models"),
     ("batches", "batch jobs"),
     ("operations", "long-running operations"),

@@ -170,7 +170,6 @@ async def test_sdk_errors_carry_gemini_fields(start_proxy: StartProxy, upstream:
     ("method", "path", "what"),
     [
         ("POST", "/v1beta/batches", "batch jobs"),
-        ("GET", "/v1beta/cachedContents", "cached contents"),
         ("POST", "/v1beta/tunedModels/x:generateContent", "tuned models"),
         (
             "GET",

@@ -1,0 +1,117 @@
+"""Calls for the stateful resources (files, cached contents) with the key that holds each:
+opening the upstream call, reading and relaying its answer, the owner check, and listing a
+client's own resources page by page."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from proxy.errors import (
+    AttemptFailed,
+    InvalidArgument,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from proxy.exchange import exchange_of
+from proxy.resources.owners import Holder
+from proxy.resources.pinning import denied
+from proxy.responders.gemini import GeminiResponder
+from proxy.state import RUNTIME, Runtime
+
+
+def gemini_of(runtime: Runtime, holder: Holder) -> GeminiResponder:
+    responder = runtime.responders.get(holder.responder)
+    if not isinstance(responder, GeminiResponder):
+        raise NotFound(f"The responder '{holder.responder}' no longer serves this resource.")
+    return responder
+
+
+def client_headers(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {h: request.headers[h] for h in names if h in request.headers}
+
+
+async def open_upstream(
+    responder: GeminiResponder,
+    method: str,
+    url: str,
+    key_index: int | None,
+    headers: dict[str, str],
+    body: bytes | AsyncIterator[bytes] | None = None,
+) -> aiohttp.ClientResponse:
+    try:
+        return await responder.forward(method, url, key_index, headers=headers, body=body)
+    except AttemptFailed as failed:
+        if failed.kind == "timeout":
+            raise UpstreamTimeout(f"The upstream did not answer: {failed.detail}.") from None
+        raise UpstreamUnavailable(f"The upstream did not answer: {failed.detail}.") from None
+
+
+async def read_body(responder: GeminiResponder, resp: aiohttp.ClientResponse) -> bytes:
+    """The whole answer (keys scrubbed from an error); the connection is released."""
+    try:
+        body = await resp.read()
+    except (aiohttp.ClientError, TimeoutError):
+        raise UpstreamUnavailable("The upstream's answer broke off.") from None
+    finally:
+        resp.release()
+    return body if resp.status == 200 else responder.scrub(body)
+
+
+def answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -> web.Response:
+    out = web.Response(status=resp.status, body=body, headers=headers)
+    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
+    return out
+
+
+async def held_by_caller(request: web.Request, kind: str, name: str) -> Holder:
+    """The holder of ``name`` if the caller owns it; else Gemini's answer for a resource that
+    does not exist (403), so another client learns nothing."""
+    holder = await request.app[RUNTIME].owners.find(name)
+    if holder is None or holder.kind != kind or holder.client != exchange_of(request).client:
+        raise denied(kind, name)
+    return holder
+
+
+async def list_page(
+    request: web.Request, kind: str, field: str, *, default_size: int
+) -> web.StreamResponse:
+    """A page of the caller's own resources of ``kind``, each read with its own key, as
+    Gemini lists them (``{field: [...], "nextPageToken"}``). Resources gone upstream are
+    forgotten."""
+    runtime = request.app[RUNTIME]
+    size_text = request.query.get("pageSize", str(default_size))
+    token = request.query.get("pageToken", "0") or "0"
+    if not size_text.isdigit() or not token.isdigit():
+        raise InvalidArgument("Invalid pageSize or pageToken.")
+    size = min(max(int(size_text), 1), 1000)
+    start = int(token)
+    names = runtime.owners.of_client(exchange_of(request).client, kind)
+    version = request.path.split("/")[1]
+    metas = await asyncio.gather(*(_meta(runtime, version, n) for n in names[start : start + size]))
+    page: dict[str, Any] = {field: [m for m in metas if m is not None]}
+    if start + size < len(names):
+        page["nextPageToken"] = str(start + size)
+    return web.Response(body=orjson.dumps(page), content_type="application/json")
+
+
+async def _meta(runtime: Runtime, version: str, name: str) -> dict[str, Any] | None:
+    holder = runtime.owners.held.get(name)
+    if holder is None:
+        return None
+    responder = gemini_of(runtime, holder)
+    resp = await open_upstream(responder, "GET", f"{version}/{name}", holder.key_index, {})
+    body = await read_body(responder, resp)
+    if resp.status in (403, 404):
+        await runtime.owners.drop(name)
+        return None
+    if resp.status != 200:
+        raise UpstreamUnavailable(f"The upstream answered {resp.status} for {name}.")
+    meta: dict[str, Any] = orjson.loads(body)
+    return meta
