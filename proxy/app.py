@@ -31,6 +31,7 @@ from proxy.surfaces import (
     caches_api,
     files_api,
     gemini_api,
+    live_api,
     models_api,
     openai_api,
     ops,
@@ -129,5 +130,6 @@ def create_app(
     openai_api.add_routes(app)
     files_api.add_routes(app)
     caches_api.add_routes(app)
+    live_api.add_routes(app)
     unserved.add_routes(app)
     return app

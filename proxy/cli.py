@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from proxy.server import BindRefused, announce, serve, supervise  # keeps `check` light
+    from proxy.server import (  # keeps `check` light
+        BindRefused,
+        TlsRefused,
+        announce,
+        serve,
+        supervise,
+    )
     from proxy.store.db import StoreError
 
     host = args.host or config.listen.host
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             argv = ["serve", "--config", args.config, "--host", host, "--port", str(port)]
             return supervise([*argv, "--log-level", args.log_level], args.workers)
         serve(config, host, port, reuse_port=args.reuse_port)
-    except (BindRefused, StoreError) as exc:
+    except (BindRefused, StoreError, TlsRefused) as exc:
         print(f"l104-proxy: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

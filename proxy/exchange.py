@@ -11,9 +11,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-_COUNT = re.compile(rb'"(prompt|candidates|total)TokenCount"\s*:\s*(\d+)')
+# ``response`` is the Live API's name for the output count.
+_COUNT = re.compile(rb'"(prompt|candidates|response|total)TokenCount"\s*:\s*(\d+)')
 _MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
-_FIELDS = {b"prompt": "input_tokens", b"candidates": "output_tokens", b"total": "total_tokens"}
+_FIELDS = {
+    b"prompt": "input_tokens",
+    b"candidates": "output_tokens",
+    b"response": "output_tokens",
+    b"total": "total_tokens",
+}
 # The OpenAI-compatible endpoint's ``usage`` and ``model``.
 _OPENAI_COUNT = re.compile(rb'"(prompt|completion|total)_tokens"\s*:\s*(\d+)')
 _OPENAI_MODEL = re.compile(rb'"model"\s*:\s*"([^"]{1,128})"')

@@ -7,6 +7,7 @@ import gc
 import ipaddress
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 
@@ -26,6 +27,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class TlsRefused(Exception):
+    """``listen.tls`` names a certificate or key that cannot be loaded."""
 
 
 class BindRefused(Exception):
@@ -59,7 +64,8 @@ def announce(config: Config, host: str, port: int, workers: int) -> None:
         f"{c.name}: {' -> '.join(m.label for m in c.members)}" for c in config.chains.values()
     )
     many = f", {workers} workers" if workers > 1 else ""
-    log.info("L104 Proxy on http://%s:%d (%s%s)", host, port, chains, many)
+    scheme = config.listen.scheme
+    log.info("L104 Proxy on %s://%s:%d (%s%s)", scheme, host, port, chains, many)
 
 
 async def _settle_gc(app: web.Application) -> None:
@@ -70,8 +76,24 @@ async def _settle_gc(app: web.Application) -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context from ``listen.tls`` (HTTPS and WSS on the same port)."""
+    tls = config.listen.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsRefused(
+            f"cannot use listen.tls ({tls.cert_file}, {tls.key_file}) from {config.file}: {exc}"
+        ) from None
+    return context
+
+
 def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
+    context = tls_context(config)
     app = create_app(config)
     app.on_startup.append(_settle_gc)
     web.run_app(
@@ -85,6 +107,7 @@ def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> 
         handler_cancellation=True,
         shutdown_timeout=10.0,
         reuse_port=reuse_port or None,
+        ssl_context=context,
     )
     sys.stdout.flush()
 

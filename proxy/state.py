@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -43,6 +44,7 @@ class Runtime:
     owners: Owners
     uploads: Uploads
     keys: KeyPicker
+    live_sessions: Counter[str] = field(default_factory=Counter)  # open Live sessions by client
     draining: bool = False
 
 

@@ -272,6 +272,7 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
         config: Path | None = None,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        scheme: str = "http",
     ) -> ProxyProcess:
         if config is None:
             config = tmp_path / f"proxy-{len(started)}.yaml"
@@ -298,7 +299,7 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        handle = ProxyProcess(f"http://127.0.0.1:{port}", proc, log)
+        handle = ProxyProcess(f"{scheme}://127.0.0.1:{port}", proc, log)
         started.append(handle)
         wait_ready(f"{handle.url}/ready", proc)
         return handle
@@ -322,7 +323,12 @@ async def run_node(script: str, *args: str, limit_s: float = 30) -> Any:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    finally:
+        if proc.returncode is None:  # timed out: never leave it running
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, err.decode()
     return json.loads(out.decode().strip().splitlines()[-1])
 

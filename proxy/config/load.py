@@ -54,6 +54,7 @@ def parse_config(source: Source) -> Config:
             "adaptive": flag,
             "queue_timeout_s": num,
             "max_upload_bytes": num,
+            "max_live_sessions": num,
         },
     )
     tracing = read_section(

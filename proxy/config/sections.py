@@ -4,9 +4,10 @@ its line, key and value (see :class:`proxy.reader.Reader`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from proxy.config.types import Chain, Client, Listen, Member, ResponderConf, Rotation
+from proxy.config.types import Chain, Client, Listen, Member, ResponderConf, Rotation, Tls
 from proxy.names import valid_model_name
 from proxy.reader import Reader
 from proxy.responders import REGISTRY
@@ -20,9 +21,21 @@ def read_listen(r: Reader) -> Listen:
         host=r.text("host", "127.0.0.1"),
         port=r.whole("port", 8081, low=0, high=65535),
         cors_origins=r.texts("cors_origins"),
+        tls=_read_tls(r.section("tls")) if r.has("tls") else None,
     )
     r.finish()
     return out
+
+
+def _read_tls(r: Reader) -> Tls | None:
+    files = {}
+    for key in ("cert_file", "key_file"):
+        path = r.text(key, required=True)
+        if path and not Path(path).is_file():
+            r.bad(key, path, "no such file")
+        files[key] = path
+    r.finish()
+    return Tls(**files) if all(files.values()) else None
 
 
 def read_responders(r: Reader) -> dict[str, ResponderConf]:

@@ -18,10 +18,23 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Tls:
+    """``listen.tls``: serve HTTPS (and WSS) from the same port."""
+
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
 class Listen:
     host: str = "127.0.0.1"
     port: int = 8081
     cors_origins: tuple[str, ...] = ()
+    tls: Tls | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +92,7 @@ class Limits:
     queue_timeout_s: float = 1.0
     # Uploads stream through and have their own limit: Gemini's 2 GB a file.
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    max_live_sessions: int = 16  # per client; 0: no cap
 
 
 @dataclass(frozen=True, slots=True)

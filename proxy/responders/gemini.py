@@ -23,6 +23,8 @@ from proxy.yamlsource import dotted
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 LARGE_BODY = 1024 * 1024
+LIVE = "BidiGenerateContent"
+LIVE_MAX_FRAME = 32 * 1024 * 1024  # audio and video frames are large
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,31 @@ class GeminiResponder:
         return await self._request(
             method, url, key_index, body=body, headers=headers, params=None, limits=self._stream
         )
+
+    async def live(self, version: str, key_index: int) -> aiohttp.ClientWebSocketResponse:
+        """Open Gemini's Live socket with key ``key_index`` (sent as a header, never in the URL).
+
+        Raises ``aiohttp.WSServerHandshakeError`` when the upstream refuses the upgrade (its
+        ``status`` says why: 429 for quota), ``AttemptFailed`` when nothing answered.
+        """
+        base = self.spec.base_url
+        ws_base = "wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]
+        url = f"{ws_base}/ws/google.ai.generativelanguage.{version}.GenerativeService.{LIVE}"
+        try:
+            async with asyncio.timeout(self.spec.connect_timeout_s + self.spec.timeout_s):
+                return await self.session.ws_connect(
+                    url,
+                    headers={"x-goog-api-key": self.spec.api_keys[key_index]},
+                    max_msg_size=LIVE_MAX_FRAME,
+                    autoclose=False,
+                    autoping=True,
+                )
+        except TimeoutError as exc:
+            raise AttemptFailed("timeout", "the Live socket did not open") from exc
+        except aiohttp.WSServerHandshakeError:
+            raise
+        except aiohttp.ClientError as exc:
+            raise AttemptFailed("connect", type(exc).__name__) from exc
 
     def scrub(self, body: bytes) -> bytes:
         """``body`` with every upstream key replaced."""

@@ -44,8 +44,11 @@ class SlidingWindow:
         self.total = 0.0
 
     def _expire(self, now: float) -> None:
-        edge = now - self.window_s
-        while self.buckets and self.buckets[0].last <= edge:
+        # The same sum as the wait below (``last + window_s - now``): written as ``now -
+        # window_s`` it can round the other way, and a bucket one ulp inside the window would
+        # be neither expired nor waited for.
+        window_s = self.window_s
+        while self.buckets and self.buckets[0].last + window_s <= now:
             gone = self.buckets.popleft()
             gone.live = False
             self.total -= gone.amount

@@ -60,7 +60,10 @@ async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = runtime.counters.as_json()
     # Files and cached contents held (with their keys), and Live sessions open.
-    body["resources"] = runtime.owners.counts()
+    body["resources"] = {
+        **runtime.owners.counts(),
+        "live_sessions": sum(runtime.live_sessions.values()),
+    }
     if runtime.writer is not None:
         # Ledger rows dropped because the write queue was full: counted, never silent.
         body["ledger_dropped"] = runtime.writer.dropped

@@ -35,4 +35,5 @@ def add_routes(app: web.Application) -> None:
             handler = _refuse(what)
             app.router.add_route("*", f"/{version}/{prefix}", handler)
             app.router.add_route("*", f"/{version}/{prefix}/{{tail:.*}}", handler)
-    app.router.add_route("*", "/ws/{tail:.*}", _refuse("the Live API (websockets)"))
+    other_live = _refuse("this Live API endpoint (only BidiGenerateContent)")
+    app.router.add_route("*", "/ws/{tail:.*}", other_live)

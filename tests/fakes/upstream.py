@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import files_api, openai_compat
+from tests.fakes import files_api, live_api, openai_compat
 from tests.fakes.common import STATE, STATUS_ERRORS, State, error, next_step, quota_error, record
 
 MODELS = [f"gemini-upstream-{i}" for i in range(5)]
@@ -227,6 +227,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/_{what}", control)
     openai_compat.add_routes(app)
     files_api.add_routes(app)
+    live_api.add_routes(app)
     return app
 
 

@@ -148,4 +148,5 @@ async def test_the_map_is_shared_through_the_store(
     )
     assert answer.text == "Hello from m1."
     async with aiohttp.ClientSession() as s, s.get(first.url + "/metrics") as r:
-        assert (await r.json())["resources"] == {"files": 1, "cached_contents": 0}
+        resources = (await r.json())["resources"]
+    assert resources == {"files": 1, "cached_contents": 0, "live_sessions": 0}

@@ -173,7 +173,7 @@ async def test_sdk_errors_carry_gemini_fields(start_proxy: StartProxy, upstream:
         ("POST", "/v1beta/tunedModels/x:generateContent", "tuned models"),
         (
             "GET",
-            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
+            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContentConstrained",
             "Live",
         ),
     ],

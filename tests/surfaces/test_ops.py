@@ -48,7 +48,7 @@ async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream
         "uptime_s",
         "resources",
     }
-    assert body["resources"] == {"files": 0, "cached_contents": 0}
+    assert body["resources"] == {"files": 0, "cached_contents": 0, "live_sessions": 0}
     assert body["requests_total"] == 0
     assert body["model_usage"] == {}
     assert isinstance(body["uptime_s"], float)

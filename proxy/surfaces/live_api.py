@@ -1,0 +1,290 @@
+"""The Live API: ``/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent``.
+
+The client's first frame is ``setup``; its ``model`` may be a chain. The proxy walks the chain's
+members and keys as a request would: it opens the upstream socket, sends the setup with the
+model rewritten, and waits for ``setupComplete``. A refusal before that (an HTTP 429 at the
+upgrade, a close 1011 that says the quota is exceeded, a model not found, an overloaded one)
+moves on to the next key or member; nothing reaches the client until one has accepted. Then
+frames pass both ways unchanged (text and binary), in order; either side closing closes the
+other with its code and reason.
+
+A session counts as one request for the client's limits, and ``limits.max_live_sessions`` caps
+the sessions a client has open. The ledger gets one row per session, with the usage its
+``usageMetadata`` reported; its span gets an event per upstream attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+from opentelemetry import trace
+
+from proxy.errors import AttemptFailed, ClientRateLimited, ProxyError
+from proxy.exchange import Exchange, exchange_of
+from proxy.responders.gemini import LIVE_MAX_FRAME, GeminiResponder
+from proxy.routing.chain import Plan
+from proxy.state import RUNTIME, Runtime
+from proxy.surfaces.gemini_api import check_model
+
+log = logging.getLogger("l104.live")
+VERSIONS = ("v1", "v1beta", "v1alpha")
+SETUP_TIMEOUT_S = 30.0
+CLOSE_WAIT_S = 2.0
+_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)s", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class Refusal:
+    """Why a member/key did not take the session."""
+
+    model: str
+    why: str
+    quota: bool = False
+    rest_s: float = 0.0
+
+
+class SessionRefused(Exception):
+    """No member took the session: closes the client's socket with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _close_reason(text: str) -> bytes:
+    return text.encode()[:123]  # a close frame's reason is at most 123 bytes
+
+
+def _is_quota(code: int, reason: str) -> bool:
+    lowered = reason.lower()
+    return code == 1011 and ("quota" in lowered or "resource_exhausted" in lowered)
+
+
+async def _setup(ws: web.WebSocketResponse) -> tuple[dict[str, object], str]:
+    """The client's ``setup`` frame (JSON, text or binary) and the model it names."""
+    try:
+        async with asyncio.timeout(SETUP_TIMEOUT_S):
+            msg = await ws.receive()
+    except TimeoutError:
+        raise SessionRefused(1008, "No setup message arrived.") from None
+    if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        raise SessionRefused(1000, "The client left before its setup.")
+    try:
+        frame = orjson.loads(msg.data)
+        setup = frame["setup"]
+        model = str(setup["model"]).removeprefix("models/")
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise SessionRefused(1007, "The first message must be a setup naming a model.") from None
+    try:
+        check_model(model)
+    except ProxyError as exc:
+        raise SessionRefused(1007, exc.message) from None
+    return frame, model
+
+
+async def _try(
+    responder: GeminiResponder, version: str, key: int, model: str, frame: dict[str, object]
+) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage] | Refusal:
+    """Open the upstream socket for ``model`` with ``key`` and wait for ``setupComplete``."""
+    try:
+        upstream = await responder.live(version, key)
+    except aiohttp.WSServerHandshakeError as exc:
+        return Refusal(model, f"HTTP {exc.status}", quota=exc.status == 429)
+    except AttemptFailed as failed:
+        return Refusal(model, failed.kind)
+    setup = dict(frame["setup"])  # type: ignore[call-overload]
+    setup["model"] = f"models/{model}"
+    try:
+        await upstream.send_bytes(orjson.dumps({**frame, "setup": setup}))
+        async with asyncio.timeout(responder.spec.timeout_s):
+            first = await upstream.receive()
+    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+        await upstream.close()
+        return Refusal(model, "no setupComplete")
+    if first.type in (WSMsgType.TEXT, WSMsgType.BINARY) and b"setupComplete" in (
+        first.data if isinstance(first.data, bytes) else str(first.data).encode()
+    ):
+        return upstream, first
+    code = upstream.close_code or 1006
+    reason = str(first.extra or "") if first.type == WSMsgType.CLOSE else "unexpected frame"
+    await upstream.close()
+    retry = _RETRY_IN.search(reason)
+    return Refusal(
+        model,
+        f"closed {code}: {reason[:80]}",
+        quota=_is_quota(code, reason),
+        rest_s=float(retry.group(1)) if retry else 0.0,
+    )
+
+
+async def _open(
+    runtime: Runtime, plan: Plan, version: str, frame: dict[str, object], exchange: Exchange
+) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage]:
+    refusals: list[Refusal] = []
+    span = trace.get_current_span()
+    for member in plan.members:
+        responder = runtime.responders[member.responder]
+        if not isinstance(responder, GeminiResponder):
+            continue
+        for key in range(responder.key_count):
+            ref = (member.responder, member.model, key)
+            left = runtime.cooldowns.peek(ref)
+            if left > 0:
+                refusals.append(Refusal(member.model, f"cooling {left:.0f}s", True, left))
+                continue
+            exchange.attempts += 1
+            runtime.counters.model_usage[member.model] += 1
+            outcome = await _try(responder, version, key, member.model, frame)
+            span.add_event(
+                "live.attempt",
+                {
+                    "gen_ai.request.model": member.model,
+                    "l104.key_index": key,
+                    "l104.outcome": "accepted" if not isinstance(outcome, Refusal) else outcome.why,
+                },
+            )
+            if not isinstance(outcome, Refusal):
+                exchange.served = member.model
+                return outcome
+            if outcome.quota:
+                runtime.counters.model_429_count[member.model] += 1
+                wait = outcome.rest_s or runtime.config.rotation.cooldown_s
+                outcome.rest_s = runtime.cooldowns.cool(ref, wait)
+            refusals.append(outcome)
+    raise _refused(plan, refusals)
+
+
+def _refused(plan: Plan, refusals: list[Refusal]) -> SessionRefused:
+    tried = ", ".join(f"{r.model} ({r.why})" for r in refusals) or "none"
+    quota = [r.rest_s for r in refusals if r.quota]
+    if quota:
+        return SessionRefused(
+            1011,
+            f"You exceeded your current quota on every model of '{plan.name}'. "
+            f"Please retry in {max(1.0, min(quota)):.0f}s.",
+        )
+    return SessionRefused(1011, f"No model of '{plan.name}' took the session; tried: {tried}")
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    exchange: Exchange | None,
+) -> tuple[int, str]:
+    """Frames from ``source`` to ``sink`` as they come; returns the close code and reason."""
+    try:
+        while True:
+            msg = await source.receive()
+            if msg.type == WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type == WSMsgType.CLOSE:
+                return int(msg.data), str(msg.extra or "")
+            else:  # CLOSING, CLOSED, ERROR: the connection ended without a close frame
+                return source.close_code or 1006, ""
+            if exchange is not None:
+                data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                exchange.sniff_usage(data)
+    except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+        return 1011, f"relay failed: {type(exc).__name__}"
+
+
+async def _relay(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
+) -> None:
+    up = asyncio.create_task(_pump(client, upstream, None))
+    down = asyncio.create_task(_pump(upstream, client, exchange))
+    try:
+        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Also when the handler is cancelled (the client's connection dropped): the upstream
+        # socket is closed with the client's code, not left open.
+        await _close_both(client, upstream, up, down)
+
+
+def _ended(task: asyncio.Task[tuple[int, str]]) -> tuple[int, str] | None:
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+async def _close_both(
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse,
+    up: asyncio.Task[tuple[int, str]],
+    down: asyncio.Task[tuple[int, str]],
+) -> None:
+    """Whichever side closed, close the other with its code and reason; the other pump then
+    sees its side closing and ends by itself."""
+    from_client, from_upstream = _ended(up), _ended(down)
+    if from_upstream is not None and from_client is None:
+        code, reason = from_upstream
+        with contextlib.suppress(Exception):
+            await client.close(code=code, message=_close_reason(reason))
+    else:
+        code, reason = from_client or (1001, "the client went away")
+        with contextlib.suppress(Exception):
+            await upstream.close(code=code, message=_close_reason(reason))
+    for task in (up, down):
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+    with contextlib.suppress(Exception):
+        await upstream.close()
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    exchange = exchange_of(request)
+    limit = runtime.config.limits.max_live_sessions
+    open_now = runtime.live_sessions[exchange.client]
+    if limit and open_now >= limit:
+        raise ClientRateLimited(
+            f"Client '{exchange.client}' has {open_now} Live sessions open "
+            f"(limits.max_live_sessions: {limit}).",
+            retry_after_s=1.0,
+        )
+    version = request.path.split(".")[3]  # /ws/google.ai.generativelanguage.{v}.…
+    client = web.WebSocketResponse(max_msg_size=LIVE_MAX_FRAME, autoping=True)
+    await client.prepare(request)
+    runtime.live_sessions[exchange.client] += 1
+    try:
+        frame, model = await _setup(client)
+        exchange.requested = model
+        upstream, first = await _open(
+            runtime, runtime.resolver.resolve(model), version, frame, exchange
+        )
+        exchange.status = 200
+        exchange.mark_first_byte()
+        if first.type == WSMsgType.TEXT:
+            await client.send_str(first.data)
+        else:
+            await client.send_bytes(first.data)
+        await _relay(client, upstream, exchange)
+    except SessionRefused as refused:
+        exchange.status = 429 if "quota" in refused.reason else 503
+        await client.close(code=refused.code, message=_close_reason(refused.reason))
+    finally:
+        runtime.live_sessions[exchange.client] -= 1
+        with contextlib.suppress(Exception):
+            await client.close()
+    return client
+
+
+def add_routes(app: web.Application) -> None:
+    for version in VERSIONS:
+        path = f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+        app.router.add_get(path, live)
+        # @google/genai joins its base URL (with a trailing slash) and "/ws/…": "//ws/…".
+        app.router.add_get("/" + path, live)

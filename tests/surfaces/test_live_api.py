@@ -1,0 +1,177 @@
+"""The Live API through the proxy: a plain WebSocket client (aiohttp) for the protocol's edges,
+the real Python SDK over TLS (it always dials ``wss://``), and ``@google/genai`` over ``ws://``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from google import genai
+from google.genai import types
+
+from tests.conftest import ProxyProcess, StartProxy, Upstream, base_yaml, run_node
+
+LIVE = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
+TURN = {
+    "client_content": {
+        "turns": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "turn_complete": True,
+    }
+}
+
+
+async def wait_until(check: Callable[[], bool], limit_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        if check():
+            return time.monotonic() - start
+        await asyncio.sleep(0.02)
+    raise AssertionError("not in time")
+
+
+async def session(
+    url: str, model: str = "default", key: str = "client-key"
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    s = aiohttp.ClientSession()
+    ws = await s.ws_connect(url + LIVE.format(v="v1beta"), headers={"x-goog-api-key": key})
+    await ws.send_str(json.dumps({"setup": {"model": f"models/{model}"}}))
+    first = await ws.receive()
+    return s, ws, json.loads(first.data) if first.type != aiohttp.WSMsgType.CLOSE else {}
+
+
+async def test_a_text_session_rotates_at_connect(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429})
+    s, ws, first = await session(proxy.url)
+    assert first == {"setupComplete": {}}
+    await ws.send_str(json.dumps(TURN))
+    answer = json.loads((await ws.receive()).data)
+    assert answer["serverContent"]["modelTurn"]["parts"][0]["text"] == "Hello from m2."
+    done = json.loads((await ws.receive()).data)
+    assert done["usageMetadata"]["totalTokenCount"] == 8
+    audio = bytes(range(256)) * 64  # not JSON: passes both ways as it is
+    await ws.send_bytes(audio)
+    echoed = await ws.receive()
+    assert (echoed.type, echoed.data) == (aiohttp.WSMsgType.BINARY, audio)
+    await ws.close()
+    await s.close()
+    setups = [r for r in upstream.requests() if r["action"] == "live.setup"]
+    assert [json.loads(r["body"])["model"] for r in setups] == ["models/m1", "models/m2"]
+    async with aiohttp.ClientSession() as c, c.get(proxy.url + "/health") as r:
+        assert (await r.json())["models"]["m1"]["state"] == "cooling"
+
+
+async def test_an_upgrade_refused_for_quota_moves_to_the_next_key(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("live-upgrade", {"status": 429})
+    s, ws, first = await session(proxy.url)
+    assert first == {"setupComplete": {}}
+    upgrades = [r["key"] for r in upstream.requests() if r["action"] == "live.upgrade"]
+    assert upgrades == ["key-a-upstream", "key-b-upstream"]
+    await ws.close()
+    await s.close()
+
+
+async def test_every_member_out_of_quota_closes_with_1011(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    for model in ("m1", "m2", "m3"):
+        upstream.script(model, {"status": 429})
+    s, ws, first = await session(proxy.url)
+    assert first == {}
+    assert ws.close_code == 1011
+    await s.close()
+
+
+async def test_a_client_that_leaves_closes_the_upstream_within_a_second(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    s, ws, _ = await session(proxy.url)
+    await ws.close(code=4000, message=b"bye")
+    took = await wait_until(lambda: upstream.state().get("live_closed") == 1, 1.0)
+    assert took < 1.0
+    assert upstream.state()["live_close_code"] == 4000  # the client's own code went on
+    await s.close()
+
+
+async def test_live_sessions_per_client_are_capped(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra="limits: {max_live_sessions: 1}"))
+    s, ws, first = await session(proxy.url)
+    assert first == {"setupComplete": {}}
+    async with aiohttp.ClientSession() as other:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await other.ws_connect(proxy.url + LIVE.format(v="v1beta"))
+        assert refused.value.status == 429
+    async with aiohttp.ClientSession() as c, c.get(proxy.url + "/metrics") as r:
+        assert (await r.json())["resources"]["live_sessions"] == 1
+    await ws.close()
+    await s.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA made here, and a certificate for 127.0.0.1 that it signed."""
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = {"ca": root / "ca.pem", "cert": root / "cert.pem", "key": root / "key.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(files["cert"]), append=True)
+    return files
+
+
+async def test_the_python_sdk_over_tls(
+    proxy_process: Callable[..., ProxyProcess],
+    upstream: Upstream,
+    tls_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls = f"tls: {{cert_file: '{tls_files['cert']}', key_file: '{tls_files['key']}'}}"
+    yaml = base_yaml(upstream.url, keys=("only-key",)).replace(
+        "listen: {host: 127.0.0.1, port: 0}", f"listen: {{host: 127.0.0.1, port: 0, {tls}}}"
+    )
+    upstream.script("m1", {"status": 429})
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files["ca"]))
+    proxy = proxy_process(yaml, scheme="https")
+    assert proxy.url.startswith("https://")
+    client = genai.Client(
+        api_key="client-key",
+        http_options=types.HttpOptions(base_url=proxy.url, api_version="v1beta"),
+    )
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    texts: list[str] = []
+    async with client.aio.live.connect(model="default", config=config) as live:
+        await live.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="hi")]), turn_complete=True
+        )
+        async for message in live.receive():
+            if message.text:
+                texts.append(message.text)
+    assert texts == ["Hello from m2."]
+    frames = [json.loads(r["body"]) for r in upstream.requests() if r["action"] == "live.frame"]
+    assert "client_content" in frames[0]  # the SDK's snake_case frame went on as it was
+    await client.aio.aclose()
+
+
+async def test_the_js_sdk_over_ws(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    got = await run_node("live_session.mjs", proxy.url, "client-key", "default")
+    assert got == {"texts": ["Hello from m1."], "error": None}
