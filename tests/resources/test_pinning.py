@@ -1,0 +1,73 @@
+"""What a request body that names files or a cached content is pinned to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.errors import InvalidArgument, PermissionDenied
+from proxy.resources.owners import CACHE, FILE, Holder, Owners
+from proxy.resources.pinning import names_resources, pin_for
+from proxy.responders.base import Pin
+
+GEMINI = "https://generativelanguage.googleapis.com"
+
+
+def owners() -> Owners:
+    held = Owners({"up": ("k0", "k1")}, None)
+    held.held.update(
+        {
+            "files/aaa": Holder(FILE, "up", 0, "alice"),
+            "files/bbb": Holder(FILE, "up", 1, "alice"),
+            "files/ccc": Holder(FILE, "up", 0, "bob"),
+            "cachedContents/c1": Holder(CACHE, "up", 0, "alice", "m2"),
+        }
+    )
+    return held
+
+
+def file_part(uri: str, key: str = "fileUri") -> dict[str, Any]:
+    return {"fileData": {key: uri, "mimeType": "text/plain"}}
+
+
+def body(*parts: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"contents": [{"role": "user", "parts": list(parts)}], **extra}
+
+
+@pytest.mark.parametrize(
+    ("data", "pin"),
+    [
+        (body({"text": "hi"}), None),
+        (
+            body(file_part("https://generativelanguage.googleapis.com/v1beta/files/aaa")),
+            Pin("up", 0),
+        ),
+        (body(file_part("files/bbb", "file_uri")), Pin("up", 1)),
+        (body(file_part("https://www.youtube.com/watch?v=x")), None),
+        (body({"text": "q"}, cachedContent="cachedContents/c1"), Pin("up", 0, "m2")),
+        (
+            body(file_part("files/aaa"), cached_content="c1"),
+            Pin("up", 0, "m2"),
+        ),
+        ({"generateContentRequest": body(file_part("files/bbb"))}, Pin("up", 1)),
+    ],
+)
+async def test_pins(data: dict[str, Any], pin: Pin | None) -> None:
+    assert await pin_for(data, "alice", owners()) == pin
+
+
+@pytest.mark.parametrize("uri", ["files/ccc", "files/zzz"])
+async def test_another_clients_file_or_an_unknown_one_does_not_exist(uri: str) -> None:
+    with pytest.raises(PermissionDenied, match="or it may not exist"):
+        await pin_for(body(file_part(uri)), "alice", owners())
+
+
+async def test_files_of_two_keys_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="different upstream API keys"):
+        await pin_for(body(file_part("files/aaa"), file_part("files/bbb")), "alice", owners())
+
+
+def test_plain_bodies_are_not_walked() -> None:
+    assert not names_resources(b'{"contents": [{"parts": [{"text": "hi"}]}]}')
+    assert names_resources(b'{"contents": [{"parts": [{"fileData": {"fileUri": "x"}}]}]}')
