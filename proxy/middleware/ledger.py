@@ -24,7 +24,9 @@ class Ledger(Middleware):
         status = 499  # unless the handler says otherwise: the client went away
         try:
             response = await handler(request)
-            status = response.status
+            # What the exchange says wins: a stream that broke after its 200 went out, or a
+            # Live session (whose response is the 101 upgrade), end with their own status.
+            status = exchange.status or response.status
             return response
         finally:
             context = trace.get_current_span().get_span_context()

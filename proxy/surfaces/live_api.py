@@ -244,6 +244,22 @@ async def _close_both(
         await upstream.close()
 
 
+async def _session(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
+) -> None:
+    """Relay until either side closes. A client whose connection drops ends its session the
+    normal way: aiohttp cancels the handler then, and the session still winds down (the
+    upstream socket is closed with the client's code) instead of counting as an error."""
+    relay = asyncio.create_task(_relay(client, upstream, exchange))
+    try:
+        await asyncio.shield(relay)
+    except asyncio.CancelledError:
+        await relay
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+
+
 async def live(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     exchange = exchange_of(request)
@@ -271,7 +287,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             await client.send_str(first.data)
         else:
             await client.send_bytes(first.data)
-        await _relay(client, upstream, exchange)
+        await _session(client, upstream, exchange)
     except SessionRefused as refused:
         exchange.status = 429 if "quota" in refused.reason else 503
         await client.close(code=refused.code, message=_close_reason(refused.reason))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,3 +176,28 @@ async def test_the_js_sdk_over_ws(start_proxy: StartProxy, upstream: Upstream) -
     proxy = await start_proxy(base_yaml(upstream.url))
     got = await run_node("live_session.mjs", proxy.url, "client-key", "default")
     assert got == {"texts": ["Hello from m1."], "error": None}
+
+
+async def test_a_session_is_one_ledger_row_with_its_usage(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
+    s, ws, first = await session(proxy.url)
+    assert first == {"setupComplete": {}}
+    for _ in range(2):  # two turns in one session
+        await ws.send_str(json.dumps(TURN))
+        await ws.receive()
+        await ws.receive()
+    await ws.close()
+    await s.close()
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(100):  # the writer lingers 50 ms to batch rows
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT requested, served, status, input_tokens, output_tokens FROM ledger"
+            ).fetchall()
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [("default", "m1", 200, 5, 3)]
