@@ -158,6 +158,7 @@ def runtime_ctx(
                 parts.pacer,
                 parts.observer,
                 now,
+                queue_timeout_s=config.limits.queue_timeout_s,
             ),
             owners=owners,
             uploads=Uploads(),

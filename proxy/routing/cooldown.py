@@ -1,13 +1,17 @@
 """Which members may be called now: cooldowns per (responder, model, key) and retired models.
 
 Times are on an injected monotonic clock, so tests move time without sleeping. A cooling key
-is skipped with no round trip. Once its time is up it is *half-open*: the next request goes
-through as the probe, and the others keep skipping it until the probe has its answer (a 429
-cools it again). A probe that never reports frees the slot after ``PROBE_TIMEOUT_S``.
+is skipped with no round trip. Once its time is up, a key whose quota is known (a learned or
+declared pace gates it) takes requests again at once, as many as its pace allows. A key whose
+quota is unknown is *half-open*: the next request goes through as the probe, and the others
+wait for the probe's answer (:meth:`Cooldowns.admit` hands them an event to wait on; a 429
+cools the key again, anything else opens it). A probe that never reports frees the slot after
+``PROBE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,17 +32,39 @@ class Cooldowns:
     until: dict[KeyRef, float] = field(default_factory=dict)
     retired: set[tuple[str, str]] = field(default_factory=set)
     probes: dict[KeyRef, float] = field(default_factory=dict)  # ref -> when its probe began
+    answers: dict[KeyRef, asyncio.Event] = field(default_factory=dict)  # a probe's, awaited
     # Told of every cooldown set (ref, seconds left), e.g. to save it across a restart.
     listener: Callable[[KeyRef, float], None] | None = None
 
     def cool(self, ref: KeyRef, seconds: float) -> float:
         """Rest ``ref`` for ``seconds``; a cooldown only ever grows. Returns the time left."""
-        self.probes.pop(ref, None)
+        self._end_probe(ref)
         end = max(self.until.get(ref, 0.0), self.clock() + max(0.0, seconds))
         self.until[ref] = end
         left = end - self.clock()
         if self.listener is not None:
             self.listener(ref, left)
+        return left
+
+    def admit(self, ref: KeyRef, *, gated: bool) -> float | asyncio.Event:
+        """May a request use ``ref`` now? ``0.0``: yes (maybe as the probe); seconds: it rests;
+        an event: a probe is out, wait for it (then ask again). ``gated=False`` (the key's
+        quota is known, so its pace gates it) lets everyone through once the time is up."""
+        if not gated:
+            end = self.until.get(ref)
+            if end is None:
+                return 0.0
+            left = end - self.clock()
+            if left > 0:
+                return left
+            del self.until[ref]
+            return 0.0
+        left = self.remaining(ref)
+        if left > 0 and ref in self.probes:
+            event = self.answers.get(ref)
+            if event is None:
+                event = self.answers[ref] = asyncio.Event()
+            return event
         return left
 
     def remaining(self, ref: KeyRef) -> float:
@@ -69,7 +95,13 @@ class Cooldowns:
     def answered(self, ref: KeyRef) -> None:
         """The call on ``ref`` is over, whatever its outcome: a probe frees its slot."""
         if self.probes:
-            self.probes.pop(ref, None)
+            self._end_probe(ref)
+
+    def _end_probe(self, ref: KeyRef) -> None:
+        self.probes.pop(ref, None)
+        event = self.answers.pop(ref, None)
+        if event is not None:
+            event.set()  # whoever waits on the probe asks again
 
     def retire(self, responder: str, model: str) -> bool:
         """Mark a model gone (it answered 404); True the first time."""

@@ -23,6 +23,7 @@ from proxy.routing.cooldown import KeyRef
 from proxy.routing.window import SlidingWindow
 
 WINDOW_S = 60.0
+AIMD_MIN_SEEN = 4
 
 
 @dataclass(slots=True)
@@ -54,6 +55,11 @@ class Pacer:
             return 0.0
         return lane.sent[-allowed] + WINDOW_S - self.clock()
 
+    def knows(self, ref: KeyRef) -> bool:
+        """Is the quota of ``ref`` known (from a 429's ``quotaValue``), so its pace gates it?"""
+        lane = self.lanes.get(ref)
+        return self.enabled and lane is not None and lane.source == "quota"
+
     def sent(self, ref: KeyRef) -> None:
         if not self.enabled:
             return
@@ -72,8 +78,12 @@ class Pacer:
         if quota_value:
             lane.pace, lane.source = float(quota_value), "quota"
             return
-        seen = max(1, self._sent(lane))
-        current = seen if lane.pace is None else min(lane.pace, seen)
+        seen = self._sent(lane)
+        if lane.pace is None and seen < AIMD_MIN_SEEN:
+            # Too few calls to learn from: halving one call a minute would shut the key for a
+            # minute whatever the cooldown says. The cooldown and its probe decide instead.
+            return
+        current = max(1, seen) if lane.pace is None else min(lane.pace, max(1, seen))
         lane.pace, lane.source = max(1.0, current / 2), "aimd"
 
     def succeeded(self, ref: KeyRef) -> None:

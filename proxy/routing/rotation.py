@@ -6,6 +6,7 @@ the client: a streaming 200 is returned unread, for the handler to relay.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -91,8 +92,10 @@ class Rotator:
         pacer: Pacer,
         observer: Observer,
         now: Callable[[], datetime] = utc_now,
+        queue_timeout_s: float = 1.0,
     ) -> None:
         self.rotation = rotation
+        self.queue_timeout_s = queue_timeout_s
         self.responders = responders
         self.cooldowns = cooldowns
         self.counters = counters
@@ -127,14 +130,30 @@ class Rotator:
                 break
         raise self._exhausted(plan, walk)
 
-    def _resting(self, ref: KeyRef, walk: _Walk) -> bool:
-        left = self.cooldowns.remaining(ref)
-        if left > 0:
-            walk.resting(ref[1], "cooling", left)
-            return True
+    async def _resting(self, ref: KeyRef, walk: _Walk) -> bool:
+        """Skip ``ref`` for now? The pace is asked first: a key at its pace is skipped before
+        a probe is taken, so no probe is ever taken and then left unanswered."""
         paced = self.pacer.wait_for(ref)
         if paced > 0:
             walk.resting(ref[1], "at its learned pace for", paced)
+            return True
+        gated = not self.pacer.knows(ref)
+        admitted = self.cooldowns.admit(ref, gated=gated)
+        if isinstance(admitted, asyncio.Event):
+            # A probe is out on a key whose quota is unknown: wait for its answer (bounded),
+            # rather than refuse a request while the key may have room.
+            try:
+                async with asyncio.timeout(self.queue_timeout_s):
+                    await admitted.wait()
+            except TimeoutError:
+                walk.resting(ref[1], "probing", self.queue_timeout_s)
+                return True
+            admitted = self.cooldowns.admit(ref, gated=gated)
+            if isinstance(admitted, asyncio.Event):
+                walk.resting(ref[1], "probing", self.queue_timeout_s)
+                return True
+        if admitted > 0:
+            walk.resting(ref[1], "cooling", admitted)
             return True
         return False
 
@@ -144,10 +163,10 @@ class Rotator:
         keys = range(responder.key_count) if call.pin is None else (call.pin.key_index,)
         for key in keys:
             ref = (member.responder, member.model, key)
-            if self._resting(ref, walk):
-                continue
             if walk.attempts >= rot.max_attempts:
                 return None
+            if await self._resting(ref, walk):
+                continue
             walk.attempts += 1
             self.counters.model_usage[member.model] += 1
             call.aim(member.model)  # the call is this request's own: no copy needed

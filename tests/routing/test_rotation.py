@@ -313,15 +313,50 @@ async def test_upstream_keys_never_reach_the_client(
     assert secret not in repr(runtime.config)
 
 
-async def test_after_a_cooldown_one_request_probes_while_others_skip(
+async def test_after_a_cooldown_a_known_quota_takes_requests_at_once(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
+    """The 429 said the quota (quotaValue 20 a minute): no probe gates the model after its
+    cooldown; a burst takes the room the pace allows."""
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
-    upstream.script("m1", {"status": 429, "delay": "10s"})
+    upstream.script("m1", {"status": 429, "delay": "10s", "value": "20"})
     await ask(proxy)
     proxy.clock.advance(10)
-    upstream.script("m1", {"hang": 0.3})  # the probe is slow: the others must not wait on it
+    upstream.script("m1", {"hang": 0.3})
     served = await asyncio.gather(*(ask(proxy) for _ in range(4)))
-    models = sorted(headers["x-l104-model"] for _, headers in served)
-    assert models == ["m1", "m2", "m2", "m2"]
-    assert len(upstream.requests("m1")) == 2  # the first 429, then one probe
+    assert [headers["x-l104-model"] for _, headers in served] == ["m1"] * 4
+    assert len(upstream.requests("m1")) == 5
+
+
+async def test_after_a_cooldown_an_unknown_quota_is_probed_and_the_others_wait(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """No quotaValue: one request probes; the others wait for its answer instead of being
+    refused or sent elsewhere, and then go to the model that has room again."""
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"status": 429, "delay": "10s", "value": None})
+    await ask(proxy)
+    proxy.clock.advance(10)
+    upstream.script("m1", {"hang": 0.3})  # the probe is slow: the others wait on its answer
+    served = await asyncio.gather(*(ask(proxy) for _ in range(4)))
+    assert [headers["x-l104-model"] for _, headers in served] == ["m1"] * 4
+    assert len(upstream.requests("m1")) == 5  # the first 429, the probe, then the three that waited
+    assert len(upstream.requests("m2")) == 1  # only the first request, when m1 said 429
+
+
+async def test_a_key_at_its_pace_leaves_no_probe_behind(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """A cooldown ended while the pace still said wait: the key was skipped. That skip must not
+    hold a probe, or every later request would see a phantom "cooling" for 30 s."""
+    proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]', keys=("k",)))
+    upstream.script("m1", {"status": 429, "delay": "50s", "value": "1"})  # 1 a minute
+    with pytest.raises(errors.ClientError):
+        await ask(proxy)
+    proxy.clock.advance(51)  # cooled down, but the 1-a-minute pace still waits 9 s
+    with pytest.raises(errors.ClientError) as paced:
+        await ask(proxy)
+    assert "pace" in (paced.value.message or "")
+    proxy.clock.advance(10)  # the pace has room again: the model must take the request
+    _, headers = await ask(proxy)
+    assert headers["x-l104-model"] == "m1"
