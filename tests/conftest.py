@@ -104,6 +104,10 @@ class Upstream:
     def script(self, model: str, *steps: dict[str, Any]) -> None:
         self._control("script", {"model": model, "steps": list(steps)})
 
+    def bad_keys(self, keys: dict[str, int]) -> None:
+        """Make keys invalid (400) or suspended (403) for every call."""
+        self._control("keys", keys)
+
     def quota(self, model: str, per_minute: int, delay: str = "60s") -> None:
         self._control("quota", {"model": model, "per_minute": per_minute, "delay": delay})
 

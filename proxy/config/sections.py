@@ -118,7 +118,9 @@ def read_rotation(r: Reader) -> Rotation:
     statuses: set[int] = set()
     kinds: set[str] = set()
     for item in r.raw("on", [429, 503, "timeout", "connect"]) or []:
-        if isinstance(item, int) and not isinstance(item, bool) and 400 <= item <= 599:
+        if item == 400:
+            r.bad("on", item, "a 400 is the request's fault: another model would refuse it too")
+        elif isinstance(item, int) and not isinstance(item, bool) and 400 <= item <= 599:
             statuses.add(item)
         elif item in ROTATION_KINDS:
             kinds.add(str(item))
@@ -130,6 +132,7 @@ def read_rotation(r: Reader) -> Rotation:
         on_connect="connect" in kinds,
         cooldown_s=r.number("cooldown_s", 60.0, high=7 * 86_400),
         max_attempts=r.whole("max_attempts", 6, low=1, high=1000),
+        disabled_s=r.number("disabled_s", 300.0, low=1, high=7 * 86_400),
     )
     r.finish()
     return out

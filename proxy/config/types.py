@@ -69,6 +69,7 @@ class Rotation:
     on_connect: bool = True
     cooldown_s: float = 60.0
     max_attempts: int = 6
+    disabled_s: float = 300.0  # how long a key the upstream calls invalid is left out
 
 
 @dataclass(frozen=True, slots=True)

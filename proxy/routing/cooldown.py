@@ -33,6 +33,8 @@ class Cooldowns:
     retired: set[tuple[str, str]] = field(default_factory=set)
     probes: dict[KeyRef, float] = field(default_factory=dict)  # ref -> when its probe began
     answers: dict[KeyRef, asyncio.Event] = field(default_factory=dict)  # a probe's, awaited
+    # Keys the upstream called invalid: (responder, key index) -> until when they are left out.
+    disabled: dict[tuple[str, int], float] = field(default_factory=dict)
     # Told of every cooldown set (ref, seconds left), e.g. to save it across a restart.
     listener: Callable[[KeyRef, float], None] | None = None
 
@@ -102,6 +104,25 @@ class Cooldowns:
         event = self.answers.pop(ref, None)
         if event is not None:
             event.set()  # whoever waits on the probe asks again
+
+    def disable(self, responder: str, key: int, seconds: float) -> bool:
+        """Leave a key out for ``seconds`` (on every model); True if it was not out already."""
+        fresh = self.disabled_for(responder, key) <= 0
+        self.disabled[(responder, key)] = self.clock() + seconds
+        return fresh
+
+    def disabled_for(self, responder: str, key: int) -> float:
+        """Seconds the key is still left out (0: it is in use)."""
+        if not self.disabled:
+            return 0.0
+        end = self.disabled.get((responder, key))
+        if end is None:
+            return 0.0
+        left = end - self.clock()
+        if left <= 0:
+            del self.disabled[(responder, key)]  # its time is up: tried again
+            return 0.0
+        return left
 
     def retire(self, responder: str, model: str) -> bool:
         """Mark a model gone (it answered 404); True the first time."""

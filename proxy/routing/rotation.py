@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +30,9 @@ from proxy.responders import Call, Reply, Responder
 from proxy.responders.base import Pin
 from proxy.routing.chain import Plan
 from proxy.routing.cooldown import Cooldowns, KeyRef
+from proxy.routing.faults import key_fault
 from proxy.routing.pacing import Pacer
-from proxy.routing.quota import QuotaSignal, cooldown_for, read_quota
+from proxy.routing.quota import cooldown_for, read_quota
 from proxy.telemetry.attempts import Observer
 
 log = logging.getLogger("l104.rotation")
@@ -64,6 +66,7 @@ class _Walk:
     out_of_quota: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     reason: str = ""  # why the last member was left, for the rotation event
     rest_s: float = 0.0
+    key_refusal: Outcome | None = None  # a key the upstream refused: its answer, if all fail
 
     def left(self, model: str, reason: str, rest_s: float = 0.0) -> None:
         self.notes.append(f"{model} ({reason})")
@@ -96,6 +99,7 @@ class Rotator:
     ) -> None:
         self.rotation = rotation
         self.queue_timeout_s = queue_timeout_s
+        self.turns: defaultdict[Member, int] = defaultdict(int)
         self.responders = responders
         self.cooldowns = cooldowns
         self.counters = counters
@@ -128,6 +132,8 @@ class Rotator:
             if walk.attempts >= self.rotation.max_attempts:
                 walk.notes.append(f"gave up after {walk.attempts} attempts")
                 break
+        if walk.key_refusal is not None and not walk.quota:
+            return walk.key_refusal  # every key was refused: the upstream's own words
         raise self._exhausted(plan, walk)
 
     async def _resting(self, ref: KeyRef, walk: _Walk) -> bool:
@@ -157,14 +163,29 @@ class Rotator:
             return True
         return False
 
+    def _keys(self, member: Member, call: Call, count: int) -> list[int]:
+        """The keys to try for ``member``, in turn: each request starts one key further, so
+        a member's keys share its traffic instead of the first one taking all of it."""
+        if call.pin is not None:
+            return [call.pin.key_index]
+        if count == 1:
+            return [0]
+        turn = self.turns[member]
+        self.turns[member] = (turn + 1) % count
+        return [(turn + i) % count for i in range(count)]
+
     async def _member(self, plan: Plan, member: Member, call: Call, walk: _Walk) -> Outcome | None:
         responder = self.responders[member.responder]
         rot = self.rotation
-        keys = range(responder.key_count) if call.pin is None else (call.pin.key_index,)
-        for key in keys:
+        for key in self._keys(member, call, responder.key_count):
             ref = (member.responder, member.model, key)
             if walk.attempts >= rot.max_attempts:
                 return None
+            off = self.cooldowns.disabled_for(member.responder, key)
+            if off > 0:
+                walk.failures += 1
+                walk.left(member.model, f"key {key} disabled {off:.0f}s")
+                continue
             if await self._resting(ref, walk):
                 continue
             walk.attempts += 1
@@ -203,12 +224,27 @@ class Rotator:
             if reply.status == 429:
                 self._quota(ref, reply, walk)
             elif reply.status in rot.statuses:
+                # An overloaded model (503) is not the key's fault: nothing cools.
                 walk.failures += 1
-                rest = self._rest_on_retry_after(ref, reply)
-                walk.left(member.model, str(reply.status), rest)
+                walk.left(member.model, str(reply.status))
+            elif key_fault(reply.status, reply.body) and call.pin is None:
+                self._disable(member.responder, key)
+                walk.failures += 1
+                walk.left(member.model, f"key {key} refused ({reply.status})")
+                walk.key_refusal = Outcome(reply, member, walk.attempts)
+                continue
             if reply.status not in rot.statuses:
                 return Outcome(reply, member, walk.attempts)
         return None
+
+    def _disable(self, responder: str, key: int) -> None:
+        if self.cooldowns.disable(responder, key, self.rotation.disabled_s):
+            log.warning(
+                "key %d of responder %s was refused by the upstream as invalid: left out for %.0fs",
+                key,
+                responder,
+                self.rotation.disabled_s,
+            )
 
     def _quota(self, ref: KeyRef, reply: Reply, walk: _Walk) -> None:
         model = ref[1]
@@ -219,12 +255,6 @@ class Rotator:
         wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
         rest = self.cooldowns.cool(ref, wait)
         walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
-
-    def _rest_on_retry_after(self, ref: KeyRef, reply: Reply) -> float:
-        if not reply.retry_after:
-            return 0.0
-        wait = cooldown_for(QuotaSignal(), reply.retry_after, 0.0, self.now())
-        return self.cooldowns.cool(ref, wait)
 
     def _retire(self, member: Member) -> None:
         if self.cooldowns.retire(member.responder, member.model):

@@ -35,7 +35,7 @@ function renderChains() {
     caption.textContent = chain.name;
     table.appendChild(caption);
     const head = document.createElement("tr");
-    for (const h of ["member", "state", "cooldown", "learned pace"]) {
+    for (const h of ["member", "state", "cooldown", "keys", "learned pace"]) {
       const th = document.createElement("th");
       th.textContent = h;
       head.appendChild(th);
@@ -48,12 +48,19 @@ function renderChains() {
       cell(row, m.state, "state " + m.state);
       const cd = cell(row, m.state === "cooling" ? fmtSeconds(m.cooldown_s) : "–", "cooldown");
       cd.dataset.until = m.state === "cooling" ? String(Date.now() + m.cooldown_s * 1000) : "";
+      cell(row, (m.keys || []).map(describeKey).join(", ") || "–", "keys");
       cell(row, m.pace ? m.pace.requests_per_minute + "/min (" + m.pace.source + ")" : "–");
       table.appendChild(row);
     }
     root.appendChild(table);
   }
   if (chosen) select.value = chosen;
+}
+
+function describeKey(k) {
+  // Keys are named by their position, never their value.
+  const wait = k.cooldown_s ?? k.for_s ?? k.wait_s;
+  return "#" + k.key + " " + k.state + (wait ? " " + fmtSeconds(wait) : "");
 }
 
 function renderCounts(c) {

@@ -16,17 +16,48 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def key_state(runtime: Runtime, responder: str, model: str, key: int) -> dict[str, Any]:
+    """One key's state for one model. Keys are named by their position, never their value."""
+    off = runtime.cooldowns.disabled_for(responder, key)
+    if off > 0:
+        return {"key": key, "state": "disabled", "for_s": round(off, 1)}
+    left = runtime.cooldowns.peek((responder, model, key))
+    if left > 0:
+        return {"key": key, "state": "cooling", "cooldown_s": round(left, 1)}
+    paced = runtime.pacer.wait_for((responder, model, key))
+    if paced > 0:
+        return {"key": key, "state": "paced", "wait_s": round(paced, 1)}
+    return {"key": key, "state": "ready"}
+
+
+def _wait_of(key: dict[str, Any]) -> float:
+    return float(key.get("cooldown_s") or key.get("for_s") or key.get("wait_s") or 0.0)
+
+
 def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """Each member model's state; keyed by the upstream model name."""
+    """Each member model's state, keyed by the upstream model name, with each key's state.
+
+    A model is ``cooling`` while none of its keys can take a request, ``partial`` while some
+    cannot, ``retired`` once it answered 404, else ``ready``."""
     out: dict[str, dict[str, Any]] = {}
     for chain in runtime.config.chains.values():
         for m in chain.members:
             if m.model in out:
                 continue
-            keys = runtime.responders[m.responder].key_count
-            state = runtime.cooldowns.state(m.responder, m.model, keys)
-            out[m.model] = {"state": state.state, "cooldown_s": state.cooldown_s}
-            pace = runtime.pacer.describe([(m.responder, m.model, k) for k in range(keys)])
+            count = runtime.responders[m.responder].key_count
+            state = runtime.cooldowns.state(m.responder, m.model, count)
+            keys = [key_state(runtime, m.responder, m.model, k) for k in range(count)]
+            resting = [k for k in keys if k["state"] != "ready"]
+            name = state.state
+            if name == "ready" and resting:
+                name = "cooling" if len(resting) == len(keys) else "partial"
+            cooldown = state.cooldown_s
+            if name == "cooling" and not cooldown:
+                cooldown = min(
+                    k.get("cooldown_s", k.get("for_s", k.get("wait_s", 0))) for k in keys
+                )
+            out[m.model] = {"state": name, "cooldown_s": cooldown, "keys": keys}
+            pace = runtime.pacer.describe([(m.responder, m.model, k) for k in range(count)])
             if pace is not None:
                 out[m.model]["pace"] = pace
     return out

@@ -16,6 +16,7 @@ class State:
         self.counters: dict[str, int] = {"streams_cancelled": 0, "streams_finished": 0}
         self.gate = asyncio.Event()
         self.gate_waiting = 0
+        self.bad_keys: dict[str, int] = {}  # key -> 400 (invalid) or 403 (suspended)
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)
@@ -83,7 +84,7 @@ def quota_error(model: str, step: dict[str, Any], *, array: bool = False) -> web
 
 
 STATUS_ERRORS = {
-    400: ("API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"),
+    400: ("Request contains an invalid argument.", "INVALID_ARGUMENT"),
     403: ("Permission denied.", "PERMISSION_DENIED"),
     500: ("An internal error has occurred.", "INTERNAL"),
     503: ("The model is overloaded. Please try again later.", "UNAVAILABLE"),
@@ -119,3 +120,23 @@ def record(
     }
     request.app[STATE].requests.append(entry)
     return entry
+
+
+def key_refusal(key: str, status: int) -> web.Response:
+    """Gemini's answer to a key that is invalid (400) or whose project is suspended (403)."""
+    reason, message = (
+        ("API_KEY_INVALID", "API key not valid. Please pass a valid API key.")
+        if status == 400
+        else ("CONSUMER_SUSPENDED", "Permission denied: Consumer has been suspended.")
+    )
+    details = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        }
+    ]
+    return error(
+        status, message, "INVALID_ARGUMENT" if status == 400 else "PERMISSION_DENIED", details
+    )

@@ -18,6 +18,9 @@ As Gemini does, a body whose ``model`` field (``embedContent``, ``batchEmbedCont
 ``requests[]``, ``countTokens``' ``generateContentRequest``) differs from the URL's model is a 400,
 and so is a body that is not a JSON object.
 
+``POST /_keys`` ``{"key": 400|403}`` makes a key invalid (400 ``API_KEY_INVALID``) or its
+project suspended (403 ``CONSUMER_SUSPENDED``) for every call.
+
 ``POST /_quota`` ``{"model", "per_minute", "delay"}`` gives a model a hard quota: past it, every
 call is a 429 with that ``quotaValue``. ``GET /_requests`` lists what came in (path, query,
 headers); ``GET /_state`` has counters; ``POST /_reset`` forgets everything.
@@ -33,7 +36,16 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import files_api, live_api, openai_compat
-from tests.fakes.common import STATE, STATUS_ERRORS, State, error, next_step, quota_error, record
+from tests.fakes.common import (
+    STATE,
+    STATUS_ERRORS,
+    State,
+    error,
+    key_refusal,
+    next_step,
+    quota_error,
+    record,
+)
 
 MODELS = [f"gemini-upstream-{i}" for i in range(5)]
 
@@ -114,6 +126,9 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     model, _, action = target.rpartition(":")
     body = await request.read()
     record(request, model, action, body)
+    bad = state.bad_keys.get(request.headers.get("x-goog-api-key", ""))
+    if bad:
+        return key_refusal(request.headers.get("x-goog-api-key", ""), bad)
     mismatch = _model_mismatch(model, action, body)
     if mismatch:
         return error(400, mismatch, "INVALID_ARGUMENT")
@@ -199,6 +214,8 @@ async def control(request: web.Request) -> web.Response:
     elif what == "quota":
         data = await request.json()
         state.quotas[data["model"]] = (int(data["per_minute"]), data.get("delay", "60s"))
+    elif what == "keys":
+        state.bad_keys = {k: int(v) for k, v in (await request.json()).items()}
     elif what == "release":
         state.gate.set()
         state.gate = asyncio.Event()
@@ -206,6 +223,7 @@ async def control(request: web.Request) -> web.Response:
         files_api.reset(request.app)
         state.scripts.clear()
         state.quotas.clear()
+        state.bad_keys.clear()
         state.requests.clear()
         state.counters = dict.fromkeys(state.counters, 0)
         state.gate.set()

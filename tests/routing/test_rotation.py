@@ -170,19 +170,55 @@ async def test_outcomes_not_in_rotation_on_go_back_as_they_are(
     with pytest.raises(exc) as info:
         await ask(proxy)
     assert info.value.code == status  # type: ignore[attr-defined]
-    assert len(upstream.requests()) == 1
+    assert len(upstream.requests()) == 1  # never rotated: another model would refuse it too
     if status == 400:
-        assert "API key not valid" in str(info.value)
+        assert "invalid argument" in str(info.value)
+
+
+@pytest.mark.parametrize("refusal", [400, 403])
+async def test_a_key_the_upstream_refuses_is_left_out_then_tried_again(
+    start_proxy: StartProxy, upstream: Upstream, caplog: pytest.LogCaptureFixture, refusal: int
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, rotation=", disabled_s: 120"))
+    upstream.bad_keys({"key-a-upstream": refusal})
+    for _ in range(3):
+        _, headers = await ask(proxy)
+        assert headers["x-l104-model"] == "m1"  # the same model, on the other key
+    keys = [r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")]
+    assert keys == ["key-a-upstream", "key-b-upstream", "key-b-upstream", "key-b-upstream"]
+    warnings = [r for r in caplog.records if "refused by the upstream as invalid" in r.message]
+    assert len(warnings) == 1  # logged once
+    assert "key-a-upstream" not in caplog.text
+    model = (await health(proxy))["m1"]
+    assert model["keys"][0]["state"] == "disabled"  # type: ignore[index]
+    proxy.clock.advance(121)
+    upstream.bad_keys({})
+    await ask(proxy)
+    await ask(proxy)
+    assert "key-a-upstream" in [r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")[4:]]
+
+
+async def test_a_403_for_another_projects_file_is_not_the_keys_fault(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"status": 403})
+    with pytest.raises(errors.ClientError):
+        await ask(proxy)
+    assert proxy.app[RUNTIME].cooldowns.disabled == {}
+    assert len(upstream.requests()) == 1
 
 
 async def test_503_rotates_like_429_but_does_not_cool(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
-    upstream.script("m1", {"status": 503})
+    upstream.script("m1", {"status": 503, "retry_after": "30"})
     _, headers = await ask(proxy)
     assert headers["x-l104-model"] == "m2"
     assert (await health(proxy))["m1"]["state"] == "ready"
+    _, headers = await ask(proxy)  # an overloaded model never penalises the key
+    assert headers["x-l104-model"] == "m1"
 
 
 async def test_whole_chain_exhausted_answers_429_with_retry_after_and_names_models(

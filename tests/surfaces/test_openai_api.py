@@ -161,7 +161,7 @@ async def test_errors_have_the_openai_shape(start_proxy: StartProxy, upstream: U
     upstream.script("gemini-x", {"status": 400})  # a pass-through name: no chain, no cooling
     with pytest.raises(openai.BadRequestError) as bad:
         await aio.chat.completions.create(model="gemini-x", messages=messages)
-    assert bad.value.message.endswith(" - API key not valid. Please pass a valid API key.")
+    assert bad.value.message.endswith(" - Request contains an invalid argument.")
     assert bad.value.code == "INVALID_ARGUMENT"  # read from the compat endpoint's array
     async with aiohttp.ClientSession() as s:
         for body in (b"{nope", b'{"messages": []}'):

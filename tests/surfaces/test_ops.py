@@ -20,7 +20,10 @@ async def test_health_turns_degraded_when_a_member_cools(
     assert status == 200
     assert body == {
         "status": "ok",
-        "models": {m: {"state": "ready", "cooldown_s": 0.0} for m in ("m1", "m2", "m3")},
+        "models": {
+            m: {"state": "ready", "cooldown_s": 0.0, "keys": [{"key": 0, "state": "ready"}]}
+            for m in ("m1", "m2", "m3")
+        },
     }
     upstream.script("m1", {"status": 429, "delay": "30s"})
     await proxy.client().aio.models.generate_content(model="default", contents="x")
@@ -29,9 +32,26 @@ async def test_health_turns_degraded_when_a_member_cools(
     assert body["models"]["m1"] == {  # type: ignore[index]
         "state": "cooling",
         "cooldown_s": 30.0,
+        "keys": [{"key": 0, "state": "cooling", "cooldown_s": 30.0}],
         # The 429 said the quota is 20 a minute (QuotaFailure.quotaValue): now it is the pace.
         "pace": {"requests_per_minute": 20.0, "sent_last_minute": 1, "source": "quota"},
     }
+
+
+async def test_health_shows_each_key_and_a_partial_model(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"status": 429, "delay": "30s"})
+    await proxy.client().aio.models.generate_content(model="default", contents="x")
+    _, body = await get(f"{proxy.url}/health")
+    m1 = body["models"]["m1"]  # type: ignore[index]
+    assert m1["state"] == "partial"  # key 0 cools, key 1 serves
+    assert m1["keys"] == [
+        {"key": 0, "state": "cooling", "cooldown_s": 30.0},
+        {"key": 1, "state": "ready"},
+    ]
+    assert "key-a-upstream" not in str(body)
 
 
 async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream: Upstream) -> None:

@@ -245,7 +245,7 @@ async def test_an_upstream_error_that_is_not_rotated_is_an_error_event(
             {
                 "code": 400,
                 "status": "INVALID_ARGUMENT",
-                "message": "API key not valid. Please pass a valid API key.",
+                "message": "Request contains an invalid argument.",
             },
         )
     ]
