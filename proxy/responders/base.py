@@ -92,11 +92,15 @@ class Reply:
 
 
 class Responder(Protocol):
-    """A backend. ``key_count`` keys (1 for responders without keys) are tried in order."""
+    """A backend. ``key_count`` keys (1 for responders without keys) are tried in turn;
+    ``projects[k]`` is the Google project of key ``k`` (quotas are per project and model),
+    ``project_names`` names them for ``/health``."""
 
     name: str
     key_count: int
     remote: bool
+    projects: tuple[int, ...]
+    project_names: tuple[str, ...]
 
     async def send(self, call: Call, key_index: int) -> Reply:
         """Answer ``call`` with key ``key_index``; raise ``AttemptFailed`` if no answer came."""

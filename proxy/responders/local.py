@@ -58,6 +58,8 @@ class LocalResponder:
 
     key_count = 1
     remote = False
+    projects: tuple[int, ...] = (0,)
+    project_names: tuple[str, ...] = ("local",)
 
     def __init__(self, name: str, pace: Pace, text_for: TextFn) -> None:
         self.name = name

@@ -1,4 +1,5 @@
-"""Which members may be called now: cooldowns per (responder, model, key) and retired models.
+"""Which members may be called now: cooldowns per (responder, model, project) and retired
+models. A project is the Google project of one or more keys: quotas are per project and model.
 
 Times are on an injected monotonic clock, so tests move time without sleeping. A cooling key
 is skipped with no round trip. Once its time is up, a key whose quota is known (a learned or
@@ -13,17 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-KeyRef = tuple[str, str, int]  # (responder, model, key index); never the key itself
+# (responder, model, project index): where a quota lives; never a key itself.
+KeyRef = tuple[str, str, int]
 PROBE_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelState:
-    state: str  # ready | cooling | retired
-    cooldown_s: float
 
 
 @dataclass(slots=True)
@@ -133,17 +129,3 @@ class Cooldowns:
 
     def is_retired(self, responder: str, model: str) -> bool:
         return (responder, model) in self.retired
-
-    def state(self, responder: str, model: str, keys: int) -> ModelState:
-        """A model cools only while every one of its keys cools."""
-        if self.is_retired(responder, model):
-            return ModelState("retired", 0.0)
-        left = [self.peek((responder, model, k)) for k in range(keys)]
-        if left and all(x > 0 for x in left):
-            return ModelState("cooling", round(min(left), 1))
-        return ModelState("ready", 0.0)
-
-    def soonest(self, refs: Iterable[KeyRef]) -> float | None:
-        """Seconds until the first of ``refs`` that cools is free again (None if none cools)."""
-        left = [x for x in (self.peek(r) for r in refs) if x > 0]
-        return min(left) if left else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from proxy.responders.base import Responder
 from proxy.routing.cooldown import Cooldowns
 
 
@@ -17,17 +18,24 @@ class KeyPicker:
         self.cooldowns = cooldowns
         self.turn: defaultdict[str, int] = defaultdict(int)
 
-    def pick(self, responder: str, key_count: int, models: Sequence[str]) -> int:
-        """The next key of ``responder`` in turn that is not cooling on all of ``models``
-        (if every key is, simply the next in turn)."""
-        start = self.turn[responder]
-        self.turn[responder] = start + 1
-        for step in range(key_count):
-            key = (start + step) % key_count
-            if not models or any(
-                self.cooldowns.peek((responder, model, key)) <= 0 for model in models
-            ):
+    def _usable(self, responder: Responder, key: int, models: Sequence[str]) -> bool:
+        if self.cooldowns.disabled_for(responder.name, key) > 0:
+            return False
+        project = responder.projects[key]
+        return not models or any(
+            self.cooldowns.peek((responder.name, model, project)) <= 0 for model in models
+        )
+
+    def pick(self, responder: Responder, models: Sequence[str]) -> int:
+        """The next key of ``responder`` in turn that is not disabled, nor cooling on all of
+        ``models`` (if every key is, simply the next in turn)."""
+        count = responder.key_count
+        start = self.turn[responder.name]
+        self.turn[responder.name] = start + 1
+        for step in range(count):
+            key = (start + step) % count
+            if self._usable(responder, key, models):
                 if step:
-                    self.turn[responder] = start + step + 1
+                    self.turn[responder.name] = start + step + 1
                 return key
-        return start % key_count
+        return start % count

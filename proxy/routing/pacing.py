@@ -1,6 +1,6 @@
 """Adaptive upstream pacing: never burn a 429 we could have predicted.
 
-Per (responder, model, key) the pacer learns how many requests a minute the upstream allows:
+Per (responder, model, project) the pacer learns how many requests a minute the upstream allows:
 
 - a 429 whose ``QuotaFailure`` carries ``quotaValue`` (a per-minute quota) sets the pace to it;
 - a 429 without one halves the pace (from what was sent in the last minute), and every success

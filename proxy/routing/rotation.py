@@ -178,7 +178,8 @@ class Rotator:
         responder = self.responders[member.responder]
         rot = self.rotation
         for key in self._keys(member, call, responder.key_count):
-            ref = (member.responder, member.model, key)
+            # Cooldowns and paces are per project: every key of it shares them.
+            ref = (member.responder, member.model, responder.projects[key])
             if walk.attempts >= rot.max_attempts:
                 return None
             off = self.cooldowns.disabled_for(member.responder, key)

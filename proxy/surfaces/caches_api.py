@@ -66,8 +66,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         responder = runtime.responders[member.responder]
         if not isinstance(responder, GeminiResponder) or not responder.key_count:
             continue
-        key = runtime.keys.pick(responder.name, responder.key_count, [member.model])
-        ref = (member.responder, member.model, key)
+        key = runtime.keys.pick(responder, [member.model])
+        ref = (member.responder, member.model, responder.projects[key])
         left = runtime.cooldowns.peek(ref)
         if left > 0:
             tried.append((member.model, f"cooling {left:.0f}s"))

@@ -104,7 +104,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     client = exchange_of(request).client
     responder = files_responder(runtime)
     models = [m.model for m in runtime.config.default_chain.members]
-    key = runtime.keys.pick(responder.name, responder.key_count, models)
+    key = runtime.keys.pick(responder, models)
     version = request.path.split("/")[2]
     headers = client_headers(request, _UPLOAD_IN)
     protocol = request.headers.get("X-Goog-Upload-Protocol", "")

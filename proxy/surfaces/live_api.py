@@ -135,7 +135,10 @@ async def _open(
         if not isinstance(responder, GeminiResponder):
             continue
         for key in range(responder.key_count):
-            ref = (member.responder, member.model, key)
+            if runtime.cooldowns.disabled_for(member.responder, key) > 0:
+                refusals.append(Refusal(member.model, f"key {key} disabled"))
+                continue
+            ref = (member.responder, member.model, responder.projects[key])
             left = runtime.cooldowns.peek(ref)
             if left > 0:
                 refusals.append(Refusal(member.model, f"cooling {left:.0f}s", True, left))

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from proxy.responders import Responder
 from proxy.state import RUNTIME, Runtime
 
 
@@ -16,18 +17,23 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def key_state(runtime: Runtime, responder: str, model: str, key: int) -> dict[str, Any]:
-    """One key's state for one model. Keys are named by their position, never their value."""
-    off = runtime.cooldowns.disabled_for(responder, key)
+def key_state(runtime: Runtime, responder: Responder, model: str, key: int) -> dict[str, Any]:
+    """One key's state for one model. Keys are named by their position and project, never by
+    their value; a project's cooldown and pace are every one of its keys'."""
+    name: dict[str, Any] = {"key": key}
+    if len(responder.project_names) != responder.key_count:
+        name["project"] = responder.project_names[responder.projects[key]]
+    off = runtime.cooldowns.disabled_for(responder.name, key)
     if off > 0:
-        return {"key": key, "state": "disabled", "for_s": round(off, 1)}
-    left = runtime.cooldowns.peek((responder, model, key))
+        return {**name, "state": "disabled", "for_s": round(off, 1)}
+    ref = (responder.name, model, responder.projects[key])
+    left = runtime.cooldowns.peek(ref)
     if left > 0:
-        return {"key": key, "state": "cooling", "cooldown_s": round(left, 1)}
-    paced = runtime.pacer.wait_for((responder, model, key))
+        return {**name, "state": "cooling", "cooldown_s": round(left, 1)}
+    paced = runtime.pacer.wait_for(ref)
     if paced > 0:
-        return {"key": key, "state": "paced", "wait_s": round(paced, 1)}
-    return {"key": key, "state": "ready"}
+        return {**name, "state": "paced", "wait_s": round(paced, 1)}
+    return {**name, "state": "ready"}
 
 
 def _wait_of(key: dict[str, Any]) -> float:
@@ -44,20 +50,19 @@ def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
         for m in chain.members:
             if m.model in out:
                 continue
-            count = runtime.responders[m.responder].key_count
-            state = runtime.cooldowns.state(m.responder, m.model, count)
-            keys = [key_state(runtime, m.responder, m.model, k) for k in range(count)]
+            responder = runtime.responders[m.responder]
+            keys = [key_state(runtime, responder, m.model, k) for k in range(responder.key_count)]
             resting = [k for k in keys if k["state"] != "ready"]
-            name = state.state
-            if name == "ready" and resting:
-                name = "cooling" if len(resting) == len(keys) else "partial"
-            cooldown = state.cooldown_s
-            if name == "cooling" and not cooldown:
-                cooldown = min(
-                    k.get("cooldown_s", k.get("for_s", k.get("wait_s", 0))) for k in keys
-                )
+            name, cooldown = "ready", 0.0
+            if runtime.cooldowns.is_retired(m.responder, m.model):
+                name = "retired"
+            elif resting and len(resting) == len(keys):
+                name, cooldown = "cooling", min(_wait_of(k) for k in keys)
+            elif resting:
+                name = "partial"
             out[m.model] = {"state": name, "cooldown_s": cooldown, "keys": keys}
-            pace = runtime.pacer.describe([(m.responder, m.model, k) for k in range(count)])
+            projects = sorted(set(responder.projects))
+            pace = runtime.pacer.describe([(m.responder, m.model, p) for p in projects])
             if pace is not None:
                 out[m.model]["pace"] = pace
     return out

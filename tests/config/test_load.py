@@ -57,6 +57,19 @@ C = "chains:\n  default: [local]\n"
             "2: key 'responders.local.script' has value [42]: 'm' needs a list of HTTP statuses",
         ),
         (
+            "responders:\n  g: {type: gemini, api_keys: [{key: k, projekt: p}]}\n" + C,
+            "2: key 'responders.g.api_keys[0].projekt' is not known here",
+        ),
+        (
+            "responders:\n  g: {type: gemini, api_keys: [[k]]}\n" + C,
+            "2: key 'responders.g.api_keys[0]' must be a key or {key, project}",
+        ),
+        (
+            "rotation: {on: [400, 429]}\n" + R + C,
+            "1: key 'rotation.on' has value 400: a 400 is the request's fault: another model "
+            "would refuse it too",
+        ),
+        (
             "responders:\n  g: {type: gemini, api_keys: []}\n" + C,
             "2: key 'responders.g.api_keys' holds no key",
         ),

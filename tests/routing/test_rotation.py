@@ -396,3 +396,29 @@ async def test_a_key_at_its_pace_leaves_no_probe_behind(
     proxy.clock.advance(10)  # the pace has room again: the model must take the request
     _, headers = await ask(proxy)
     assert headers["x-l104-model"] == "m1"
+
+
+async def test_keys_of_one_project_share_its_quota(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """A 429 for (project, model) cools every key of that project for that model."""
+    grouped = 'api_keys: [{key: "k-1", project: p1}, {key: "k-2", project: p1}, "k-3"]'
+    yaml = base_yaml(upstream.url).replace(
+        'api_keys: ["key-a-upstream", "key-b-upstream"]', grouped
+    )
+    proxy = await start_proxy(yaml)
+    upstream.script("m1", {"status": 429, "delay": "30s"})
+    _, headers = await ask(proxy)
+    assert headers["x-l104-model"] == "m1"
+    keys = [r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")]
+    assert keys == ["k-1", "k-3"]  # k-2 shares p1's exhausted quota: never called
+    for _ in range(3):
+        await ask(proxy)
+    assert {r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")[2:]} == {"k-3"}
+    states = (await health(proxy))["m1"]
+    assert states["state"] == "partial"
+    assert states["keys"] == [
+        {"key": 0, "project": "p1", "state": "cooling", "cooldown_s": 30.0},
+        {"key": 1, "project": "p1", "state": "cooling", "cooldown_s": 30.0},
+        {"key": 2, "project": "key 2", "state": "ready"},
+    ]
