@@ -22,6 +22,7 @@ from proxy.middleware.errors import ErrorMiddleware, mark_started
 from proxy.middleware.ledger import Ledger
 from proxy.middleware.ratelimit import ClientRateLimit
 from proxy.middleware.telemetry import Telemetry
+from proxy.routing.budget import Budget
 from proxy.routing.cooldown import Cooldowns
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import utc_now
@@ -99,6 +100,7 @@ def create_app(
         counters=Counters(),
         cooldowns=Cooldowns(clock),
         pacer=Pacer(clock, enabled=config.limits.adaptive),
+        budget=Budget(config.quotas, clock, now),
         prom=prom,
         provider=provider,
         bus=Bus(),

@@ -24,6 +24,7 @@ from proxy.metrics import Counters
 from proxy.resources.owners import Owners, key_id
 from proxy.resources.uploads import Uploads
 from proxy.responders import build_responder
+from proxy.routing.budget import Budget
 from proxy.routing.chain import Resolver
 from proxy.routing.cooldown import Cooldowns
 from proxy.routing.keys import KeyPicker
@@ -52,6 +53,7 @@ class Parts:
     counters: Counters
     cooldowns: Cooldowns
     pacer: Pacer
+    budget: Budget
     prom: Prom
     provider: TracerProvider | None
     observer: Observer
@@ -159,6 +161,7 @@ def runtime_ctx(
                 parts.observer,
                 now,
                 queue_timeout_s=config.limits.queue_timeout_s,
+                budget=parts.budget,
             ),
             owners=owners,
             uploads=Uploads(),

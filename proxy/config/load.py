@@ -17,7 +17,7 @@ from proxy.config.sections import (
     read_rotation,
     read_section,
 )
-from proxy.config.types import Config, ConfigError, Limits, Store, Tracing
+from proxy.config.types import NO_QUOTA, Config, ConfigError, Limits, Quota, Store, Tracing
 from proxy.reader import Reader
 from proxy.yamlsource import Source, load
 
@@ -27,7 +27,8 @@ def parse_config(source: Source) -> Config:
     top = Reader(source, (), source.data)
     listen = read_listen(top.section("listen"))
     responders = read_responders(top.section("responders"))
-    chains = read_chains(top.section("chains"), responders)
+    declared: dict[tuple[str, str], Quota] = {}
+    chains = read_chains(top.section("chains"), responders, declared)
     rotation = read_rotation(top.section("rotation"))
     top.seen.add("clients")
     clients = read_clients(
@@ -86,6 +87,13 @@ def parse_config(source: Source) -> Config:
     notices = apply_without_keys(responders, chains, source)
     if source.issues:
         raise ConfigError(source.file, source.issues)
+    quotas = {
+        (m.responder, m.model): declared.get((m.responder, m.model), NO_QUOTA).over(
+            responders[m.responder].quota
+        )
+        for chain in chains.values()
+        for m in chain.members
+    }
     return Config(
         file=source.file,
         listen=listen,
@@ -97,6 +105,7 @@ def parse_config(source: Source) -> Config:
         tracing=tracing,
         store=store,
         notices=tuple(notices),
+        quotas=MappingProxyType({k: q for k, q in quotas.items() if q != NO_QUOTA}),
     )
 
 

@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from proxy.config.types import Chain, Client, Listen, Member, ResponderConf, Rotation, Tls
+from proxy.config.types import (
+    Chain,
+    Client,
+    Listen,
+    Member,
+    Quota,
+    ResponderConf,
+    Rotation,
+    Tls,
+)
 from proxy.names import valid_model_name
 from proxy.reader import Reader
 from proxy.responders import REGISTRY
@@ -50,15 +59,42 @@ def read_responders(r: Reader) -> dict[str, ResponderConf]:
             continue
         if not type_:
             continue
+        quota = read_quota(sub)
         spec = REGISTRY[type_].parse(sub)
         sub.finish()
-        out[name] = ResponderConf(name, type_, spec)
+        out[name] = ResponderConf(name, type_, spec, quota)
     return out
 
 
+def read_quota(r: Reader) -> Quota:
+    """``rpm``, ``tpm``, ``rpd`` where they are declared (a responder, or a chain member)."""
+    return Quota(
+        rpm=r.whole("rpm", 0, high=10_000_000),
+        tpm=r.whole("tpm", 0, high=10_000_000_000),
+        rpd=r.whole("rpd", 0, high=100_000_000),
+    )
+
+
 def _member(
-    r: Reader, chain: str, i: int, text: Any, responders: Mapping[str, ResponderConf]
+    r: Reader,
+    chain: str,
+    i: int,
+    text: Any,
+    responders: Mapping[str, ResponderConf],
+    quotas: dict[tuple[str, str], Quota],
 ) -> Member | None:
+    if isinstance(text, dict):  # {member: "responder:model", rpm: …, tpm: …, rpd: …}
+        sub = Reader(r.source, (*r.where(chain), i), text)
+        quota = read_quota(sub)
+        named = sub.text("member", required=True)
+        sub.finish()
+        member = _member(r, chain, i, named, responders, quotas) if named else None
+        if member is not None:
+            key = (member.responder, member.model)
+            if quotas.get(key, quota) != quota:
+                sub.error(None, f"member '{named}' is declared with two different quotas")
+            quotas[key] = quota
+        return member
     where = dotted((*r.where(chain), i))
     if not isinstance(text, str) or not text:
         r.source.error(
@@ -93,7 +129,10 @@ def _member(
     return Member(name, model)
 
 
-def read_chains(r: Reader, responders: Mapping[str, ResponderConf]) -> dict[str, Chain]:
+def read_chains(
+    r: Reader, responders: Mapping[str, ResponderConf], quotas: dict[tuple[str, str], Quota]
+) -> dict[str, Chain]:
+    """The chains; members written as mappings add their declared quota to ``quotas``."""
     out: dict[str, Chain] = {}
     if not r.data:
         r.error(None, "key 'chains' must declare at least one chain")
@@ -105,7 +144,7 @@ def read_chains(r: Reader, responders: Mapping[str, ResponderConf]) -> dict[str,
         if not isinstance(items, list) or not items:
             r.bad(name, items, "must be a non-empty list of members")
             continue
-        members = [_member(r, name, i, item, responders) for i, item in enumerate(items)]
+        members = [_member(r, name, i, item, responders, quotas) for i, item in enumerate(items)]
         good = tuple(m for m in members if m is not None)
         if len(set(good)) != len(good):
             r.error(name, f"key '{dotted(r.where(name))}' names a member twice")

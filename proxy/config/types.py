@@ -38,10 +38,28 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A declared quota of one (project, model): requests and tokens a minute, requests a day.
+    0 means not declared. Every project of a responder gets it (a tier is per project)."""
+
+    rpm: int = 0
+    tpm: int = 0
+    rpd: int = 0
+
+    def over(self, default: Quota) -> Quota:
+        """This quota, with what it leaves undeclared taken from ``default``."""
+        return Quota(self.rpm or default.rpm, self.tpm or default.tpm, self.rpd or default.rpd)
+
+
+NO_QUOTA = Quota()
+
+
+@dataclass(frozen=True, slots=True)
 class ResponderConf:
     name: str
     type: str
     spec: Any
+    quota: Quota = NO_QUOTA  # the default for its models
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +147,8 @@ class Config:
     tracing: Tracing = Tracing()
     store: Store = Store()
     notices: tuple[str, ...] = field(default=())
+    # Declared quotas per (responder, model): a member's own over its responder's default.
+    quotas: Mapping[tuple[str, str], Quota] = field(default_factory=dict)
 
     @property
     def default_chain(self) -> Chain:

@@ -70,6 +70,11 @@ class Call:
         return self.action in STREAMING_ACTIONS
 
     @property
+    def estimated_tokens(self) -> int:
+        """About a token for four bytes of request, as the client limits estimate it."""
+        return max(1, len(self.body) // 4)
+
+    @property
     def openai(self) -> bool:
         """A call of the OpenAI-compatible surface (``openai.*`` actions)."""
         return self.action.startswith("openai.")

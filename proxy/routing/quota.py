@@ -29,6 +29,11 @@ class QuotaSignal:
     quota_value: int | None = None
     quota_id: str = ""
 
+    @property
+    def tokens(self) -> bool:
+        """A token quota (``…InputTokensPerModelPerMinute…``): paced by tokens, not requests."""
+        return "Token" in self.quota_id
+
 
 def parse_duration(text: Any) -> float | None:
     """A protobuf JSON ``Duration`` such as ``"23s"`` or ``"23.2s"`` in seconds."""

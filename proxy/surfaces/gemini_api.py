@@ -71,3 +71,4 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         return await relay.stream(request, outcome.reply, headers, call.sse, exchange)
     finally:
         runtime.observer.finish(outcome.span, exchange, outcome.reply.body)
+        runtime.rotator.settle(outcome, exchange.total_tokens or exchange.input_tokens)

@@ -82,6 +82,7 @@ async def _call(
         return await relay.stream(request, outcome.reply, headers, True, exchange, openai=True)
     finally:
         runtime.observer.finish(outcome.span, exchange, outcome.reply.body)
+        runtime.rotator.settle(outcome, exchange.total_tokens or exchange.input_tokens)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

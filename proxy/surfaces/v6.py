@@ -181,6 +181,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     finally:
         reply.release()
         runtime.observer.finish(outcome.span, exchange)
+        runtime.rotator.settle(outcome, exchange.total_tokens or exchange.input_tokens)
 
 
 def owned(client: str, session: str) -> str:
