@@ -84,6 +84,7 @@ async def _open_store(parts: Parts) -> Store | None:
     for ref, left in await store.load_cooldowns():
         parts.cooldowns.until[ref] = parts.clock() + left
     parts.cooldowns.listener = lambda ref, left: store.save_cooldown(ref, time.time() + left)
+    parts.budget.restore(await store.load_day_counts())
     return store
 
 
@@ -102,6 +103,7 @@ def _start_tasks(runtime: Runtime, store: Store | None) -> Supervisor:
 
         async def save_counters() -> None:
             await store.save_counters(runtime.counters.persistent())
+            await store.save_day_counts(runtime.rotator.budget.day_counts())
 
         supervisor.start("maintenance", lambda: every(config.maintenance_s, maintain))
         supervisor.start("counters", lambda: every(COUNTERS_SAVE_S, save_counters))
@@ -178,6 +180,7 @@ def runtime_ctx(
                 parts.writer.stop()
                 await writing  # every queued row is written before the store closes
                 await store.save_counters(parts.counters.persistent())
+                await store.save_day_counts(parts.budget.day_counts())
                 await store.close()
             if parts.provider is not None:
                 # Flush what the batch processor holds; its exporter blocks, so not on the loop.

@@ -23,6 +23,7 @@ from proxy.yamlsource import dotted
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 LARGE_BODY = 1024 * 1024
+MIN_SCRUBBED_KEY = 8
 LIVE = "BidiGenerateContent"
 LIVE_MAX_FRAME = 32 * 1024 * 1024  # audio and video frames are large
 
@@ -104,6 +105,9 @@ class GeminiResponder:
         self.projects = spec.projects
         self.project_names = spec.project_names
         self._openai_prefix = f"{spec.base_url}/v1beta/openai/"
+        # SECURITY: every key is scrubbed from error bodies, but a key of a few characters
+        # (never a real one: Google's have 39) would cut words such as "Token" apart.
+        self._scrubbed = [k.encode() for k in spec.api_keys if len(k) >= MIN_SCRUBBED_KEY]
         self._unary = aiohttp.ClientTimeout(
             total=spec.timeout_s, sock_connect=spec.connect_timeout_s
         )
@@ -113,8 +117,8 @@ class GeminiResponder:
         )
 
     def _scrub(self, body: bytes) -> bytes:
-        for key in self.spec.api_keys:
-            body = body.replace(key.encode(), b"[redacted]")
+        for key in self._scrubbed:
+            body = body.replace(key, b"[redacted]")
         return body
 
     async def _request(

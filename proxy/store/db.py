@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,22 @@ class Store:
             (now_wall,),
         )
         return [((r, m, int(k)), until - now_wall) for r, m, k, until in found]
+
+    async def load_day_counts(self) -> list[tuple[KeyRef, str, int, int]]:
+        """(ref, Pacific day, requests sent that day, learned per-day limit) as saved."""
+        found = await self.rows(
+            "SELECT responder, model, project, day, used, per_day FROM day_counts"
+        )
+        return [((r, m, int(p)), day, int(u), int(d)) for r, m, p, day, u, d in found]
+
+    async def save_day_counts(self, counts: Iterable[tuple[KeyRef, str, int, int]]) -> None:
+        await self.db.executemany(
+            "INSERT INTO day_counts (responder, model, project, day, used, per_day) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (responder, model, project) DO UPDATE "
+            "SET day = excluded.day, used = excluded.used, per_day = excluded.per_day",
+            [(*ref, day, used, per_day) for ref, day, used, per_day in counts],
+        )
+        await self.db.commit()
 
     # Housekeeping.
 

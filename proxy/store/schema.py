@@ -60,6 +60,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX resources_client ON resources (client, kind, created);
     """,
+    # 3: requests sent per (responder, model, project) on a Pacific day, and the per-day limit
+    # learned for it, so a restart keeps counting where it was.
+    """
+    CREATE TABLE day_counts (
+        responder TEXT NOT NULL,
+        model TEXT NOT NULL,
+        project INTEGER NOT NULL,
+        day TEXT NOT NULL,
+        used INTEGER NOT NULL,
+        per_day INTEGER NOT NULL,
+        PRIMARY KEY (responder, model, project)
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

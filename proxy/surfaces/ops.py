@@ -18,8 +18,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def key_state(runtime: Runtime, responder: Responder, model: str, key: int) -> dict[str, Any]:
-    """One key's state for one model. Keys are named by their position and project, never by
-    their value; a project's cooldown and pace are every one of its keys'."""
+    """One key's state for one model: ready, cooling (with the time left), paced, or disabled,
+    with its project's quota (declared or learned: what is used and left of it). Keys are named
+    by their position and project, never by their value; a project's cooldown, pace and quota
+    are every one of its keys'."""
     name: dict[str, Any] = {"key": key}
     if len(responder.project_names) != responder.key_count:
         name["project"] = responder.project_names[responder.projects[key]]
@@ -27,10 +29,17 @@ def key_state(runtime: Runtime, responder: Responder, model: str, key: int) -> d
     if off > 0:
         return {**name, "state": "disabled", "for_s": round(off, 1)}
     ref = (responder.name, model, responder.projects[key])
+    budget = runtime.rotator.budget
+    quota = budget.describe(ref)
+    if quota is not None:
+        name["quota"] = quota
     left = runtime.cooldowns.peek(ref)
+    full, why = budget.wait_for(ref, 1)
+    if "per-day" in why:  # the day's quota is used up: it rests until the daily reset
+        left = max(left, full)
     if left > 0:
         return {**name, "state": "cooling", "cooldown_s": round(left, 1)}
-    paced = runtime.pacer.wait_for(ref)
+    paced = max(runtime.pacer.wait_for(ref), full)
     if paced > 0:
         return {**name, "state": "paced", "wait_s": round(paced, 1)}
     return {**name, "state": "ready"}

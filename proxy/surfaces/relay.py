@@ -25,6 +25,9 @@ log = logging.getLogger("l104.relay")
 
 
 BROKEN = (AttemptFailed, aiohttp.ClientError, TimeoutError)
+# How much of a chunk's end is read again with the next one, so that a usageMetadata object
+# cut in two by the network still counts (it is about 120 bytes).
+SEAM = 512
 
 
 def broken_stream(exc: BaseException) -> tuple[int, str]:
@@ -83,9 +86,13 @@ async def stream(
         await resp.prepare(request)
         try:
             exchange.status = reply.status
+            tail = b""
             async for data in reply.chunks:
                 exchange.mark_first_byte()
+                if tail:  # usage cut by a network read: read across the boundary too
+                    exchange.sniff_usage(tail + data[:SEAM])
                 exchange.sniff_usage(data)
+                tail = data[-SEAM:]
                 await resp.write(data)
         except BROKEN as exc:
             code, message = broken_stream(exc)

@@ -43,6 +43,8 @@ def quota_error(model: str, step: dict[str, Any], *, array: bool = False) -> web
     quota_id = (
         "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
         if per_day
+        else "GenerateContentInputTokensPerModelPerMinute-FreeTier"
+        if step.get("quota") == "tokens"
         else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
     )
     delay = step.get("delay", "23s")

@@ -10,7 +10,9 @@ then plain 200s. A step is a dict:
   the key it got into the message, as a careless upstream might);
 - ``{"drop": true}``: close the connection without answering;
 - ``{"hang": 30}``: say nothing for that many seconds;
-- ``{"chunks": 3, "delay_ms": 0, "gate": true, "fail_after": 1}``: shape a stream; with ``gate`` it
+- ``{"status": 429, "quota": "tokens"}``: a token quota's 429 (``…InputTokensPerModelPerMinute…``);
+- ``{"chunks": 3, "delay_ms": 0, "gate": true, "fail_after": 1, "split_usage": true}``: shape a
+  stream (``split_usage`` cuts each event in two reads, inside ``usageMetadata``); with ``gate`` it
   sends one chunk and waits for ``POST /_release``; with ``fail_after`` it drops the connection
   after that many chunks.
 
@@ -85,7 +87,14 @@ async def _stream(
                 request.transport.close()
                 return resp
             data = json.dumps(answer(model, f"part{i} from {model}. ", i == chunks - 1))
-            if sse:
+            if sse and step.get("split_usage"):
+                # The event arrives in two reads, cut inside "usageMetadata".
+                frame = f"data: {data}\r\n\r\n".encode()
+                cut = frame.index(b"usageMetadata") + 6
+                await resp.write(frame[:cut])
+                await asyncio.sleep(0.05)
+                await resp.write(frame[cut:])
+            elif sse:
                 await resp.write(f"data: {data}\r\n\r\n".encode())
             else:
                 await resp.write((("[" if i == 0 else "\r\n,") + data).encode())
