@@ -125,3 +125,26 @@ async def test_no_key_reaches_the_store(
     assert "alice" in dump  # the client's name is there ...
     assert "alice-secret-key" not in dump  # ... never its key
     assert secret not in dump
+
+
+def test_per_day_counts_survive_a_restart(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    yaml = base_yaml(upstream.url, keys=("only-key",), store=str(db)).replace(
+        'default: ["up:m1", "up:m2", "up:m3"]', 'default: [{member: "up:m1", rpd: 2}, "up:m2"]'
+    )
+    first = proxy_process(yaml)
+    client = first.client()
+    served = [client.models.generate_content(model="default", contents="x").text for _ in range(3)]
+    assert served == ["Hello from m1.", "Hello from m1.", "Hello from m2."]
+    assert first.stop() == 0
+    second = proxy_process(yaml)
+    again = second.client()  # held: the SDK closes its session when a Client is collected
+    answer = again.models.generate_content(model="default", contents="x")
+    assert answer.text == "Hello from m2."  # the day's two are still spent
+    assert len(upstream.requests("m1")) == 2  # and m1 was skipped with no round trip
+    health = json.loads(http("GET", f"{second.url}/health")[2])
+    key = health["models"]["m1"]["keys"][0]
+    assert key["state"] == "cooling"
+    assert key["quota"] == {"rpd": {"limit": 2, "used": 2, "left": 0}}
