@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint typecheck check-secrets system-deps clean
+
+.PHONY: run test bench bench-quota lint typecheck check-secrets system-deps clean
 
 # Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11;
 # the browser tests drive Debian's chromium, never a downloaded one).
@@ -49,6 +50,10 @@ test: $(STAMP) system-deps $(NODE_STAMP) check-secrets lint typecheck
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench.run
+
+# Goodput against real rolling quotas: three scenarios, learned and declared quotas (~12 min).
+bench-quota: $(STAMP)
+	$(PY) -m bench.quota
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(NODE_DIR)/node_modules

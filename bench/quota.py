@@ -1,0 +1,210 @@
+"""``make bench-quota``: goodput against real rolling quotas, on 127.0.0.1 only.
+
+A fake Gemini with per-(project, model) quotas (m1 30/min, m2 20/min, m3 10/min) sits behind
+the proxy as a process. Open-loop load with fixed send times:
+
+- ``steady``: 1.5 requests/s for 3 minutes;
+- ``bursts``: 100 requests at once, then 100 more 65 s later;
+- ``per_day``: m1 also has 40 requests a day, which run out mid-run (1.5/s for 90 s).
+
+Each runs against the proxy with learned quotas and with declared ones. For each run: goodput
+(successes / the best any router could do at the same send times), upstream 429s (after the
+first minute too), upstream calls per success, client errors, p50/p99, and the ``Retry-After``
+told against the true wait. ``--smoke`` shrinks every scenario to seconds, with no targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.quota_upstream import Quota, QuotaUpstream, best_possible
+from bench.run import ROOT, Procs, free_port
+
+KEYS = {"bench-key-project-a": "a"}
+QUOTAS = {"m1": Quota(30), "m2": Quota(20), "m3": Quota(10)}
+BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+@dataclass
+class Scenario:
+    name: str
+    send_times: list[float]
+    quotas: dict[str, Quota]
+
+
+def scenarios(smoke: bool) -> list[Scenario]:
+    scale = 0.05 if smoke else 1.0
+    steady = [i / 1.5 for i in range(int(180 * 1.5 * scale))]
+    burst = 10 if smoke else 100
+    per_day = {**QUOTAS, "m1": Quota(30, rpd=4 if smoke else 40)}
+    return [
+        Scenario("steady", steady, QUOTAS),
+        Scenario("bursts", [0.0] * burst + [65.0 * scale] * burst, QUOTAS),
+        Scenario("per_day", [i / 1.5 for i in range(int(90 * 1.5 * scale))], per_day),
+    ]
+
+
+def proxy_yaml(upstream: int, quotas: dict[str, Quota], declared: bool) -> str:
+    def member(model: str) -> str:
+        q = quotas[model]
+        if not declared:
+            return f'"up:{model}"'
+        rpd = f", rpd: {q.rpd}" if q.rpd else ""
+        return f'{{member: "up:{model}", rpm: {q.rpm}{rpd}}}'
+
+    keys = ", ".join(f'"{k}"' for k in KEYS)
+    return f"""
+listen: {{host: 127.0.0.1, port: 0}}
+responders:
+  up: {{type: gemini, base_url: "http://127.0.0.1:{upstream}", api_keys: [{keys}], timeout_s: 30}}
+chains:
+  default: [{", ".join(member(m) for m in quotas)}]
+rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
+limits: {{max_concurrent: 1024, queue_timeout_s: 1}}
+store: {{path: ""}}
+"""
+
+
+@dataclass
+class Run:
+    statuses: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    retry_errors: list[float] = field(default_factory=list)  # told - true, for each 429
+
+
+async def one(s: aiohttp.ClientSession, url: str, up: QuotaUpstream, run: Run) -> None:
+    start = time.monotonic()
+    try:
+        async with s.post(url, json=BODY) as r:
+            await r.read()
+            status, told = r.status, r.headers.get("Retry-After")
+    except aiohttp.ClientError:
+        status, told = 0, None
+    now = time.monotonic()
+    run.statuses.append(status)
+    run.latencies.append(now - start)
+    if status == 429 and told is not None:
+        true = up.true_wait(now)
+        if math.isfinite(true):
+            run.retry_errors.append(float(told) - true)
+
+
+async def drive(scenario: Scenario, declared: bool, work: Path) -> dict[str, Any]:
+    up = QuotaUpstream(dict(scenario.quotas), dict(KEYS))
+    runner = web.AppRunner(up.app(), access_log=None)
+    await runner.setup()
+    up_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", up_port).start()
+    procs = Procs()
+    try:
+        port = free_port()
+        conf = work / f"{scenario.name}-{declared}.yaml"
+        conf.write_text(proxy_yaml(up_port, scenario.quotas, declared))
+        cmd = [sys.executable, "-m", "proxy", "serve", "--config", str(conf), "--port", str(port)]
+        await asyncio.to_thread(procs.start, cmd, port, None, work / f"{conf.stem}.log")
+        url = f"http://127.0.0.1:{port}/v1beta/models/default:generateContent"
+        run = Run()
+        limits = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=limits) as s:
+            t0 = time.monotonic()
+
+            async def at(offset: float) -> None:
+                await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
+                await one(s, url, up, run)
+
+            await asyncio.gather(*(at(t) for t in scenario.send_times))
+        first_minute = t0 + 60.0
+        late_429 = {
+            f"{p}/{m}": sum(1 for t in times if t > first_minute)
+            for (p, m), times in up.rejected_by.items()
+        }
+    finally:
+        await asyncio.to_thread(procs.stop_all)
+        await runner.cleanup()
+    ok = run.statuses.count(200)
+    best = best_possible(scenario.send_times, scenario.quotas, len(set(KEYS.values())))
+    lat = sorted(run.latencies)
+    return {
+        "requests": len(run.statuses),
+        "successes": ok,
+        "best": best,
+        "goodput": round(ok / best, 4) if best else 0.0,
+        "upstream_429": up.rejected,
+        "upstream_429_after_first_minute": late_429,
+        "calls_per_success": round(up.calls / ok, 3) if ok else 0.0,
+        "client_errors": len(run.statuses) - ok,
+        "p50_s": round(statistics.median(lat), 3) if lat else 0.0,
+        "p99_s": round(lat[int(0.99 * (len(lat) - 1))], 3) if lat else 0.0,
+        "retry_after_early_max_s": round(-min([0.0, *run.retry_errors]), 3),
+        "retry_after_late_max_s": round(max([0.0, *run.retry_errors]), 3),
+    }
+
+
+def verdicts(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    rows = []
+    for key, r in results.items():
+        rows.append(
+            (f"{key}: goodput >= 99 %", f"{r['goodput'] * 100:.1f} %", r["goodput"] >= 0.99)
+        )
+        late = max(r["upstream_429_after_first_minute"].values(), default=0)
+        limit = 0 if key.endswith("declared") else 1
+        rows.append(
+            (
+                f"{key}: 429s per (project, model) after the first minute <= {limit}",
+                str(late),
+                late <= limit,
+            )
+        )
+        told = f"-{r['retry_after_early_max_s']} / +{r['retry_after_late_max_s']} s"
+        ok = r["retry_after_early_max_s"] <= 0.05 and r["retry_after_late_max_s"] <= 1.0
+        rows.append((f"{key}: Retry-After never early, <= 1 s late", told, ok))
+    return rows
+
+
+async def main(smoke: bool, out: Path) -> int:
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scenario in scenarios(smoke):
+            for declared in (False, True):
+                key = f"{scenario.name}, {'declared' if declared else 'learned'}"
+                print(f"running {key} ({len(scenario.send_times)} requests)…", flush=True)
+                results[key] = await drive(scenario, declared, Path(tmp))
+    print(
+        "\n| scenario | goodput | ok / best | upstream 429 | calls/success | errors | p50 s |",
+        end="",
+    )
+    print(" p99 s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        print(
+            f"| {key} | {r['goodput'] * 100:.1f} % | {r['successes']} / {r['best']} | "
+            f"{r['upstream_429']} | {r['calls_per_success']} | {r['client_errors']} | "
+            f"{r['p50_s']} | {r['p99_s']} |"
+        )
+    if not smoke:
+        print("\n| target | measured | holds |\n|---|---|---|")
+        for target, measured, holds in verdicts(results):
+            print(f"| {target} | {measured} | {'yes' if holds else 'NO'} |")
+    await asyncio.to_thread(out.write_text, json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes; no targets")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "quota-results.json")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.smoke, args.out)))

@@ -1,0 +1,148 @@
+"""A fake Gemini with real rolling quotas, for ``make bench-quota``.
+
+Per (project, model) it keeps the send times of the last minute and a count for the day. Over
+a quota it answers Gemini's real 429 body: ``QuotaFailure`` with the ``quotaId`` and
+``quotaValue`` of the quota that ran out, and ``RetryInfo`` with the true wait. It can also say,
+at any moment, how long a router would truly have to wait for room (:meth:`true_wait`), so the
+``Retry-After`` the proxy tells can be checked against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+MINUTE = 60.0
+
+
+@dataclass(frozen=True)
+class Quota:
+    rpm: int
+    rpd: int = 0  # 0: none
+
+
+@dataclass
+class QuotaUpstream:
+    quotas: dict[str, Quota]
+    projects: dict[str, str]  # key -> project
+    sent: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    day: dict[tuple[str, str], int] = field(default_factory=dict)
+    calls: int = 0
+    rejected: int = 0
+    rejected_by: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def _window(self, lane: tuple[str, str], now: float) -> deque[float]:
+        window = self.sent.setdefault(lane, deque())
+        while window and window[0] <= now - MINUTE:
+            window.popleft()
+        return window
+
+    def room_in(self, project: str, model: str, now: float) -> float:
+        """Seconds until (project, model) has room (0: now; inf: not today)."""
+        quota = self.quotas[model]
+        if quota.rpd and self.day.get((project, model), 0) >= quota.rpd:
+            return math.inf
+        window = self._window((project, model), now)
+        if len(window) < quota.rpm:
+            return 0.0
+        return window[len(window) - quota.rpm] + MINUTE - now
+
+    def true_wait(self, now: float) -> float:
+        """How long the best router would wait for room on any model of any project."""
+        return min(
+            self.room_in(p, m, now) for p in set(self.projects.values()) for m in self.quotas
+        )
+
+    def _refuse(self, project: str, model: str, now: float) -> web.Response:
+        quota = self.quotas[model]
+        self.rejected += 1
+        self.rejected_by.setdefault((project, model), []).append(now)
+        per_day = bool(quota.rpd) and self.day.get((project, model), 0) >= quota.rpd
+        wait = 86_400.0 if per_day else self.room_in(project, model, now)
+        quota_id = (
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+            if per_day
+            else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        )
+        body = {
+            "error": {
+                "code": 429,
+                "message": f"You exceeded your current quota. Please retry in {wait:.1f}s.",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [
+                            {
+                                "quotaMetric": "generativelanguage.googleapis.com/"
+                                "generate_content_free_tier_requests",
+                                "quotaId": quota_id,
+                                "quotaDimensions": {"model": model, "location": "global"},
+                                "quotaValue": str(quota.rpd if per_day else quota.rpm),
+                            }
+                        ],
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{wait:.3f}s",
+                    },
+                ],
+            }
+        }
+        return web.json_response(body, status=429)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        model = request.match_info["target"].rpartition(":")[0]
+        project = self.projects.get(request.headers.get("x-goog-api-key", ""), "")
+        if model not in self.quotas or not project:
+            return web.json_response({"error": {"code": 404, "message": model}}, status=404)
+        await request.read()
+        self.calls += 1
+        now = time.monotonic()
+        if self.room_in(project, model, now) > 0:
+            return self._refuse(project, model, now)
+        self._window((project, model), now).append(now)
+        self.day[(project, model)] = self.day.get((project, model), 0) + 1
+        answer = {
+            "candidates": [
+                {"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP"}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 4,
+                "candidatesTokenCount": 1,
+                "totalTokenCount": 5,
+            },
+            "modelVersion": model,
+        }
+        return web.Response(body=json.dumps(answer), content_type="application/json")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{version}/models/{target}", self.handle)
+        return app
+
+
+def best_possible(send_times: Iterable[float], quotas: dict[str, Quota], projects: int) -> int:
+    """The most requests any router could serve at these send times (it serves a request when
+    any (project, model) has room at that moment)."""
+    sent: dict[tuple[int, str], deque[float]] = {}
+    day: dict[tuple[int, str], int] = {}
+    served = 0
+    for t in sorted(send_times):
+        for lane in ((p, m) for p in range(projects) for m in quotas):
+            quota = quotas[lane[1]]
+            window = sent.setdefault(lane, deque())
+            while window and window[0] <= t - MINUTE:
+                window.popleft()
+            if len(window) < quota.rpm and (not quota.rpd or day.get(lane, 0) < quota.rpd):
+                window.append(t)
+                day[lane] = day.get(lane, 0) + 1
+                served += 1
+                break
+    return served

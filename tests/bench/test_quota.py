@@ -1,0 +1,41 @@
+"""A short smoke run of ``make bench-quota``, so it cannot rot. No targets: timing belongs to
+the benchmark, not to ``make test``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.quota_upstream import Quota, best_possible
+from tests.conftest import ROOT
+
+
+def test_best_possible_follows_rolling_windows() -> None:
+    quotas = {"m1": Quota(2), "m2": Quota(1, rpd=1)}
+    # Three fit at 0 s (2 + 1); the fourth waits for m1's window; m2's day is spent.
+    assert best_possible([0, 0, 0, 0, 30, 60.5, 60.5, 60.5], quotas, projects=1) == 5
+
+
+def test_bench_quota_smoke_run(tmp_path: Path) -> None:
+    out = tmp_path / "quota.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.quota", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert set(data) == {
+        f"{name}, {kind}"
+        for name in ("steady", "bursts", "per_day")
+        for kind in ("learned", "declared")
+    }
+    for run in data.values():
+        assert run["requests"] > 0
+        assert 0 < run["successes"] <= run["requests"]
+    assert data["steady, declared"]["upstream_429"] == 0
