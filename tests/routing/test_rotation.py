@@ -422,3 +422,11 @@ async def test_keys_of_one_project_share_its_quota(
         {"key": 1, "project": "p1", "state": "cooling", "cooldown_s": 30.0},
         {"key": 2, "project": "key 2", "state": "ready"},
     ]
+
+
+async def test_a_members_keys_take_turns(start_proxy: StartProxy, upstream: Upstream) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    for _ in range(4):
+        await ask(proxy)
+    keys = [r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")]
+    assert keys == [*UPSTREAM_KEYS, *UPSTREAM_KEYS]  # not the first key until its 429
