@@ -36,6 +36,7 @@ class QuotaUpstream:
     calls: int = 0
     rejected: int = 0
     rejected_by: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    accepted: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # every time
 
     def _window(self, lane: tuple[str, str], now: float) -> deque[float]:
         window = self.sent.setdefault(lane, deque())
@@ -53,11 +54,23 @@ class QuotaUpstream:
             return 0.0
         return window[len(window) - quota.rpm] + MINUTE - now
 
-    def true_wait(self, now: float) -> float:
-        """How long the best router would wait for room on any model of any project."""
-        return min(
-            self.room_in(p, m, now) for p in set(self.projects.values()) for m in self.quotas
-        )
+    def true_wait(self, at: float, horizon: float) -> float:
+        """How long a request at ``at`` truly had to wait for room on any (project, model),
+        given every call accepted up to ``at + horizon`` (calls the router had already let
+        through were still on their way at ``at``). Read after the run."""
+        waits = []
+        for project in set(self.projects.values()):
+            for model, quota in self.quotas.items():
+                times = [t for t in self.accepted.get((project, model), []) if t <= at + horizon]
+                if quota.rpd and sum(1 for t in times if t <= at + horizon) >= quota.rpd:
+                    waits.append(math.inf)
+                    continue
+                recent = sorted((t for t in times if t > at - MINUTE), reverse=True)
+                if len(recent) < quota.rpm:
+                    waits.append(0.0)
+                else:
+                    waits.append(max(0.0, recent[quota.rpm - 1] + MINUTE - at))
+        return min(waits)
 
     def _refuse(self, project: str, model: str, now: float) -> web.Response:
         quota = self.quotas[model]
@@ -108,6 +121,7 @@ class QuotaUpstream:
         if self.room_in(project, model, now) > 0:
             return self._refuse(project, model, now)
         self._window((project, model), now).append(now)
+        self.accepted.setdefault((project, model), []).append(now)
         self.day[(project, model)] = self.day.get((project, model), 0) + 1
         answer = {
             "candidates": [

@@ -9,7 +9,9 @@ Gemini's daily quotas reset; the counts are saved in the store so a restart keep
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -27,9 +29,45 @@ def pacific_day(now: datetime) -> date:
     return now.astimezone(PACIFIC).date()
 
 
+class Stamps:
+    """Requests a minute, exactly: one time per request (a quota of a few thousand at most),
+    so the wait it tells is the true one to the millisecond, not to a bucket's width."""
+
+    __slots__ = ("clock", "limit", "times")
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.times: deque[float] = deque()
+
+    def used(self) -> int:
+        edge = self.clock() - MINUTE_S
+        times = self.times
+        while times and times[0] <= edge:
+            times.popleft()
+        return len(times)
+
+    def wait_for(self) -> float:
+        if self.used() < self.limit:
+            return 0.0
+        return self.times[len(self.times) - self.limit] + MINUTE_S - self.clock()
+
+    def take(self) -> float:
+        now = self.clock()
+        self.times.append(now)
+        return now
+
+    def restamp(self, stamp: float) -> None:
+        """Count a request from when its answer came rather than when it was sent: the
+        upstream counted it somewhere in between, so this window never frees a slot early."""
+        with contextlib.suppress(ValueError):
+            self.times.remove(stamp)
+            self.times.append(self.clock())
+
+
 @dataclass(slots=True)
 class _Lane:
-    rpm: SlidingWindow | None = None
+    rpm: Stamps | None = None
     tpm: SlidingWindow | None = None
     rpd: int = 0  # requests a day; 0: unknown
     day: date | None = None
@@ -41,6 +79,7 @@ class Ticket:
     """What one attempt took from a lane; its token estimate is settled on the real count."""
 
     tokens: Entry | None = None
+    sent: float | None = None  # its stamp in the requests-a-minute window
 
 
 @dataclass(slots=True)
@@ -59,7 +98,7 @@ class Budget:
             return None
         lane = _Lane()
         if quota is not None:
-            lane.rpm = SlidingWindow(quota.rpm, MINUTE_S, self.clock) if quota.rpm else None
+            lane.rpm = Stamps(quota.rpm, self.clock) if quota.rpm else None
             lane.tpm = SlidingWindow(quota.tpm, MINUTE_S, self.clock) if quota.tpm else None
             lane.rpd = quota.rpd
         self.lanes[ref] = lane
@@ -80,7 +119,7 @@ class Budget:
             if lane.used >= lane.rpd:
                 return until_daily_reset(self.now()), "out of its per-day quota for"
         if lane.rpm is not None:
-            wait = lane.rpm.wait_for(1)
+            wait = lane.rpm.wait_for()
             if wait > 0:
                 return wait, "at its requests-per-minute quota for"
         if lane.tpm is not None:
@@ -97,10 +136,15 @@ class Budget:
         if lane.rpd:
             self._today(lane)
         lane.used += 1
-        if lane.rpm is not None:
-            lane.rpm.take(1)
+        sent = lane.rpm.take() if lane.rpm is not None else None
         entry = lane.tpm.take(tokens)[0] if lane.tpm is not None else None
-        return Ticket(entry)
+        return Ticket(entry, sent)
+
+    def answered(self, ref: KeyRef, ticket: Ticket | None) -> None:
+        """The upstream answered the request ``ticket`` was taken for: it has counted it."""
+        lane = self.lanes.get(ref)
+        if ticket is not None and ticket.sent is not None and lane is not None and lane.rpm:
+            lane.rpm.restamp(ticket.sent)
 
     def settle(self, ref: KeyRef, ticket: Ticket | None, tokens: int) -> None:
         """Replace a request's token estimate by what ``usageMetadata`` counted."""
@@ -137,7 +181,7 @@ class Budget:
             return None
         out: dict[str, Any] = {}
         if lane.rpm is not None:
-            out["rpm"] = {"limit": lane.rpm.limit, "used": round(lane.rpm.used())}
+            out["rpm"] = {"limit": lane.rpm.limit, "used": lane.rpm.used()}
         if lane.tpm is not None:
             out["tpm"] = {"limit": lane.tpm.limit, "used": round(lane.tpm.used())}
         if lane.rpd:

@@ -182,6 +182,7 @@ class Rotator:
                 self.cooldowns.answered(ref)
                 self.observer.attempt_failed(span, member, "cancelled")
                 raise
+            self.budget.answered(ref, ticket)
             if reply.status != 429:  # a 429 re-cools it, which also ends the probe
                 self.cooldowns.answered(ref)
             if reply.status == 200:
