@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from proxy.routing.keys import KeyPicker
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import Rotator
 from proxy.state import RUNTIME, Runtime
-from proxy.store.db import Store
+from proxy.store.db import Store, StoreError
 from proxy.store.memory import Memory
 from proxy.store.writer import Writer
 from proxy.surfaces.ops import state_rows
@@ -79,12 +80,17 @@ def _session() -> aiohttp.ClientSession:
 async def _open_store(parts: Parts) -> Store | None:
     if parts.writer is None:
         return None
-    store = await Store.open(parts.config.store.path, parts.writer)
-    parts.counters.restore(await store.load_counters())
-    for ref, left in await store.load_cooldowns():
-        parts.cooldowns.until[ref] = parts.clock() + left
+    config = parts.config.store
+    store = await Store.open(config.path, parts.writer, config.on_corrupt)
+    try:
+        parts.counters.restore(await store.load_counters())
+        for ref, left in await store.load_cooldowns():
+            parts.cooldowns.until[ref] = parts.clock() + left
+        parts.budget.restore(await store.load_day_counts())
+    except (sqlite3.Error, OSError) as exc:
+        await store.close()
+        raise StoreError(f"cannot read the store at {config.path}: {exc}") from exc
     parts.cooldowns.listener = lambda ref, left: store.save_cooldown(ref, time.time() + left)
-    parts.budget.restore(await store.load_day_counts())
     return store
 
 
@@ -118,70 +124,96 @@ def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:
     }
 
 
+async def _runtime(
+    parts: Parts,
+    now: Callable[[], datetime],
+    session: aiohttp.ClientSession,
+    store: Store | None,
+) -> Runtime:
+    config = parts.config
+    responders = {
+        name: build_responder(name, conf.type, conf.spec, session)
+        for name, conf in config.responders.items()
+    }
+    memory = (
+        Memory(store, config.store.memory_turns, config.store.memory_tokens)
+        if store is not None
+        else None
+    )
+    owners = Owners(_key_ids(config), store.db if store is not None else None)
+    if held := await owners.load():
+        log.info("%d files and cached contents held, from the store", held)
+    return Runtime(
+        config=config,
+        responders=responders,
+        resolver=Resolver(config),
+        cooldowns=parts.cooldowns,
+        counters=parts.counters,
+        pacer=parts.pacer,
+        observer=parts.observer,
+        prom=parts.prom,
+        bus=parts.bus,
+        memory=memory,
+        writer=parts.writer if store is not None else None,
+        rotator=Rotator(
+            config.rotation,
+            responders,
+            parts.cooldowns,
+            parts.counters,
+            parts.pacer,
+            parts.observer,
+            now,
+            queue_timeout_s=config.limits.queue_timeout_s,
+            budget=parts.budget,
+        ),
+        owners=owners,
+        uploads=Uploads(),
+        keys=KeyPicker(parts.cooldowns),
+    )
+
+
+async def _close_store(
+    parts: Parts, store: Store | None, writing: asyncio.Task[None] | None
+) -> None:
+    """Write out the ledger queue and the state, then close the store: always, even when a
+    write fails (a full disk), so that shutdown never waits on the store's thread."""
+    if store is None:
+        return
+    try:
+        if parts.writer is not None and writing is not None:
+            parts.writer.stop()
+            await writing  # every queued row is written before the store closes
+        await store.save_counters(parts.counters.persistent())
+        await store.save_day_counts(parts.budget.day_counts())
+    except (sqlite3.Error, OSError) as exc:
+        log.error("the store could not save its state at shutdown: %s", exc)
+    finally:
+        await store.close()
+
+
 def runtime_ctx(
     parts: Parts, now: Callable[[], datetime]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config = parts.config
         session = _session()
-        store = await _open_store(parts)
-        writing = (
-            asyncio.create_task(parts.writer.run(store.db), name="l104:writer")
-            if store is not None and parts.writer is not None
-            else None
-        )
-        responders = {
-            name: build_responder(name, conf.type, conf.spec, session)
-            for name, conf in config.responders.items()
-        }
-        memory = (
-            Memory(store, config.store.memory_turns, config.store.memory_tokens)
-            if store is not None
-            else None
-        )
-        owners = Owners(_key_ids(config), store.db if store is not None else None)
-        if held := await owners.load():
-            log.info("%d files and cached contents held, from the store", held)
-        runtime = app[RUNTIME] = Runtime(
-            config=config,
-            responders=responders,
-            resolver=Resolver(config),
-            cooldowns=parts.cooldowns,
-            counters=parts.counters,
-            pacer=parts.pacer,
-            observer=parts.observer,
-            prom=parts.prom,
-            bus=parts.bus,
-            memory=memory,
-            writer=parts.writer if store is not None else None,
-            rotator=Rotator(
-                config.rotation,
-                responders,
-                parts.cooldowns,
-                parts.counters,
-                parts.pacer,
-                parts.observer,
-                now,
-                queue_timeout_s=config.limits.queue_timeout_s,
-                budget=parts.budget,
-            ),
-            owners=owners,
-            uploads=Uploads(),
-            keys=KeyPicker(parts.cooldowns),
-        )
-        parts.prom.watch_state(lambda: state_rows(runtime))
-        supervisor = _start_tasks(runtime, store)
+        store: Store | None = None
+        writing: asyncio.Task[None] | None = None
+        supervisor: Supervisor | None = None
         try:
+            # Whatever fails on the way up, everything opened so far is closed on the way out:
+            # an open SQLite connection's thread would keep the process from ever exiting.
+            store = await _open_store(parts)
+            if store is not None and parts.writer is not None:
+                writing = asyncio.create_task(parts.writer.run(store.db), name="l104:writer")
+            runtime = app[RUNTIME] = await _runtime(parts, now, session, store)
+            parts.prom.watch_state(lambda: state_rows(runtime))
+            supervisor = _start_tasks(runtime, store)
             yield
         finally:
-            await supervisor.stop()
+            if supervisor is not None:
+                await supervisor.stop()
             await session.close()
-            if store is not None and parts.writer is not None and writing is not None:
-                parts.writer.stop()
-                await writing  # every queued row is written before the store closes
-                await store.save_counters(parts.counters.persistent())
-                await store.save_day_counts(parts.budget.day_counts())
-                await store.close()
+            await _close_store(parts, store, writing)
             if parts.provider is not None:
                 # Flush what the batch processor holds; its exporter blocks, so not on the loop.
                 await asyncio.get_running_loop().run_in_executor(None, parts.provider.shutdown)

@@ -81,6 +81,7 @@ def parse_config(source: Source) -> Config:
             "memory_turns": num,
             "memory_tokens": num,
             "maintenance_s": num,
+            "on_corrupt": lambda r, k, d: r.choice(k, d, ("move_aside", "refuse")),
         },
     )
     top.finish()

@@ -133,6 +133,7 @@ class Store:
     memory_turns: int = 20
     memory_tokens: int = 8000
     maintenance_s: float = 300.0
+    on_corrupt: str = "move_aside"  # or "refuse": exit 2 rather than start fresh
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,9 @@ housekeeping. Hot-path writes go through the :class:`~proxy.store.writer.Writer`
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -16,6 +19,8 @@ import orjson
 from proxy.routing.cooldown import KeyRef
 from proxy.store.schema import migrate
 from proxy.store.writer import Writer
+
+log = logging.getLogger("l104.store")
 
 LEDGER_INSERT = (
     "INSERT INTO ledger (at, client, requested, served, attempts, status, input_tokens, "
@@ -46,24 +51,75 @@ class StoreError(Exception):
     """The store cannot be opened; the message names the path."""
 
 
+class _Corrupt(Exception):
+    """The file is no database, or fails its integrity check."""
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+    try:
+        async with db.execute("PRAGMA quick_check") as cursor:
+            verdict = await cursor.fetchone()
+        if verdict is None or verdict[0] != "ok":
+            raise _Corrupt(str(verdict[0] if verdict else "no answer to quick_check"))
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps this crash-safe
+        await db.execute("PRAGMA busy_timeout = 5000")
+        await migrate(db)
+    except sqlite3.DatabaseError as exc:
+        await db.close()
+        if isinstance(exc, sqlite3.OperationalError):  # read-only, locked, no space: not corrupt
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+        raise _Corrupt(str(exc)) from exc
+    except _Corrupt:
+        await db.close()
+        raise
+    except RuntimeError as exc:  # a schema newer than this proxy knows
+        await db.close()
+        raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+def _move_aside(path: str) -> str:
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path + suffix, aside + suffix)
+    return aside
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, writer: Writer) -> None:
         self.db = db
         self.writer = writer
 
     @classmethod
-    async def open(cls, path: str, writer: Writer) -> Store:
-        """Open (and migrate) the database; :class:`StoreError` names the path if it cannot."""
+    async def open(cls, path: str, writer: Writer, on_corrupt: str = "move_aside") -> Store:
+        """Open, check (``PRAGMA quick_check``) and migrate the database.
+
+        A corrupt file (or one that is no database) is renamed aside with a warning and a
+        fresh store is made, or with ``on_corrupt="refuse"`` it is an error. Any error is a
+        :class:`StoreError` naming the path, and the connection is closed first: its thread
+        must not keep the process alive.
+        """
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(path)
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")  # WAL keeps this crash-safe
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await migrate(db)
-        except (OSError, sqlite3.Error, RuntimeError) as exc:
-            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
-        return cls(db, writer)
+            return cls(await _connect(path), writer)
+        except _Corrupt as corrupt:
+            if on_corrupt != "move_aside":
+                raise StoreError(f"the store at {path} is corrupt: {corrupt}") from None
+            aside = _move_aside(path)
+            log.warning("the store at %s was corrupt (%s): moved to %s", path, corrupt, aside)
+            try:
+                return cls(await _connect(path), writer)
+            except _Corrupt as again:
+                raise StoreError(f"the store at {path} is corrupt: {again}") from None
 
     async def close(self) -> None:
         await self.db.close()

@@ -104,3 +104,35 @@ def test_an_unopenable_store_is_a_clear_error(tmp_path: Path, upstream: Upstream
     assert result.returncode == 2
     assert f"cannot open the store at {blocker / 'l104.db'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_corrupt_store_is_refused_with_exit_2_and_no_hang(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    store = tmp_path / "l104.db"
+    store.write_bytes(b"this is not a database " * 300)
+    config = tmp_path / "store.yaml"
+    config.write_text(
+        base_yaml(upstream.url, store=str(store)).replace(
+            f'store: {{path: "{store}"}}', f'store: {{path: "{store}", on_corrupt: refuse}}'
+        )
+    )
+    result = run_cli("serve", "--config", str(config), "--port", "0")  # 30 s limit: no hang
+    assert result.returncode == 2
+    assert f"the store at {store} is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert store.read_bytes().startswith(b"this is not a database")  # left as it was
+
+
+def test_a_corrupt_store_is_moved_aside_and_a_fresh_one_serves(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    store = tmp_path / "l104.db"
+    store.write_bytes(b"this is not a database " * 300)
+    proxy = proxy_process(base_yaml(upstream.url, store=str(store)))
+    assert http("GET", f"{proxy.url}/ready")[0] == 200
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("l104.db.corrupt-")]
+    assert len(aside) == 1
+    assert aside[0].read_bytes().startswith(b"this is not a database")
+    assert "was corrupt" in proxy.log.read_text()
+    assert proxy.stop() == 0
