@@ -72,7 +72,7 @@ def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
     return [
         *layers,
         # Errors next: it turns every inner layer's refusals into Gemini JSON.
-        ErrorMiddleware(),
+        ErrorMiddleware(config.limits.max_body_bytes),
         # CORS preflights are answered before auth: a browser sends them without a key.
         browser,
         # Auth before limits: limits are per client, so the client must be known first.

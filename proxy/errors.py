@@ -124,6 +124,12 @@ def quota_details(models: list[tuple[str, str]], retry_s: float) -> list[Any]:
     ]
 
 
+class UpstreamBadAnswer(ProxyError):
+    """Every member answered something that is no Gemini answer (a 200 that is not JSON)."""
+
+    code = 502
+
+
 class UpstreamUnavailable(ProxyError):
     """Every member was unreachable, dropped the connection or answered 5xx."""
 
@@ -137,7 +143,8 @@ class UpstreamTimeout(ProxyError):
 
 
 class AttemptFailed(Exception):
-    """One upstream attempt failed before any answer: ``kind`` is ``timeout`` or ``connect``."""
+    """One upstream attempt failed before any answer: ``kind`` is ``timeout``, ``connect`` or
+    ``bad_answer`` (a 200 that is not JSON)."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")

@@ -63,7 +63,27 @@ class ErrorMiddleware(Middleware):
     failure is logged and the connection ends. Streams report their own failures in-band.
     """
 
+    def __init__(self, max_body_bytes: int = 0) -> None:
+        self.max_body_bytes = max_body_bytes
+
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        declared = request.content_length
+        if (
+            declared is not None
+            and self.max_body_bytes
+            and declared > self.max_body_bytes
+            and not request.path.startswith("/upload/")  # uploads have their own limit
+        ):
+            # Refused from the headers, at once: never wait for a body that would be refused,
+            # and close the connection once the answer is out rather than drain the body.
+            exchange_of(request).status = 413
+            resp = error_response(request.path, 413, _HTTP_MESSAGES[413])
+            resp.force_close()
+            await resp.prepare(request)
+            await resp.write_eof()
+            if request.transport is not None:
+                request.transport.close()
+            return resp
         try:
             return await handler(request)
         except (ConnectionResetError, asyncio.CancelledError):

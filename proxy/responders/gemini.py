@@ -168,6 +168,10 @@ class GeminiResponder:
             resp.release()
         if resp.status != 200:
             body = self._scrub(body)
+        elif not _looks_json(resp.headers.get("Content-Type", ""), body):
+            # An HTML page or garbage with a 200 (a captive portal, a broken middlebox) is no
+            # answer: a failed attempt, so the request rotates (502 if nothing else answers).
+            raise AttemptFailed("bad_answer", "a 200 that is not JSON")
         return Reply(
             resp.status,
             body,
@@ -202,6 +206,9 @@ class GeminiResponder:
         )
         if streaming and resp.status == 200:
             ctype = resp.headers.get("Content-Type", "text/event-stream")
+            if not ctype.startswith(("text/event-stream", "application/json")):
+                resp.close()
+                raise AttemptFailed("bad_answer", f"a 200 stream of {ctype[:40]}")
             return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
         return await self._finish(resp)
 
@@ -272,6 +279,14 @@ async def _relay(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         raise
     finally:
         resp.release()
+
+
+def _looks_json(ctype: str, body: bytes) -> bool:
+    """A cheap check of a 200: a JSON content type and a body that opens as JSON does."""
+    if not ctype.startswith("application/json"):
+        return False
+    head = body[:64].lstrip()
+    return head[:1] in (b"{", b"[")
 
 
 def build(name: str, spec: GeminiSpec, session: aiohttp.ClientSession) -> GeminiResponder:

@@ -176,6 +176,7 @@ class Rotator:
                     raise failure(failed, member) from None
                 walk.failures += 1
                 walk.timeouts += failed.kind == "timeout"
+                walk.bad_answers += failed.kind == "bad_answer"
                 walk.left(member.model, failed.kind)
                 continue
             except BaseException:

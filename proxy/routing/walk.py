@@ -17,6 +17,7 @@ from proxy.errors import (
     AttemptFailed,
     ChainExhausted,
     NotFound,
+    UpstreamBadAnswer,
     UpstreamTimeout,
     UpstreamUnavailable,
     quota_details,
@@ -49,6 +50,7 @@ class Walk:
     soonest: float | None = None
     quota: bool = False
     timeouts: int = 0
+    bad_answers: int = 0
     failures: int = 0
     notes: list[str] = field(default_factory=list)
     out_of_quota: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
@@ -89,6 +91,8 @@ def exhausted(plan: Plan, walk: Walk, cooldown_s: float) -> Exception:
             retry_after_s=retry,
             details=quota_details(walk.out_of_quota, math.ceil(retry)),
         )
+    if walk.failures and walk.bad_answers == walk.failures:
+        return UpstreamBadAnswer(f"No model of '{plan.name}' gave a valid answer; tried: {tried}.")
     if walk.failures and walk.timeouts == walk.failures:
         return UpstreamTimeout(f"Every model of '{plan.name}' timed out; tried: {tried}.")
     if walk.failures:
@@ -110,4 +114,6 @@ def pinned(plan: Plan, pin: Pin) -> Plan:
 
 def failure(failed: AttemptFailed, member: Member) -> Exception:
     message = f"{member.model}: {failed.detail}"
+    if failed.kind == "bad_answer":
+        return UpstreamBadAnswer(message)
     return UpstreamTimeout(message) if failed.kind == "timeout" else UpstreamUnavailable(message)

@@ -430,3 +430,18 @@ async def test_a_members_keys_take_turns(start_proxy: StartProxy, upstream: Upst
         await ask(proxy)
     keys = [r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")]
     assert keys == [*UPSTREAM_KEYS, *UPSTREAM_KEYS]  # not the first key until its 429
+
+
+async def test_a_200_that_is_not_json_is_a_failed_attempt(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
+    upstream.script("m1", {"garbage": True})
+    text, headers = await ask(proxy)
+    assert (text, headers["x-l104-model"]) == ("Hello from m2.", "m2")
+    for model in ("m1", "m2", "m3"):
+        upstream.script(model, {"garbage": True})
+    with pytest.raises(errors.ServerError) as info:
+        await ask(proxy)
+    assert info.value.code == 502
+    assert "valid answer" in (info.value.message or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -293,3 +294,23 @@ async def test_a_12_mb_inline_image_passes_with_the_defaults(
     ):
         assert r.status == 200
     assert len(upstream.requests("m1")[0]["body"]) > 12 * 1024 * 1024
+
+
+async def test_a_declared_length_over_the_limit_is_413_at_once(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra="limits: {max_body_bytes: 1000}"))
+    host, port = proxy.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1beta/models/default:generateContent HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"
+    )
+    await writer.drain()
+    async with asyncio.timeout(2):  # no body will come: the answer must not wait for one
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413")
+        rest = await reader.read()  # and the connection closes, not drained
+    assert b"PAYLOAD_TOO_LARGE" in rest or b"413" in rest
+    writer.close()
+    assert upstream.requests() == []
