@@ -9,6 +9,7 @@ a broken stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -84,23 +85,33 @@ async def stream(
     resp.headers["Cache-Control"] = "no-cache"
     try:
         await resp.prepare(request)
-        try:
-            exchange.status = reply.status
-            tail = b""
-            async for data in reply.chunks:
-                exchange.mark_first_byte()
-                if tail:  # usage cut by a network read: read across the boundary too
-                    exchange.sniff_usage(tail + data[:SEAM])
-                exchange.sniff_usage(data)
-                tail = data[-SEAM:]
+        exchange.status = reply.status
+        chunks = aiter(reply.chunks)
+        tail = b""
+        while True:
+            try:
+                data = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except BROKEN as exc:  # the upstream broke: say so in-band, then cut
+                code, message = broken_stream(exc)
+                exchange.status = code
+                log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
+                with contextlib.suppress(ConnectionError):
+                    await resp.write(_error_frame(code, message, sse, openai))
+                abort(request)
+                return resp
+            exchange.mark_first_byte()
+            if tail:  # usage cut by a network read: read across the boundary too
+                exchange.sniff_usage(tail + data[:SEAM])
+            exchange.sniff_usage(data)
+            tail = data[-SEAM:]
+            try:
                 await resp.write(data)
-        except BROKEN as exc:
-            code, message = broken_stream(exc)
-            exchange.status = code
-            log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
-            await resp.write(_error_frame(code, message, sse, openai))
-            abort(request)
-            return resp
+            except ConnectionError:  # the client left: nothing is wrong upstream
+                exchange.status = 499
+                log.debug("the client left a stream of %s", exchange.served or "?")
+                return resp
         await resp.write_eof()
     finally:
         reply.release()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -188,3 +191,28 @@ async def test_local_fake_streams_in_chunks(start_proxy: StartProxy, upstream: U
     )
     assert chunks[-1].usage_metadata is not None
     assert chunks[-1].usage_metadata.candidates_token_count == 15
+
+
+async def test_a_client_that_leaves_mid_stream_is_a_499_not_a_broken_upstream(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "l104.db"
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
+    upstream.script("m1", {"chunks": 2000})  # fast and long: the close races the chunks
+    session = aiohttp.ClientSession()
+    resp = await session.post(
+        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
+    )
+    assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
+    resp.close()
+    await session.close()
+    rows: list[tuple[int]] = []
+    for _ in range(100):
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT status FROM ledger").fetchall()
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(499,)]
+    assert "upstream stream broke" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
