@@ -10,6 +10,7 @@ import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.exchange import EXCHANGE
 
@@ -39,3 +40,28 @@ class AccessLogger(AbstractAccessLogger):
             time * 1000,
             client,
         )
+
+
+class QuietBadRequests(logging.Filter):
+    """A malformed HTTP request (a bad version, an over-long URL, a header without a colon,
+    ``Content-Length: -1``) is the client's fault and already answered 400: one DEBUG line,
+    never an ERROR with a traceback, so bad traffic cannot flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        logger = logging.getLogger(record.name)
+        if not logger.isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg = f"malformed request refused: {type(exc).__name__}: {exc.message}"
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install :class:`QuietBadRequests` on aiohttp's server logger (once)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietBadRequests) for f in server.filters):
+        server.addFilter(QuietBadRequests())

@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from proxy.accesslog import AccessLogger
+from proxy.accesslog import AccessLogger, quiet_bad_requests
 from proxy.app import create_app
 from proxy.config import Config
 
@@ -94,6 +94,7 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
     context = tls_context(config)
+    quiet_bad_requests()
     app = create_app(config)
     app.on_startup.append(_settle_gc)
     web.run_app(

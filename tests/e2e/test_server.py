@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,3 +137,34 @@ def test_a_corrupt_store_is_moved_aside_and_a_fresh_one_serves(
     assert aside[0].read_bytes().startswith(b"this is not a database")
     assert "was corrupt" in proxy.log.read_text()
     assert proxy.stop() == 0
+
+
+BAD_REQUESTS = [
+    b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",  # a bad HTTP version
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # an over-long URL
+    b"GET /health HTTP/1.1\r\nHost x\r\n\r\n",  # a header without a colon
+    b"POST /v1/models/m:generateContent HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+]
+
+
+def send_raw(url: str, data: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(data)
+        return conn.recv(200)
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_malformed_requests_are_one_debug_line_not_a_traceback(
+    proxy_process: StartProcess, upstream: Upstream, level: str
+) -> None:
+    proxy = proxy_process(base_yaml(upstream.url), args=("--log-level", level))
+    for data in BAD_REQUESTS:
+        assert send_raw(proxy.url, data).startswith(b"HTTP/1.")
+    assert http("GET", f"{proxy.url}/ready")[0] == 200  # still serving
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    assert "Traceback" not in log
+    assert " ERROR " not in log
+    refused = [line for line in log.splitlines() if "malformed request refused" in line]
+    assert len(refused) == (len(BAD_REQUESTS) if level == "debug" else 0)
