@@ -25,6 +25,7 @@ class Writer:
         self.dropped = 0
         self.written = 0
         self.stopping = False
+        self.failing = False  # the last batch failed: said once, until a batch works again
         self._wake = asyncio.Event()
 
     def put(self, sql: str, params: tuple[Any, ...]) -> bool:
@@ -78,11 +79,23 @@ class Writer:
             batch = self._batch(self.queue.get_nowait())
             try:
                 await self._write(db, batch)
-            except Exception:
-                # A failed batch (disk full, a locked file …) is counted and logged; the writer
-                # itself keeps going, so one bad moment does not stop the ledger for good.
+            except Exception as exc:
+                # A failed batch (disk full, a locked file …) is counted; the writer keeps going,
+                # so one bad moment does not stop the ledger for good. Said once per change of
+                # state, not once per batch: a full disk must not also flood the log.
                 self.dropped += len(batch)
-                log.exception("store write of %d rows failed; counted as dropped", len(batch))
+                if not self.failing:
+                    self.failing = True
+                    log.error(
+                        "store writes fail (%s); rows are counted as dropped until they work", exc
+                    )
+                if self.stopping:
+                    return  # nothing more will succeed now: shutdown must not wait on it
+                await asyncio.sleep(self.linger_s)
+            else:
+                if self.failing:
+                    self.failing = False
+                    log.warning("store writes work again; %d rows were dropped", self.dropped)
 
     def stop(self) -> None:
         self.stopping = True

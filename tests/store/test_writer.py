@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from proxy.store.db import LedgerRow, Store
 from proxy.store.writer import Writer
@@ -50,4 +53,27 @@ async def test_a_failed_batch_is_counted_and_the_writer_goes_on(tmp_path: Path) 
     await task
     assert writer.dropped == 1
     assert await store.rows("SELECT COUNT(*) FROM ledger") == [(1,)]
+    await store.close()
+
+
+async def test_failing_writes_are_said_once_and_recovery_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = Writer(size=100, linger_s=0)
+    store = await Store.open(str(tmp_path / "s.db"), writer)
+    task = asyncio.create_task(writer.run(store.db))
+    for i in range(5):  # five failing batches, one after the other
+        writer.put("INSERT INTO no_such_table VALUES (?)", (i,))
+        await asyncio.sleep(0.02)
+    assert store.record(row(1))
+    await asyncio.sleep(0.05)
+    writer.stop()
+    await task
+    assert writer.dropped == 5
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "Traceback" not in caplog.text
+    assert [r.message for r in caplog.records if "work again" in r.message] == [
+        "store writes work again; 5 rows were dropped"
+    ]
     await store.close()
