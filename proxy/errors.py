@@ -143,8 +143,8 @@ class UpstreamTimeout(ProxyError):
 
 
 class AttemptFailed(Exception):
-    """One upstream attempt failed before any answer: ``kind`` is ``timeout``, ``connect`` or
-    ``bad_answer`` (a 200 that is not JSON)."""
+    """One upstream attempt failed before any answer: ``kind`` is ``timeout``, ``connect``,
+    ``bad_answer`` (a 200 that is not JSON) or ``too_large`` (past ``max_response_bytes``)."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")

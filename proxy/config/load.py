@@ -56,6 +56,7 @@ def parse_config(source: Source) -> Config:
             "queue_timeout_s": num,
             "max_upload_bytes": num,
             "max_live_sessions": num,
+            "max_response_bytes": num,
         },
     )
     tracing = read_section(

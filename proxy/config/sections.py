@@ -172,6 +172,8 @@ def read_rotation(r: Reader) -> Rotation:
         cooldown_s=r.number("cooldown_s", 60.0, high=7 * 86_400),
         max_attempts=r.whole("max_attempts", 6, low=1, high=1000),
         disabled_s=r.number("disabled_s", 300.0, low=1, high=7 * 86_400),
+        deadline_s=r.number("deadline_s", 150.0, low=0.001, high=86_400),
+        timeout_streak=r.whole("timeout_streak", 3, high=1000),
     )
     r.finish()
     return out

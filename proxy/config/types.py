@@ -88,6 +88,8 @@ class Rotation:
     cooldown_s: float = 60.0
     max_attempts: int = 6
     disabled_s: float = 300.0  # how long a key the upstream calls invalid is left out
+    deadline_s: float = 150.0  # for the whole request: every attempt together
+    timeout_streak: int = 3  # timeouts in a row before a member is set aside (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class Limits:
     # Uploads stream through and have their own limit: Gemini's 2 GB a file.
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     max_live_sessions: int = 16  # per client; 0: no cap
+    max_response_bytes: int = 64 * 1024 * 1024  # a unary answer larger than this is a 502
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from proxy.config.types import Limits
 from proxy.reader import Reader
 from proxy.responders import echo, fake, gemini, template
 from proxy.responders.base import Call, Reply, Responder
@@ -23,18 +24,22 @@ __all__ = ["REGISTRY", "Call", "Reply", "Responder", "ResponderType", "build_res
 @dataclass(frozen=True, slots=True)
 class ResponderType:
     parse: Callable[[Reader], Any]
-    build: Callable[[str, Any, aiohttp.ClientSession], Responder]
+    build: Callable[[str, Any, aiohttp.ClientSession, Limits], Responder]
 
 
 REGISTRY: Mapping[str, ResponderType] = MappingProxyType(
     {
         "gemini": ResponderType(gemini.parse, gemini.build),
-        "fake": ResponderType(fake.parse, lambda name, spec, _: fake.build(name, spec)),
-        "template": ResponderType(template.parse, lambda name, spec, _: template.build(name, spec)),
-        "echo": ResponderType(echo.parse, lambda name, spec, _: echo.build(name, spec)),
+        "fake": ResponderType(fake.parse, lambda name, spec, *_: fake.build(name, spec)),
+        "template": ResponderType(
+            template.parse, lambda name, spec, *_: template.build(name, spec)
+        ),
+        "echo": ResponderType(echo.parse, lambda name, spec, *_: echo.build(name, spec)),
     }
 )
 
 
-def build_responder(name: str, type_: str, spec: Any, session: aiohttp.ClientSession) -> Responder:
-    return REGISTRY[type_].build(name, spec, session)
+def build_responder(
+    name: str, type_: str, spec: Any, session: aiohttp.ClientSession, limits: Limits
+) -> Responder:
+    return REGISTRY[type_].build(name, spec, session, limits)

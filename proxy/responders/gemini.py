@@ -16,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from proxy import openai_wire
+from proxy.config.types import Limits
 from proxy.errors import AttemptFailed
 from proxy.reader import Reader
 from proxy.responders.base import Call, Reply
@@ -34,6 +35,7 @@ class GeminiSpec:
     api_keys: tuple[str, ...] = ()
     timeout_s: float = 120.0
     connect_timeout_s: float = 10.0
+    first_byte_timeout_s: float = 0.0  # until the answer's headers; 0: timeout_s
     without_keys: str = ""
     # The Google project of each key (an index into ``project_names``): quotas are per project.
     projects: tuple[int, ...] = ()
@@ -88,6 +90,7 @@ def parse(r: Reader) -> GeminiSpec:
         api_keys=keys,
         timeout_s=r.number("timeout_s", 120.0, low=0.001, high=3600),
         connect_timeout_s=r.number("connect_timeout_s", 10.0, low=0.001, high=600),
+        first_byte_timeout_s=r.number("first_byte_timeout_s", 0.0, high=3600),
         without_keys=without,
         projects=projects,
         project_names=project_names,
@@ -97,8 +100,16 @@ def parse(r: Reader) -> GeminiSpec:
 class GeminiResponder:
     remote = True
 
-    def __init__(self, name: str, spec: GeminiSpec, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: GeminiSpec,
+        session: aiohttp.ClientSession,
+        max_response_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.name = name
+        self.max_response_bytes = max_response_bytes
+        self.first_byte_s = spec.first_byte_timeout_s or spec.timeout_s
         self.spec = spec
         self.session = session
         self.key_count = len(spec.api_keys)
@@ -144,22 +155,40 @@ class GeminiResponder:
         if isinstance(body, bytes) and len(body) > LARGE_BODY:
             data = io.BytesIO(body)  # a stream of pieces: aiohttp warns about big raw bytes
         try:
-            return await self.session.request(
-                method,
-                URL(url, encoded=True),
-                data=data,
-                headers=headers,
-                params=params,
-                timeout=limits,
-            )
+            async with asyncio.timeout(self.first_byte_s):
+                return await self.session.request(
+                    method,
+                    URL(url, encoded=True),
+                    data=data,
+                    headers=headers,
+                    params=params,
+                    timeout=limits,
+                )
         except TimeoutError as exc:
             raise AttemptFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:
             raise AttemptFailed("connect", type(exc).__name__) from exc
 
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole answer, or ``AttemptFailed`` past ``limits.max_response_bytes``: a huge
+        answer must not be held whole in memory."""
+        cap = self.max_response_bytes
+        if resp.content_length is not None:
+            if resp.content_length > cap:
+                resp.close()
+                raise AttemptFailed("too_large", f"an answer of {resp.content_length} bytes")
+            return await resp.read()
+        body = bytearray()
+        async for piece in resp.content.iter_chunked(256 * 1024):
+            body += piece
+            if len(body) > cap:
+                resp.close()
+                raise AttemptFailed("too_large", f"an answer of more than {cap} bytes")
+        return bytes(body)
+
     async def _finish(self, resp: aiohttp.ClientResponse) -> Reply:
         try:
-            body = await resp.read()
+            body = await self._read(resp)
         except TimeoutError as exc:
             raise AttemptFailed("timeout", "the answer stopped coming") from exc
         except aiohttp.ClientError as exc:
@@ -289,5 +318,7 @@ def _looks_json(ctype: str, body: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
-def build(name: str, spec: GeminiSpec, session: aiohttp.ClientSession) -> GeminiResponder:
-    return GeminiResponder(name, spec, session)
+def build(
+    name: str, spec: GeminiSpec, session: aiohttp.ClientSession, limits: Limits
+) -> GeminiResponder:
+    return GeminiResponder(name, spec, session, limits.max_response_bytes)

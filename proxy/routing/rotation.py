@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from proxy.config import Member, Rotation
-from proxy.errors import AttemptFailed
+from proxy.errors import AttemptFailed, UpstreamTimeout
 from proxy.metrics import Counters
 from proxy.responders import Call, Reply, Responder
 from proxy.routing.budget import Budget
@@ -26,6 +26,8 @@ from proxy.routing.walk import Outcome, Walk, exhausted, failure, pinned
 from proxy.telemetry.attempts import Observer
 
 log = logging.getLogger("l104.rotation")
+OUTLIER_FIRST_S = 5.0
+OUTLIER_MAX_S = 300.0
 
 
 def utc_now() -> datetime:
@@ -51,6 +53,9 @@ class Rotator:
         self.queue_timeout_s = queue_timeout_s
         self.budget = budget or Budget()
         self.turns: defaultdict[Member, int] = defaultdict(int)
+        # Timeouts in a row per (responder, model, project), and how long the last rest was.
+        self.streaks: dict[KeyRef, int] = {}
+        self.rests: dict[KeyRef, float] = {}
         self.responders = responders
         self.cooldowns = cooldowns
         self.counters = counters
@@ -69,6 +74,16 @@ class Rotator:
         """
         if call.pin is not None:
             plan = pinned(plan, call.pin)
+        try:
+            async with asyncio.timeout(self.rotation.deadline_s):
+                return await self._run(plan, call)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"No model of '{plan.name}' answered within rotation.deadline_s "
+                f"({self.rotation.deadline_s:g}s)."
+            ) from None
+
+    async def _run(self, plan: Plan, call: Call) -> Outcome:
         waited = 0.0
         while True:
             walk = Walk()
@@ -171,8 +186,11 @@ class Rotator:
                 reply = await responder.send(call, key)
             except AttemptFailed as failed:
                 self.cooldowns.answered(ref)
+                if failed.kind == "timeout":
+                    self._timed_out(ref)
                 self.observer.attempt_failed(span, member, failed.kind)
-                if not (rot.on_timeout if failed.kind == "timeout" else rot.on_connect):
+                rotates = rot.on_timeout if failed.kind == "timeout" else rot.on_connect
+                if not rotates or failed.kind == "too_large":  # another model's would be too
                     raise failure(failed, member) from None
                 walk.failures += 1
                 walk.timeouts += failed.kind == "timeout"
@@ -184,6 +202,9 @@ class Rotator:
                 self.observer.attempt_failed(span, member, "cancelled")
                 raise
             self.budget.answered(ref, ticket)
+            if self.streaks:
+                self.streaks.pop(ref, None)
+                self.rests.pop(ref, None)
             if reply.status != 429:  # a 429 re-cools it, which also ends the probe
                 self.cooldowns.answered(ref)
             if reply.status == 200:
@@ -233,6 +254,20 @@ class Rotator:
         wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
         rest = self.cooldowns.cool(ref, wait)
         walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
+
+    def _timed_out(self, ref: KeyRef) -> None:
+        """Like Envoy's outlier detection: after ``rotation.timeout_streak`` timeouts in a row,
+        set the member aside for 5 s, doubling up to 5 minutes while it keeps timing out, so
+        the next requests do not each pay the timeout again."""
+        streak = self.streaks.get(ref, 0) + 1
+        self.streaks[ref] = streak
+        limit = self.rotation.timeout_streak
+        if not limit or streak < limit:
+            return
+        rest = min(OUTLIER_MAX_S, self.rests.get(ref, OUTLIER_FIRST_S / 2) * 2)
+        self.rests[ref] = rest
+        self.cooldowns.cool(ref, rest)
+        log.warning("%s timed out %d times in a row: set aside for %.0fs", ref[1], streak, rest)
 
     def settle(self, outcome: Outcome, tokens: int) -> None:
         """The answer is out: its token estimate becomes what ``usageMetadata`` counted."""

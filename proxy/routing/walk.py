@@ -114,6 +114,6 @@ def pinned(plan: Plan, pin: Pin) -> Plan:
 
 def failure(failed: AttemptFailed, member: Member) -> Exception:
     message = f"{member.model}: {failed.detail}"
-    if failed.kind == "bad_answer":
+    if failed.kind in ("bad_answer", "too_large"):
         return UpstreamBadAnswer(message)
     return UpstreamTimeout(message) if failed.kind == "timeout" else UpstreamUnavailable(message)

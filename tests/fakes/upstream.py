@@ -9,7 +9,7 @@ then plain 200s. A step is a dict:
 - ``{"status": 400|403|404|500|503}``: that error, in Gemini's body (``"echo_key": true`` puts
   the key it got into the message, as a careless upstream might);
 - ``{"drop": true}``: close the connection without answering;
-- ``{"garbage": true}``: a 200 whose body is an HTML page;
+- ``{"garbage": true}``: a 200 whose body is an HTML page; ``{"big": N}``: a 200 of N bytes;
 - ``{"hang": 30}``: say nothing for that many seconds;
 - ``{"status": 429, "quota": "tokens"}``: a token quota's 429 (``…InputTokensPerModelPerMinute…``);
 - ``{"chunks": 3, "delay_ms": 0, "gate": true, "fail_after": 1, "split_usage": true}``: shape a
@@ -153,6 +153,8 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         return web.Response()
     if step.get("hang"):
         await asyncio.sleep(float(step["hang"]))
+    if step.get("big"):  # a 200 of that many bytes of text
+        return web.json_response(answer(model, "x" * int(step["big"]), True))
     if step.get("garbage"):  # a 200 that is no Gemini answer: an HTML page, say
         return web.Response(
             text="<html><body>Sign in to the network</body></html>", content_type="text/html"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 
 import aiohttp
@@ -445,3 +446,60 @@ async def test_a_200_that_is_not_json_is_a_failed_attempt(
         await ask(proxy)
     assert info.value.code == 502
     assert "valid answer" in (info.value.message or "")
+
+
+async def test_the_deadline_covers_every_attempt_together(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url, keys=("only-key",), timeout_s=5, rotation=", deadline_s: 1")
+    proxy = await start_proxy(yaml)
+    for model in ("m1", "m2", "m3"):
+        upstream.script(model, {"hang": 5})
+    started = time.monotonic()
+    with pytest.raises(errors.ServerError) as info:
+        await ask(proxy)
+    assert info.value.code == 504
+    assert "deadline_s" in (info.value.message or "")
+    assert time.monotonic() - started < 3  # not 5 s a member
+
+
+async def test_a_slow_first_byte_is_a_timeout_that_rotates(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url, keys=("only-key",), timeout_s=5).replace(
+        "connect_timeout_s: 1}", "connect_timeout_s: 1, first_byte_timeout_s: 0.3}"
+    )
+    proxy = await start_proxy(yaml)
+    upstream.script("m1", {"hang": 3})
+    started = time.monotonic()
+    _, headers = await ask(proxy)
+    assert headers["x-l104-model"] == "m2"
+    assert time.monotonic() - started < 2
+
+
+async def test_a_member_that_keeps_timing_out_is_set_aside(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",), timeout_s=0.3))
+    upstream.script("m1", *({"hang": 1} for _ in range(3)))
+    for _ in range(3):
+        _, headers = await ask(proxy)
+        assert headers["x-l104-model"] == "m2"  # each one paid m1's timeout
+    _, headers = await ask(proxy)
+    assert headers["x-l104-model"] == "m2"
+    assert len(upstream.requests("m1")) == 3  # the fourth did not pay it again
+    m1 = (await health(proxy))["m1"]
+    assert m1["state"] == "cooling"
+    assert m1["cooldown_s"] == 5.0
+
+
+async def test_an_answer_over_max_response_bytes_is_a_clean_502(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url, extra="limits: {max_response_bytes: 100000}")
+    proxy = await start_proxy(yaml)
+    upstream.script("m1", {"big": 200_000})
+    with pytest.raises(errors.ServerError) as info:
+        await ask(proxy)
+    assert info.value.code == 502
+    assert len(upstream.requests()) == 1  # another model's answer would be as large
