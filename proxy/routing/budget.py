@@ -140,6 +140,13 @@ class Budget:
         entry = lane.tpm.take(tokens)[0] if lane.tpm is not None else None
         return Ticket(entry, sent)
 
+    def refused(self, ref: KeyRef, ticket: Ticket | None) -> None:
+        """The request got a 429: the upstream did not count it, so it frees its slot."""
+        lane = self.lanes.get(ref)
+        if ticket is not None and ticket.sent is not None and lane is not None and lane.rpm:
+            with contextlib.suppress(ValueError):
+                lane.rpm.times.remove(ticket.sent)
+
     def answered(self, ref: KeyRef, ticket: Ticket | None) -> None:
         """The upstream answered the request ``ticket`` was taken for: it has counted it."""
         lane = self.lanes.get(ref)

@@ -12,6 +12,7 @@ cooldown's business, not the pacer's.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -60,15 +61,26 @@ class Pacer:
         lane = self.lanes.get(ref)
         return self.enabled and lane is not None and lane.source == "quota"
 
-    def sent(self, ref: KeyRef) -> None:
+    def sent(self, ref: KeyRef) -> float:
+        """Count a call sent on ``ref`` now; returns its stamp (for :meth:`refused`)."""
+        now = self.clock()
         if not self.enabled:
-            return
+            return now
         lane = self.lanes.get(ref)
         if lane is None:
             lane = self.lanes[ref] = _Lane()
-        lane.sent.append(self.clock())
+        lane.sent.append(now)
         if lane.pace is None and len(lane.sent) > 4096:
             self._sent(lane)  # an unlimited lane only needs the last minute, for AIMD
+        return now
+
+    def refused(self, ref: KeyRef, stamp: float) -> None:
+        """The call stamped ``stamp`` got a 429: the upstream did not count it against the
+        quota, so neither does the pace (else the pace would wait for a slot never taken)."""
+        lane = self.lanes.get(ref)
+        if lane is not None:
+            with contextlib.suppress(ValueError):
+                lane.sent.remove(stamp)
 
     def limited(self, ref: KeyRef, quota_value: int | None) -> None:
         """Learn from a per-minute 429."""

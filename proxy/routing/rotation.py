@@ -179,7 +179,7 @@ class Rotator:
             call.aim(member.model)  # the call is this request's own: no copy needed
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
-            self.pacer.sent(ref)
+            stamp = self.pacer.sent(ref)
             ticket = self.budget.take(ref, call.estimated_tokens)
             span = self.observer.start_attempt(member, key, call)
             try:
@@ -217,6 +217,8 @@ class Rotator:
                 walk.left(member.model, "not found")
                 return None
             if reply.status == 429:
+                self.pacer.refused(ref, stamp)
+                self.budget.refused(ref, ticket)
                 self._quota(ref, reply, walk)
             elif reply.status in rot.statuses:
                 # An overloaded model (503) is not the key's fault: nothing cools.

@@ -387,14 +387,16 @@ async def test_a_key_at_its_pace_leaves_no_probe_behind(
     """A cooldown ended while the pace still said wait: the key was skipped. That skip must not
     hold a probe, or every later request would see a phantom "cooling" for 30 s."""
     proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]', keys=("k",)))
+    await ask(proxy)  # t = 0: one call the upstream counts
+    proxy.clock.advance(1)
     upstream.script("m1", {"status": 429, "delay": "50s", "value": "1"})  # 1 a minute
     with pytest.raises(errors.ClientError):
         await ask(proxy)
-    proxy.clock.advance(51)  # cooled down, but the 1-a-minute pace still waits 9 s
+    proxy.clock.advance(51)  # cooled down, but the 1-a-minute pace waits for t = 60
     with pytest.raises(errors.ClientError) as paced:
         await ask(proxy)
     assert "pace" in (paced.value.message or "")
-    proxy.clock.advance(10)  # the pace has room again: the model must take the request
+    proxy.clock.advance(9)  # the pace has room again: the model must take the request
     _, headers = await ask(proxy)
     assert headers["x-l104-model"] == "m1"
 
