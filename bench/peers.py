@@ -63,3 +63,39 @@ def litellm_lua(work: Path, body: str) -> Path:
         f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
     )
     return lua
+
+
+QUOTA_CONFIG = """
+model_list:
+{models}
+router_settings:
+  fallbacks: [{{"{first}": [{rest}]}}]
+  num_retries: 0
+general_settings:
+  master_key: {master}
+"""
+QUOTA_MODEL = """  - model_name: {model}
+    litellm_params:
+      model: gemini/{model}
+      api_base: http://127.0.0.1:{upstream}/v1beta
+      api_key: {key}
+"""
+
+
+def litellm_router_command(
+    work: Path, upstream: int, port: int, models: list[str], key: str
+) -> tuple[list[str], dict[str, str]]:
+    """LiteLLM's proxy with its router: one deployment per model, falling back along them in
+    order, as L104's chain does (for ``make bench-quota``)."""
+    conf = work / "litellm-router.yaml"
+    conf.write_text(
+        QUOTA_CONFIG.format(
+            models="".join(QUOTA_MODEL.format(model=m, upstream=upstream, key=key) for m in models),
+            first=models[0],
+            rest=", ".join(f'"{m}"' for m in models[1:]),
+            master=MASTER_KEY,
+        )
+    )
+    cmd, env = litellm_command(work, upstream, port)
+    cmd[cmd.index("--config") + 1] = str(conf)
+    return cmd, env

@@ -7,10 +7,12 @@ the proxy as a process. Open-loop load with fixed send times:
 - ``bursts``: 100 requests at once, then 100 more 65 s later;
 - ``per_day``: m1 also has 40 requests a day, which run out mid-run (1.5/s for 90 s).
 
-Each runs against the proxy with learned quotas and with declared ones. For each run: goodput
-(successes / the best any router could do at the same send times), upstream 429s (after the
-first minute too), upstream calls per success, client errors, p50/p99, and the ``Retry-After``
-told against the true wait. ``--smoke`` shrinks every scenario to seconds, with no targets.
+Each runs against the proxy with learned quotas and with declared ones, and with
+``BENCH_PEERS=litellm`` against LiteLLM's router too (fallbacks across the same three models).
+For each run: goodput (successes / the best any router could do at the same send times),
+upstream 429s (after the first minute too), upstream calls per success, client errors,
+p50/p99, and the ``Retry-After`` told against the true wait. ``--smoke`` shrinks every
+scenario to seconds, with no targets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.peers import MASTER_KEY, litellm_router_command
 from bench.quota_upstream import Quota, QuotaUpstream, best_possible
 from bench.run import ROOT, Procs, free_port
 
@@ -87,10 +91,19 @@ class Run:
     told: list[tuple[float, float]] = field(default_factory=list)  # (when, Retry-After) of 429s
 
 
-async def one(s: aiohttp.ClientSession, url: str, run: Run) -> None:
+@dataclass(frozen=True)
+class Target:
+    """Where the load goes, and what it sends."""
+
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def one(s: aiohttp.ClientSession, target: Target, run: Run) -> None:
     start = time.monotonic()
     try:
-        async with s.post(url, json=BODY) as r:
+        async with s.post(target.url, json=target.body, headers=target.headers) as r:
             await r.read()
             status, told = r.status, r.headers.get("Retry-After")
     except aiohttp.ClientError:
@@ -102,7 +115,29 @@ async def one(s: aiohttp.ClientSession, url: str, run: Run) -> None:
         run.told.append((now, float(told)))
 
 
-async def drive(scenario: Scenario, declared: bool, work: Path) -> dict[str, Any]:
+async def start_target(
+    kind: str, scenario: Scenario, up_port: int, work: Path, procs: Procs
+) -> Target:
+    port = free_port()
+    log = work / f"{scenario.name}-{kind}.log"
+    if kind == "litellm":
+        models = list(scenario.quotas)
+        cmd, env = litellm_router_command(work, up_port, port, models, next(iter(KEYS)))
+        await asyncio.to_thread(procs.start, cmd, port, env, log, 180)
+        chat = {"model": models[0], "messages": [{"role": "user", "content": "hi"}]}
+        return Target(
+            f"http://127.0.0.1:{port}/chat/completions",
+            chat,
+            {"Authorization": f"Bearer {MASTER_KEY}"},
+        )
+    conf = work / f"{scenario.name}-{kind}.yaml"
+    conf.write_text(proxy_yaml(up_port, scenario.quotas, kind == "declared"))
+    cmd = [sys.executable, "-m", "proxy", "serve", "--config", str(conf), "--port", str(port)]
+    await asyncio.to_thread(procs.start, cmd, port, None, log)
+    return Target(f"http://127.0.0.1:{port}/v1beta/models/default:generateContent", BODY)
+
+
+async def drive(scenario: Scenario, kind: str, work: Path) -> dict[str, Any]:
     up = QuotaUpstream(dict(scenario.quotas), dict(KEYS))
     runner = web.AppRunner(up.app(), access_log=None)
     await runner.setup()
@@ -110,12 +145,7 @@ async def drive(scenario: Scenario, declared: bool, work: Path) -> dict[str, Any
     await web.TCPSite(runner, "127.0.0.1", up_port).start()
     procs = Procs()
     try:
-        port = free_port()
-        conf = work / f"{scenario.name}-{declared}.yaml"
-        conf.write_text(proxy_yaml(up_port, scenario.quotas, declared))
-        cmd = [sys.executable, "-m", "proxy", "serve", "--config", str(conf), "--port", str(port)]
-        await asyncio.to_thread(procs.start, cmd, port, None, work / f"{conf.stem}.log")
-        url = f"http://127.0.0.1:{port}/v1beta/models/default:generateContent"
+        target = await start_target(kind, scenario, up_port, work, procs)
         run = Run()
         limits = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=limits) as s:
@@ -123,7 +153,7 @@ async def drive(scenario: Scenario, declared: bool, work: Path) -> dict[str, Any
 
             async def at(offset: float) -> None:
                 await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
-                await one(s, url, run)
+                await one(s, target, run)
 
             await asyncio.gather(*(at(t) for t in scenario.send_times))
         first_minute = t0 + 60.0
@@ -160,6 +190,8 @@ async def drive(scenario: Scenario, declared: bool, work: Path) -> dict[str, Any
 def verdicts(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     rows = []
     for key, r in results.items():
+        if key.endswith("litellm"):
+            continue  # a peer: measured, not held to L104's targets
         rows.append(
             (f"{key}: goodput >= 99 %", f"{r['goodput'] * 100:.1f} %", r["goodput"] >= 0.99)
         )
@@ -181,11 +213,14 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
 async def main(smoke: bool, out: Path) -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        kinds = ["learned", "declared"]
+        if "litellm" in os.environ.get("BENCH_PEERS", ""):
+            kinds.append("litellm")
         for scenario in scenarios(smoke):
-            for declared in (False, True):
-                key = f"{scenario.name}, {'declared' if declared else 'learned'}"
+            for kind in kinds:
+                key = f"{scenario.name}, {kind}"
                 print(f"running {key} ({len(scenario.send_times)} requests)…", flush=True)
-                results[key] = await drive(scenario, declared, Path(tmp))
+                results[key] = await drive(scenario, kind, Path(tmp))
     print(
         "\n| scenario | goodput | ok / best | upstream 429 | calls/success | errors | p50 s |",
         end="",

@@ -112,7 +112,8 @@ class QuotaUpstream:
 
     async def handle(self, request: web.Request) -> web.Response:
         model = request.match_info["target"].rpartition(":")[0]
-        project = self.projects.get(request.headers.get("x-goog-api-key", ""), "")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
+        project = self.projects.get(key, "")
         if model not in self.quotas or not project:
             return web.json_response({"error": {"code": 404, "message": model}}, status=404)
         await request.read()
