@@ -14,11 +14,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.exchange import EXCHANGE
 
-_KEY = re.compile(r"((?:^|[?&])key=)[^&]*", re.IGNORECASE)
+_KEY = re.compile(r"((?:^|[?&])(?:admin_)?key=)[^&]*", re.IGNORECASE)
 
 
 def redact(query: str) -> str:
-    """``a=1&key=secret`` -> ``a=1&key=[redacted]``."""
+    """``a=1&key=secret`` -> ``a=1&key=[redacted]`` (``admin_key`` too)."""
     return _KEY.sub(r"\1[redacted]", query)
 
 

@@ -15,6 +15,7 @@ from proxy.events import Bus
 from proxy.lifecycle import Parts, runtime_ctx
 from proxy.metrics import Counters
 from proxy.middleware import Middleware
+from proxy.middleware.admin import AdminGate
 from proxy.middleware.admission import GlobalAdmission
 from proxy.middleware.auth import ClientAuth
 from proxy.middleware.browser import Browser
@@ -75,6 +76,8 @@ def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
         ErrorMiddleware(config.limits.max_body_bytes),
         # CORS preflights are answered before auth: a browser sends them without a key.
         browser,
+        # The proxy's own pages are the admin's, when an admin key is set.
+        *([AdminGate(config.listen.admin_key)] if config.listen.admin_key else []),
         # Auth before limits: limits are per client, so the client must be known first.
         ClientAuth(config.clients),
         ClientRateLimit(config.clients, parts.counters, parts.clock),

@@ -30,6 +30,7 @@ def read_listen(r: Reader) -> Listen:
         host=r.text("host", "127.0.0.1"),
         port=r.whole("port", 8081, low=0, high=65535),
         cors_origins=r.texts("cors_origins"),
+        admin_key=r.text("admin_key", ""),
         tls=_read_tls(r.section("tls")) if r.has("tls") else None,
     )
     r.finish()

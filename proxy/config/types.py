@@ -31,6 +31,13 @@ class Listen:
     port: int = 8081
     cors_origins: tuple[str, ...] = ()
     tls: Tls | None = None
+    admin_key: str = ""  # closes the status page and /metrics*; empty: open
+
+    def __repr__(self) -> str:  # SECURITY: the admin key never reaches a log line.
+        return (
+            f"Listen(host={self.host!r}, port={self.port}, cors_origins={self.cors_origins!r}, "
+            f"tls={self.tls!r}, admin_key={'set' if self.admin_key else 'unset'})"
+        )
 
     @property
     def scheme(self) -> str:

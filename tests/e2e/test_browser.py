@@ -192,3 +192,20 @@ def test_pages_on_a_listed_origin_stream_from_the_gemini_surface(
     assert page.evaluate(CATCH % FETCH_STREAM, [proxy.url, "page-key"]) == "refused: TypeError"
     assert page.evaluate(CATCH % GENAI_STREAM, [proxy.url, "page-key"]).startswith("refused")
     assert upstream.requests() == []
+
+
+def test_the_status_page_behind_an_admin_key(
+    page: Page, proxy_process: Callable[..., ProxyProcess], upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url).replace(
+        "listen: {host: 127.0.0.1, port: 0}",
+        "listen: {host: 127.0.0.1, port: 0, admin_key: page-admin-key-1}",
+    )
+    proxy = proxy_process(yaml)
+    assert page.goto(proxy.url).status == 401  # type: ignore[union-attr]
+    page.goto(proxy.url + "/?admin_key=page-admin-key-1")
+    assert page.url == proxy.url + "/"  # the key left the address bar
+    expect(page).to_have_title("L104 Proxy")
+    expect(page.locator("#live")).to_have_text("live")  # EventSource, carried by the cookie
+    expect(page.locator('tr[data-model="m1"] td.state')).to_have_text("ready")
+    assert "page-admin-key-1" not in proxy.log.read_text()

@@ -1,0 +1,73 @@
+"""``listen.admin_key`` closes the proxy's own pages; probes stay open."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from proxy.accesslog import redact
+from tests.conftest import StartProxy, Upstream, base_yaml
+
+ADMIN = "admin-secret-key-1"
+
+
+def admin_yaml(upstream: Upstream) -> str:
+    return base_yaml(upstream.url).replace(
+        "listen: {host: 127.0.0.1, port: 0}",
+        f"listen: {{host: 127.0.0.1, port: 0, admin_key: {ADMIN}}}",
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics", "/metrics/prometheus", "/api/v6/status"])
+async def test_admin_pages_need_the_key(
+    start_proxy: StartProxy, upstream: Upstream, path: str
+) -> None:
+    proxy = await start_proxy(admin_yaml(upstream))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(proxy.url + path) as r:
+            assert r.status == 401
+            assert (await r.json())["error"]["status"] == "UNAUTHENTICATED"
+        async with s.get(proxy.url + path, headers={"x-l104-admin-key": "wrong"}) as r:
+            assert r.status == 401
+        async with s.get(proxy.url + path, headers={"x-l104-admin-key": ADMIN}) as r:
+            assert r.status == 200
+        async with s.get(proxy.url + path, headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            assert r.status == 200
+        for probe in ("/health", "/ready"):
+            async with s.get(proxy.url + probe) as r:
+                assert r.status == 200
+
+
+async def test_a_browser_takes_the_key_once_and_keeps_a_cookie(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(admin_yaml(upstream))
+    # unsafe=True: aiohttp's jar otherwise keeps no cookie for an IP host (browsers do).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(f"{proxy.url}/?admin_key={ADMIN}", allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/"  # the key leaves the URL at once
+            cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert ADMIN not in cookie  # a digest, never the key
+        async with s.get(f"{proxy.url}/") as r:  # the jar sends the cookie back
+            assert r.status == 200
+        async with s.get(f"{proxy.url}/api/v6/events") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+        async with s.get(f"{proxy.url}/?admin_key=wrong", allow_redirects=False) as r:
+            assert r.status == 401
+
+
+async def test_without_an_admin_key_the_pages_stay_open(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    async with aiohttp.ClientSession() as s, s.get(proxy.url + "/metrics") as r:
+        assert r.status == 200
+
+
+def test_the_admin_key_is_redacted_from_the_access_log() -> None:
+    assert redact(f"x=1&admin_key={ADMIN}") == "x=1&admin_key=[redacted]"
+    assert redact("key=k&admin_key=a") == "key=[redacted]&admin_key=[redacted]"
