@@ -10,10 +10,11 @@ import os
 
 import aiohttp
 import pytest
+from aiohttp import web
 from google.genai import errors
 from yarl import URL
 
-from tests.conftest import UPSTREAM_KEYS, StartProxy, Upstream, base_yaml
+from tests.conftest import UPSTREAM_KEYS, StartProxy, Upstream, base_yaml, free_port
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta", "v1alpha"])
@@ -314,3 +315,53 @@ async def test_a_declared_length_over_the_limit_is_413_at_once(
     assert b"PAYLOAD_TOO_LARGE" in rest or b"413" in rest
     writer.close()
     assert upstream.requests() == []
+
+
+async def test_nothing_a_client_sends_can_steer_the_upstream_host(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """No SSRF: the upstream host comes only from the config. A canary server stands where a
+    steered request would land; it must hear nothing."""
+    heard: list[str] = []
+
+    async def canary(request: web.Request) -> web.Response:
+        heard.append(request.path)
+        return web.Response(text="canary")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", canary)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    canary_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", canary_port).start()
+    evil = f"127.0.0.1:{canary_port}"
+    proxy = await start_proxy(base_yaml(upstream.url))
+    host, port = proxy.url.removeprefix("http://").split(":")
+    raw_requests = [
+        f"POST http://{evil}/v1beta/models/m1:generateContent HTTP/1.1\r\nHost: {evil}\r\n",
+        f"POST /v1beta/models/m1:generateContent HTTP/1.1\r\nHost: {evil}\r\n"
+        f"X-Forwarded-Host: {evil}\r\nForwarded: host={evil}\r\n",
+        f"POST /v1beta/models/@{evil}:generateContent HTTP/1.1\r\nHost: x\r\n",
+        f"POST /v1beta/models/m1:generateContent?base_url=http://{evil}&url=http://{evil}"
+        " HTTP/1.1\r\nHost: x\r\n",
+        f"GET /v1beta/models?pageToken=http://{evil} HTTP/1.1\r\nHost: x\r\n",
+        f"POST //{evil}/v1beta/models/m1:generateContent HTTP/1.1\r\nHost: x\r\n",
+    ]
+    body = json.dumps({"contents": [], "url": f"http://{evil}", "base_url": f"http://{evil}"})
+    for head in raw_requests:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n" + body
+            ).encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 ")
+        assert b"canary" not in answer
+    await runner.cleanup()
+    assert heard == []
+    assert {r["path"].split("/")[1] for r in upstream.requests()} <= {"v1beta"}
