@@ -106,7 +106,7 @@ def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> 
         access_log_class=AccessLogger,
         print=None,
         handler_cancellation=True,
-        shutdown_timeout=10.0,
+        shutdown_timeout=config.listen.shutdown_grace_s,
         reuse_port=reuse_port or None,
         ssl_context=context,
     )

@@ -31,6 +31,7 @@ def read_listen(r: Reader) -> Listen:
         port=r.whole("port", 8081, low=0, high=65535),
         cors_origins=r.texts("cors_origins"),
         admin_key=r.text("admin_key", ""),
+        shutdown_grace_s=r.number("shutdown_grace_s", 10.0, high=3600),
         tls=_read_tls(r.section("tls")) if r.has("tls") else None,
     )
     r.finish()

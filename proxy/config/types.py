@@ -32,11 +32,13 @@ class Listen:
     cors_origins: tuple[str, ...] = ()
     tls: Tls | None = None
     admin_key: str = ""  # closes the status page and /metrics*; empty: open
+    shutdown_grace_s: float = 10.0  # on SIGTERM, how long requests in flight may finish
 
     def __repr__(self) -> str:  # SECURITY: the admin key never reaches a log line.
         return (
             f"Listen(host={self.host!r}, port={self.port}, cors_origins={self.cors_origins!r}, "
-            f"tls={self.tls!r}, admin_key={'set' if self.admin_key else 'unset'})"
+            f"tls={self.tls!r}, admin_key={'set' if self.admin_key else 'unset'}, "
+            f"shutdown_grace_s={self.shutdown_grace_s})"
         )
 
     @property

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,3 +172,28 @@ def test_malformed_requests_are_one_debug_line_not_a_traceback(
     assert " ERROR " not in log
     refused = [line for line in log.splitlines() if "malformed request refused" in line]
     assert len(refused) == (len(BAD_REQUESTS) if level == "debug" else 0)
+
+
+def test_sigterm_lets_a_stream_in_flight_finish_within_the_grace(
+    proxy_process: StartProcess, upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url).replace(
+        "listen: {host: 127.0.0.1, port: 0}",
+        "listen: {host: 127.0.0.1, port: 0, shutdown_grace_s: 5}",
+    )
+    proxy = proxy_process(yaml)
+    upstream.script("m1", {"chunks": 3, "gate": True})
+    url = f"{proxy.url}/v1beta/models/default:streamGenerateContent?alt=sse"
+    body = json.dumps({"contents": [{"parts": [{"text": "x"}]}]}).encode()
+    request = urllib.request.Request(  # noqa: S310 - a loopback URL the test built
+        url, data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        first = resp.readline()
+        assert first.startswith(b"data: ")
+        proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # draining: new connections are refused, the stream in flight goes on
+        upstream.release()
+        rest = resp.read()
+    assert rest.count(b"data: ") == 2  # the two chunks after the gate arrived
+    assert proxy.proc.wait(10) == 0
