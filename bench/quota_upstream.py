@@ -35,7 +35,8 @@ class QuotaUpstream:
     day: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: int = 0
     rejected: int = 0
-    rejected_by: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # (project, model, "minute" or "day") -> when each 429 was given
+    rejected_by: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
     accepted: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # every time
 
     def _window(self, lane: tuple[str, str], now: float) -> deque[float]:
@@ -75,8 +76,9 @@ class QuotaUpstream:
     def _refuse(self, project: str, model: str, now: float) -> web.Response:
         quota = self.quotas[model]
         self.rejected += 1
-        self.rejected_by.setdefault((project, model), []).append(now)
         per_day = bool(quota.rpd) and self.day.get((project, model), 0) >= quota.rpd
+        kind = "day" if per_day else "minute"
+        self.rejected_by.setdefault((project, model, kind), []).append(now)
         wait = 86_400.0 if per_day else self.room_in(project, model, now)
         quota_id = (
             "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
