@@ -109,7 +109,10 @@ class GeminiResponder:
     ) -> None:
         self.name = name
         self.max_response_bytes = max_response_bytes
-        self.first_byte_s = spec.first_byte_timeout_s or spec.timeout_s
+        # Only a first-byte limit tighter than timeout_s needs a timer of its own: aiohttp's
+        # own timeouts already bound the wait for headers by timeout_s.
+        first_byte = spec.first_byte_timeout_s
+        self.first_byte_s = first_byte if 0 < first_byte < spec.timeout_s else None
         self.spec = spec
         self.session = session
         self.key_count = len(spec.api_keys)
