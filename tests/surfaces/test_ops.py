@@ -34,7 +34,8 @@ async def test_health_turns_degraded_when_a_member_cools(
         "cooldown_s": 30.0,
         "keys": [{"key": 0, "state": "cooling", "cooldown_s": 30.0}],
         # The 429 said the quota is 20 a minute (QuotaFailure.quotaValue): now it is the pace.
-        "pace": {"requests_per_minute": 20.0, "sent_last_minute": 1, "source": "quota"},
+        # The refused call itself does not count against it (the upstream did not count it).
+        "pace": {"requests_per_minute": 20.0, "sent_last_minute": 0, "source": "quota"},
     }
 
 
