@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -311,6 +312,19 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     yield start
     for handle in started:
         handle.stop()
+
+
+async def ledger_rows(db: Path, columns: str, count: int = 1) -> list[tuple[Any, ...]]:
+    """The ledger's ``columns`` (in row order) once it holds ``count`` rows: the writer lingers
+    about 50 ms to batch them. Waits at most 5 s, then returns what is there."""
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(100):
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(f"SELECT {columns} FROM ledger ORDER BY id").fetchall()  # noqa: S608
+        if len(rows) >= count:
+            break
+        await asyncio.sleep(0.05)
+    return rows
 
 
 NODE_DIR = ROOT / "tests" / "node"

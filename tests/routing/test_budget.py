@@ -4,7 +4,6 @@ per-day counts that reset at midnight US Pacific, token quotas that settle on us
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from proxy.config import Quota
 from proxy.routing.budget import Budget
-from tests.conftest import FakeClock, StartProxy, Upstream, base_yaml
+from tests.conftest import FakeClock, StartProxy, Upstream, base_yaml, ledger_rows
 
 REF = ("up", "m1", 0)
 
@@ -175,13 +174,7 @@ async def test_usage_cut_across_network_reads_still_counts(
     upstream.script("m1", {"chunks": 2, "split_usage": True})
     stream = await proxy.client().aio.models.generate_content_stream(model="default", contents="x")
     assert len([c async for c in stream]) == 2
-    rows: list[tuple[int, int]] = []
-    for _ in range(100):
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT input_tokens, output_tokens FROM ledger").fetchall()
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+    rows = await ledger_rows(db, "input_tokens, output_tokens")
     assert rows == [(8, 3)]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import trustme
 from google import genai
 from google.genai import types
 
-from tests.conftest import ProxyProcess, StartProxy, Upstream, base_yaml, run_node
+from tests.conftest import ProxyProcess, StartProxy, Upstream, base_yaml, ledger_rows, run_node
 
 LIVE = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
 TURN = {
@@ -191,13 +190,5 @@ async def test_a_session_is_one_ledger_row_with_its_usage(
         await ws.receive()
     await ws.close()
     await s.close()
-    rows: list[tuple[Any, ...]] = []
-    for _ in range(100):  # the writer lingers 50 ms to batch rows
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute(
-                "SELECT requested, served, status, input_tokens, output_tokens FROM ledger"
-            ).fetchall()
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+    rows = await ledger_rows(db, "requested, served, status, input_tokens, output_tokens")
     assert rows == [("default", "m1", 200, 5, 3)]

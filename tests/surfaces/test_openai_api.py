@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +13,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import Proxy, StartProxy, Upstream, base_yaml
+from tests.conftest import Proxy, StartProxy, Upstream, base_yaml, ledger_rows
 
 CLIENTS = "clients: [{name: tool, key: tool-key}]"
 
@@ -206,16 +205,9 @@ async def test_calls_reach_the_ledger_and_metrics(
     _, aio = clients_for(proxy)
     await aio.chat.completions.create(model="default", messages=[{"role": "user", "content": "x"}])
     await aio.embeddings.create(model="m2", input="a")
-    rows: list[tuple[str, str, str, int, int, int]] = []
-    for _ in range(100):  # the writer lingers 50 ms to batch rows
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute(
-                "SELECT client, requested, served, status, input_tokens, output_tokens "
-                "FROM ledger ORDER BY id"
-            ).fetchall()
-        if len(rows) == 2:
-            break
-        await asyncio.sleep(0.05)
+    rows = await ledger_rows(
+        db, "client, requested, served, status, input_tokens, output_tokens", count=2
+    )
     assert rows == [("tool", "default", "m1", 200, 8, 3), ("tool", "m2", "m2", 200, 4, 0)]
     async with aiohttp.ClientSession() as s, s.get(proxy.url + "/metrics") as r:
         metrics = await r.json()

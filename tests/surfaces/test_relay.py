@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ import aiohttp
 import pytest
 from google.genai import errors, types
 
-from tests.conftest import StartProxy, Upstream, base_yaml, run_node
+from tests.conftest import StartProxy, Upstream, base_yaml, ledger_rows, run_node
 
 STREAM = "/v1beta/models/{model}:streamGenerateContent"
 
@@ -206,13 +205,7 @@ async def test_a_client_that_leaves_mid_stream_is_a_499_not_a_broken_upstream(
     assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
     resp.close()
     await session.close()
-    rows: list[tuple[int]] = []
-    for _ in range(100):
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT status FROM ledger").fetchall()
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+    rows = await ledger_rows(db, "status")
     assert rows == [(499,)]
     assert "upstream stream broke" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
