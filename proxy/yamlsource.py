@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.reader
 
 Path_ = tuple[str | int, ...]
 
@@ -124,6 +125,10 @@ def load(file: str | Path, env: Mapping[str, str]) -> Source:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         source.issues.append(Issue(line, f"not valid YAML: {exc.problem or exc}"))
+        return source
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control byte)
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        source.issues.append(Issue(line, f"not valid YAML: {exc.reason} (#x{exc.character:04x})"))
         return source
     if node is None:
         source.data = {}

@@ -19,7 +19,7 @@ from proxy.config.sections import (
 )
 from proxy.config.types import NO_QUOTA, Config, ConfigError, Limits, Quota, Store, Tracing
 from proxy.reader import Reader
-from proxy.yamlsource import Source, load
+from proxy.yamlsource import Issue, Source, load
 
 
 def parse_config(source: Source) -> Config:
@@ -115,5 +115,7 @@ def load_config(file: str | Path, env: Mapping[str, str] | None = None) -> Confi
     """Load, interpolate and validate ``file``; raise :class:`ConfigError` listing every issue."""
     source = load(file, os.environ if env is None else env)
     if source.data is None:
+        if not source.issues:  # a document that builds to nothing, such as a bare tag "!"
+            source.issues.append(Issue(1, "the file must be a mapping of the config's sections"))
         raise ConfigError(source.file, source.issues)
     return parse_config(source)
