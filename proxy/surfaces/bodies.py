@@ -14,11 +14,15 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from proxy.errors import InvalidArgument
 from proxy.wire import parse_body
 
 
 def check_body(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; ``InvalidArgument`` (400) for anything else."""
+    """The body as a JSON object; ``InvalidArgument`` (400) for anything else, an empty body
+    included (Gemini's actions all take one)."""
+    if not body.strip():
+        raise InvalidArgument("Invalid JSON payload received. The request has no body.")
     return parse_body(body)
 
 
