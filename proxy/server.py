@@ -6,6 +6,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import resource
 import signal
 import ssl
 import subprocess
@@ -91,8 +92,24 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one: every client and upstream
+    connection is a file, and a default soft limit of 1,024 is reached long before the CPU is.
+    Returns the (soft, hard) limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    return soft, hard
+
+
 def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
+    raise_fd_limit()
     context = tls_context(config)
     quiet_bad_requests()
     app = create_app(config)

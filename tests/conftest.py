@@ -278,6 +278,7 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         scheme: str = "http",
+        prefix: tuple[str, ...] = (),
     ) -> ProxyProcess:
         if config is None:
             config = tmp_path / f"proxy-{len(started)}.yaml"
@@ -289,6 +290,7 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
+                    *prefix,
                     sys.executable,
                     "-m",
                     "proxy",

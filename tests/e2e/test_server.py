@@ -197,3 +197,12 @@ def test_sigterm_lets_a_stream_in_flight_finish_within_the_grace(
         rest = resp.read()
     assert rest.count(b"data: ") == 2  # the two chunks after the gate arrived
     assert proxy.proc.wait(10) == 0
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_one(
+    proxy_process: StartProcess, upstream: Upstream
+) -> None:
+    proxy = proxy_process(base_yaml(upstream.url), prefix=("prlimit", "--nofile=256:4096"))
+    limits = Path(f"/proc/{proxy.proc.pid}/limits").read_text()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"]  # soft raised from 256 to the hard limit
