@@ -79,11 +79,7 @@ class LocalResponder:
             return Reply(200, orjson.dumps({"totalTokens": prompt}))
         if call.action in ("embedContent", "batchEmbedContents"):
             return Reply(200, orjson.dumps(self._embed(call, data)))
-        text = self.text_for(call, data)
-        output = self.pace.output_tokens
-        if output is None:
-            output = estimate_tokens(text)
-        rid = response_id(call.model, text)
+        text, output, rid = self._answer(call, data)
         if not call.streaming:
             body = chunk(text, call.model, rid, finish=True, prompt=prompt, output=output)
             return Reply(200, orjson.dumps(body))
@@ -103,6 +99,14 @@ class LocalResponder:
         ctype = "text/event-stream" if call.sse else "application/json"
         return Reply(200, content_type=ctype, chunks=self._drip(frames))
 
+    def _answer(self, call: Call, data: dict[str, Any]) -> tuple[str, int, str]:
+        """The answer's text, its output tokens and its response id."""
+        text = self.text_for(call, data)
+        output = self.pace.output_tokens
+        if output is None:
+            output = estimate_tokens(text)
+        return text, output, response_id(call.model, text)
+
     def _openai(self, call: Call, data: dict[str, Any]) -> Reply:
         """The OpenAI-compatible shapes, from the same text and token counts."""
         prompt = self.pace.prompt_tokens
@@ -111,11 +115,7 @@ class LocalResponder:
         if call.action == openai_wire.EMBEDDINGS:
             vectors = [embedding(" ".join(_texts_of(t))) for t in data["contents"]]
             return Reply(200, orjson.dumps(openai_wire.embeddings(vectors, call.model, prompt)))
-        text = self.text_for(call, data)
-        output = self.pace.output_tokens
-        if output is None:
-            output = estimate_tokens(text)
-        rid = response_id(call.model, text)
+        text, output, rid = self._answer(call, data)
         if not call.streaming:
             body = openai_wire.completion(text, call.model, rid, prompt, output)
             return Reply(200, orjson.dumps(body))

@@ -3,13 +3,10 @@ the benchmark, not to ``make test``."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from bench.quota_upstream import Quota, best_possible
-from tests.conftest import ROOT
+from tests.bench import smoke
 
 
 def test_best_possible_follows_rolling_windows() -> None:
@@ -20,16 +17,7 @@ def test_best_possible_follows_rolling_windows() -> None:
 
 def test_bench_quota_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "quota.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.quota", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
+    _, data = smoke("bench.quota", out)
     assert set(data) == {
         f"{name}, {kind}"
         for name in ("steady", "bursts", "per_day")

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.bench import smoke
 
 
 def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads(out.read_text())
+    stdout, data = smoke("bench.run", out)
     for name in ("direct", "nginx", "proxy"):
         assert data["small_32"][name]["rps"] > 0
         assert data["small_32"][name]["non_2xx"] == 0
@@ -29,4 +17,4 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert data["open_streams"]["dropped"] == 0
     assert data["proxy_log_errors"] == 0
     assert data["ledger"]["rows"] == data["ledger"]["requests"] > 0
-    assert "| target | measured | holds |" in result.stdout
+    assert "| target | measured | holds |" in stdout
