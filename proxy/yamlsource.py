@@ -71,7 +71,7 @@ class _Builder:
                 key = (
                     key_node.value
                     if isinstance(key_node, yaml.ScalarNode)
-                    else str(self.constructor.construct_object(key_node))
+                    else str(self._construct(key_node, path))
                 )
                 child = (*path, key)
                 self.source.lines[child] = key_node.start_mark.line + 1
@@ -83,12 +83,22 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
         if "${" not in node.value:
-            return self.constructor.construct_object(node)
+            return self._construct(node, path)
         text = self.interpolate(node.value, path)
         if node.style is not None:  # quoted: stays a string
             return text
         tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
-        return self.constructor.construct_object(yaml.ScalarNode(tag, text))
+        return self._construct(yaml.ScalarNode(tag, text), path)
+
+    def _construct(self, node: yaml.Node, path: Path_) -> Any:
+        """The node's value; a node YAML cannot build (a tag it does not know, such as the
+        bare ``=``) is a config error on its line, never a traceback."""
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.source.error(path, f"not valid YAML: {problem}")
+            return None
 
     def interpolate(self, text: str, path: Path_) -> str:
         def replace(match: re.Match[str]) -> str:

@@ -158,7 +158,11 @@ def read_chains(
 def read_rotation(r: Reader) -> Rotation:
     statuses: set[int] = set()
     kinds: set[str] = set()
-    for item in r.raw("on", [429, 503, "timeout", "connect"]) or []:
+    listed = r.raw("on", [429, 503, "timeout", "connect"]) or []
+    if not isinstance(listed, list):
+        r.bad("on", listed, "must be a list of HTTP statuses, 'timeout' and 'connect'")
+        listed = []
+    for item in listed:
         if item == 400:
             r.bad("on", item, "a 400 is the request's fault: another model would refuse it too")
         elif isinstance(item, int) and not isinstance(item, bool) and 400 <= item <= 599:

@@ -66,8 +66,13 @@ data = st.recursive(
     ),
     max_leaves=25,
 )
+# Derandomized: CI runs the same examples every time; wider searches are run by hand (they
+# found every @example below).
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -89,12 +94,14 @@ def loads_or_refuses(path: Path, text: str) -> None:
 @SETTINGS
 @example("!")  # a bare tag: once a ConfigError that named nothing
 @example("\x1f")  # a control character: once a traceback from the YAML reader
+@example("=")  # a tag YAML cannot build: once a traceback from its constructor
 @given(st.text(max_size=300))
 def test_any_text_is_a_config_or_errors_with_lines(tmp_path: Path, text: str) -> None:
     loads_or_refuses(tmp_path / "fuzz.yaml", text)
 
 
 @SETTINGS
+@example({"rotation": {"on": 1}})  # once a TypeError: 'on' was iterated unchecked
 @given(st.dictionaries(st.sampled_from(KEYS), data, max_size=8))
 def test_any_shape_in_the_configs_own_keys(tmp_path: Path, shape: dict[str, Any]) -> None:
     loads_or_refuses(tmp_path / "fuzz.yaml", yaml.safe_dump(shape, allow_unicode=True))
