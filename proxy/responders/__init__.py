@@ -15,7 +15,7 @@ import aiohttp
 
 from proxy.config.types import Limits
 from proxy.reader import Reader
-from proxy.responders import echo, fake, gemini, template
+from proxy.responders import echo, fake, gemini, gemini_spec, template
 from proxy.responders.base import Call, Reply, Responder
 
 __all__ = ["REGISTRY", "Call", "Reply", "Responder", "ResponderType", "build_responder"]
@@ -29,7 +29,7 @@ class ResponderType:
 
 REGISTRY: Mapping[str, ResponderType] = MappingProxyType(
     {
-        "gemini": ResponderType(gemini.parse, gemini.build),
+        "gemini": ResponderType(gemini_spec.parse, gemini.build),
         "fake": ResponderType(fake.parse, lambda name, spec, *_: fake.build(name, spec)),
         "template": ResponderType(
             template.parse, lambda name, spec, *_: template.build(name, spec)

@@ -32,11 +32,11 @@ from proxy.responders.gemini import LIVE_MAX_FRAME, GeminiResponder
 from proxy.routing.chain import Plan
 from proxy.state import RUNTIME, Runtime
 from proxy.surfaces.gemini_api import check_model
+from proxy.surfaces.live_relay import close_reason, session
 
 log = logging.getLogger("l104.live")
 VERSIONS = ("v1", "v1beta", "v1alpha")
 SETUP_TIMEOUT_S = 30.0
-CLOSE_WAIT_S = 2.0
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)s", re.IGNORECASE)
 
 
@@ -57,10 +57,6 @@ class SessionRefused(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def _close_reason(text: str) -> bytes:
-    return text.encode()[:123]  # a close frame's reason is at most 123 bytes
 
 
 def _is_quota(code: int, reason: str) -> bool:
@@ -177,92 +173,6 @@ def _refused(plan: Plan, refusals: list[Refusal]) -> SessionRefused:
     return SessionRefused(1011, f"No model of '{plan.name}' took the session; tried: {tried}")
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    exchange: Exchange | None,
-) -> tuple[int, str]:
-    """Frames from ``source`` to ``sink`` as they come; returns the close code and reason."""
-    try:
-        while True:
-            msg = await source.receive()
-            if msg.type == WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-            elif msg.type == WSMsgType.CLOSE:
-                return int(msg.data), str(msg.extra or "")
-            else:  # CLOSING, CLOSED, ERROR: the connection ended without a close frame
-                return source.close_code or 1006, ""
-            if exchange is not None:
-                data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
-                exchange.sniff_usage(data)
-    except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-        return 1011, f"relay failed: {type(exc).__name__}"
-
-
-async def _relay(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
-) -> None:
-    up = asyncio.create_task(_pump(client, upstream, None))
-    down = asyncio.create_task(_pump(upstream, client, exchange))
-    try:
-        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        # Also when the handler is cancelled (the client's connection dropped): the upstream
-        # socket is closed with the client's code, not left open.
-        await _close_both(client, upstream, up, down)
-
-
-def _ended(task: asyncio.Task[tuple[int, str]]) -> tuple[int, str] | None:
-    if not task.done() or task.cancelled() or task.exception() is not None:
-        return None
-    return task.result()
-
-
-async def _close_both(
-    client: web.WebSocketResponse,
-    upstream: aiohttp.ClientWebSocketResponse,
-    up: asyncio.Task[tuple[int, str]],
-    down: asyncio.Task[tuple[int, str]],
-) -> None:
-    """Whichever side closed, close the other with its code and reason; the other pump then
-    sees its side closing and ends by itself."""
-    from_client, from_upstream = _ended(up), _ended(down)
-    if from_upstream is not None and from_client is None:
-        code, reason = from_upstream
-        with contextlib.suppress(Exception):
-            await client.close(code=code, message=_close_reason(reason))
-    else:
-        code, reason = from_client or (1001, "the client went away")
-        with contextlib.suppress(Exception):
-            await upstream.close(code=code, message=_close_reason(reason))
-    for task in (up, down):
-        try:
-            async with asyncio.timeout(CLOSE_WAIT_S):
-                await asyncio.shield(task)
-        except TimeoutError:
-            task.cancel()
-    with contextlib.suppress(Exception):
-        await upstream.close()
-
-
-async def _session(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
-) -> None:
-    """Relay until either side closes. A client whose connection drops ends its session the
-    normal way: aiohttp cancels the handler then, and the session still winds down (the
-    upstream socket is closed with the client's code) instead of counting as an error."""
-    relay = asyncio.create_task(_relay(client, upstream, exchange))
-    try:
-        await asyncio.shield(relay)
-    except asyncio.CancelledError:
-        await relay
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-
-
 async def live(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     exchange = exchange_of(request)
@@ -290,10 +200,10 @@ async def live(request: web.Request) -> web.StreamResponse:
             await client.send_str(first.data)
         else:
             await client.send_bytes(first.data)
-        await _session(client, upstream, exchange)
+        await session(client, upstream, exchange)
     except SessionRefused as refused:
         exchange.status = 429 if "quota" in refused.reason else 503
-        await client.close(code=refused.code, message=_close_reason(refused.reason))
+        await client.close(code=refused.code, message=close_reason(refused.reason))
     finally:
         runtime.live_sessions[exchange.client] -= 1
         with contextlib.suppress(Exception):

@@ -7,7 +7,8 @@ import pytest
 
 from proxy.errors import AttemptFailed
 from proxy.responders import Call
-from proxy.responders.gemini import GeminiResponder, GeminiSpec
+from proxy.responders.gemini import GeminiResponder
+from proxy.responders.gemini_spec import GeminiSpec
 from tests.conftest import Upstream, free_port, key_shaped
 
 
