@@ -132,7 +132,7 @@ async def _runtime(
 ) -> Runtime:
     config = parts.config
     responders = {
-        name: build_responder(name, conf.type, conf.spec, session, config.limits)
+        name: build_responder(name, conf.type, conf.spec, session, config.limits.max_response_bytes)
         for name, conf in config.responders.items()
     }
     memory = (

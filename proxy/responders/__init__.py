@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 
-from proxy.config.types import Limits
 from proxy.reader import Reader
 from proxy.responders import echo, fake, gemini, gemini_spec, template
 from proxy.responders.base import Call, Reply, Responder
@@ -24,7 +23,8 @@ __all__ = ["REGISTRY", "Call", "Reply", "Responder", "ResponderType", "build_res
 @dataclass(frozen=True, slots=True)
 class ResponderType:
     parse: Callable[[Reader], Any]
-    build: Callable[[str, Any, aiohttp.ClientSession, Limits], Responder]
+    # (name, spec, session, max_response_bytes)
+    build: Callable[[str, Any, aiohttp.ClientSession, int], Responder]
 
 
 REGISTRY: Mapping[str, ResponderType] = MappingProxyType(
@@ -40,6 +40,6 @@ REGISTRY: Mapping[str, ResponderType] = MappingProxyType(
 
 
 def build_responder(
-    name: str, type_: str, spec: Any, session: aiohttp.ClientSession, limits: Limits
+    name: str, type_: str, spec: Any, session: aiohttp.ClientSession, max_response_bytes: int
 ) -> Responder:
-    return REGISTRY[type_].build(name, spec, session, limits)
+    return REGISTRY[type_].build(name, spec, session, max_response_bytes)

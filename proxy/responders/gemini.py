@@ -15,7 +15,6 @@ import aiohttp
 from yarl import URL
 
 from proxy import openai_wire
-from proxy.config.types import Limits
 from proxy.errors import AttemptFailed
 from proxy.responders.base import Call, Reply
 from proxy.responders.gemini_spec import GeminiSpec
@@ -251,6 +250,6 @@ def _looks_json(ctype: str, body: bytes) -> bool:
 
 
 def build(
-    name: str, spec: GeminiSpec, session: aiohttp.ClientSession, limits: Limits
+    name: str, spec: GeminiSpec, session: aiohttp.ClientSession, max_response_bytes: int
 ) -> GeminiResponder:
-    return GeminiResponder(name, spec, session, limits.max_response_bytes)
+    return GeminiResponder(name, spec, session, max_response_bytes)
