@@ -30,6 +30,7 @@ from proxy.routing.rotation import utc_now
 from proxy.state import CONFIG, RUNTIME
 from proxy.store.writer import Writer
 from proxy.surfaces import (
+    VERSIONS,
     caches_api,
     files_api,
     gemini_api,
@@ -46,8 +47,6 @@ from proxy.telemetry.prom import Prom
 from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
 
 log = logging.getLogger("l104")
-
-VERSIONS = ("v1", "v1beta", "v1alpha")
 
 
 async def _drain(app: web.Application) -> None:

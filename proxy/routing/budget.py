@@ -57,6 +57,11 @@ class Stamps:
         self.times.append(now)
         return now
 
+    def forget(self, stamp: float) -> None:
+        """A request the upstream refused: it takes no slot."""
+        with contextlib.suppress(ValueError):
+            self.times.remove(stamp)
+
     def restamp(self, stamp: float) -> None:
         """Count a request from when its answer came rather than when it was sent: the
         upstream counted it somewhere in between, so this window never frees a slot early."""
@@ -144,8 +149,7 @@ class Budget:
         """The request got a 429: the upstream did not count it, so it frees its slot."""
         lane = self.lanes.get(ref)
         if ticket is not None and ticket.sent is not None and lane is not None and lane.rpm:
-            with contextlib.suppress(ValueError):
-                lane.rpm.times.remove(ticket.sent)
+            lane.rpm.forget(ticket.sent)
 
     def answered(self, ref: KeyRef, ticket: Ticket | None) -> None:
         """The upstream answered the request ``ticket`` was taken for: it has counted it."""
@@ -183,7 +187,7 @@ class Budget:
 
     def describe(self, ref: KeyRef) -> dict[str, Any] | None:
         """What ``ref`` has left, for ``/health``: None if nothing is known of its quotas."""
-        lane = self.lanes.get(ref) or self._lane(ref)
+        lane = self._lane(ref)
         if lane is None:
             return None
         out: dict[str, Any] = {}

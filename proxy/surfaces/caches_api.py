@@ -22,6 +22,7 @@ from proxy.resources.owners import CACHE, Holder, wall_time
 from proxy.responders.gemini import GeminiResponder
 from proxy.routing.quota import cooldown_for, read_quota
 from proxy.state import RUNTIME, Runtime
+from proxy.surfaces import VERSIONS
 from proxy.surfaces.bodies import check_body, without_key
 from proxy.surfaces.gemini_api import check_model
 from proxy.surfaces.held import (
@@ -34,7 +35,6 @@ from proxy.surfaces.held import (
     read_body,
 )
 
-VERSIONS = ("v1", "v1beta", "v1alpha")
 FORWARDED = ("x-goog-api-client", "user-agent")
 
 

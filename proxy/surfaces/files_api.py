@@ -28,6 +28,7 @@ from proxy.resources.owners import FILE, Holder, wall_time
 from proxy.resources.uploads import UploadSession
 from proxy.responders.gemini import GeminiResponder
 from proxy.state import RUNTIME, Runtime
+from proxy.surfaces import VERSIONS
 from proxy.surfaces.bodies import without_key
 from proxy.surfaces.held import (
     answer,
@@ -39,7 +40,6 @@ from proxy.surfaces.held import (
     read_body,
 )
 
-VERSIONS = ("v1", "v1beta", "v1alpha")
 PIECE = 256 * 1024
 # What goes upstream from a client's upload request, and what comes back to it.
 _UPLOAD_IN = (
@@ -149,8 +149,7 @@ async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
     exchange.client = session.client
     offset = request.headers.get("X-Goog-Upload-Offset", "0")
     _limit(request, "Content-Length", int(offset) if offset.isdigit() else 0)
-    responder = runtime.responders[session.responder]
-    assert isinstance(responder, GeminiResponder)
+    responder = gemini_of(runtime, session.responder)
     headers = client_headers(request, _UPLOAD_IN)
     if "Content-Length" in request.headers:
         headers["content-length"] = request.headers["Content-Length"]

@@ -26,10 +26,12 @@ from proxy.responders.gemini import GeminiResponder
 from proxy.state import RUNTIME, Runtime
 
 
-def gemini_of(runtime: Runtime, holder: Holder) -> GeminiResponder:
-    responder = runtime.responders.get(holder.responder)
+def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
+    """The gemini responder that holds a resource (a holder, or the responder's name)."""
+    name = holder if isinstance(holder, str) else holder.responder
+    responder = runtime.responders.get(name)
     if not isinstance(responder, GeminiResponder):
-        raise NotFound(f"The responder '{holder.responder}' no longer serves this resource.")
+        raise NotFound(f"The responder '{name}' no longer serves this resource.")
     return responder
 
 

@@ -31,11 +31,11 @@ from proxy.exchange import Exchange, exchange_of
 from proxy.responders.gemini import LIVE_MAX_FRAME, GeminiResponder
 from proxy.routing.chain import Plan
 from proxy.state import RUNTIME, Runtime
+from proxy.surfaces import VERSIONS
 from proxy.surfaces.gemini_api import check_model
 from proxy.surfaces.live_relay import close_reason, session
 
 log = logging.getLogger("l104.live")
-VERSIONS = ("v1", "v1beta", "v1alpha")
 SETUP_TIMEOUT_S = 30.0
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)s", re.IGNORECASE)
 

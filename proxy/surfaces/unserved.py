@@ -10,8 +10,8 @@ from aiohttp import web
 
 from proxy.errors import NotFound
 from proxy.middleware import Handler
+from proxy.surfaces import VERSIONS
 
-VERSIONS = ("v1", "v1beta", "v1alpha")
 # (path prefix under a version, what it is)
 APIS = (
     ("tunedModels", "tuned models"),

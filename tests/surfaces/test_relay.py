@@ -142,18 +142,22 @@ async def test_vercel_ai_sdk_throws_on_a_broken_stream(
     assert broken["threw"] is not None
 
 
+async def read_one_event_and_leave(url: str) -> None:
+    """A client that reads the first event of a stream, then goes away."""
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(
+            url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
+        )
+        assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
+        resp.close()
+
+
 async def test_client_going_away_cancels_the_upstream(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     upstream.script("m1", {"chunks": 3, "gate": True})
-    session = aiohttp.ClientSession()
-    resp = await session.post(
-        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
-    )
-    assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
-    resp.close()
-    await session.close()
+    await read_one_event_and_leave(proxy.url)
     await wait_for(lambda: upstream.state()["streams_cancelled"] == 1)
     assert upstream.state()["streams_finished"] == 0
 
@@ -198,13 +202,7 @@ async def test_a_client_that_leaves_mid_stream_is_a_499_not_a_broken_upstream(
     db = tmp_path / "l104.db"
     proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
     upstream.script("m1", {"chunks": 2000})  # fast and long: the close races the chunks
-    session = aiohttp.ClientSession()
-    resp = await session.post(
-        proxy.url + STREAM.format(model="default"), params={"alt": "sse"}, json={"contents": []}
-    )
-    assert (await resp.content.readuntil(b"\r\n\r\n")).startswith(b"data: ")
-    resp.close()
-    await session.close()
+    await read_one_event_and_leave(proxy.url)
     rows = await ledger_rows(db, "status")
     assert rows == [(499,)]
     assert "upstream stream broke" not in caplog.text
