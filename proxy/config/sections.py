@@ -32,6 +32,9 @@ def read_listen(r: Reader) -> Listen:
         cors_origins=r.texts("cors_origins"),
         admin_key=r.text("admin_key", ""),
         shutdown_grace_s=r.number("shutdown_grace_s", 10.0, high=3600),
+        header_timeout_s=r.number("header_timeout_s", 10.0, low=1, high=3600),
+        body_timeout_s=r.number("body_timeout_s", 30.0, low=1, high=3600),
+        max_connections=r.whole("max_connections", 0, low=0, high=10_000_000),
         tls=_read_tls(r.section("tls")) if r.has("tls") else None,
     )
     r.finish()

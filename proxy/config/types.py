@@ -33,12 +33,16 @@ class Listen:
     tls: Tls | None = None
     admin_key: str = ""  # closes the status page and /metrics*; empty: open
     shutdown_grace_s: float = 10.0  # on SIGTERM, how long requests in flight may finish
+    header_timeout_s: float = 10.0  # from a request's first byte to its complete head
+    body_timeout_s: float = 30.0  # the longest pause inside a request body
+    max_connections: int = 0  # open client connections; 0: what the open-file limit allows
 
     def __repr__(self) -> str:  # SECURITY: the admin key never reaches a log line.
         return (
             f"Listen(host={self.host!r}, port={self.port}, cors_origins={self.cors_origins!r}, "
             f"tls={self.tls!r}, admin_key={'set' if self.admin_key else 'unset'}, "
-            f"shutdown_grace_s={self.shutdown_grace_s})"
+            f"shutdown_grace_s={self.shutdown_grace_s}, header_timeout_s={self.header_timeout_s}, "
+            f"body_timeout_s={self.body_timeout_s}, max_connections={self.max_connections})"
         )
 
     @property

@@ -11,12 +11,15 @@ import signal
 import ssl
 import subprocess
 import sys
+from typing import Any
 
 from aiohttp import web
 
 from proxy.accesslog import AccessLogger, quiet_bad_requests
 from proxy.app import create_app
-from proxy.config import Config
+from proxy.config import Config, Listen
+from proxy.middleware.errors import error_response
+from proxy.server.connections import GuardedRunner, GuardedServer, Limits
 
 log = logging.getLogger("l104")
 
@@ -107,26 +110,65 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, hard
 
 
+def _refuse_draining(request: web.BaseRequest) -> web.StreamResponse:
+    response = error_response(
+        request.path, 503, "The proxy is shutting down; retry on another replica.", 1.0
+    )
+    response.force_close()
+    return response
+
+
+async def _serve(app: web.Application, config: Config, host: str, port: int, **site: Any) -> None:
+    listen = config.listen
+    runner = GuardedRunner(
+        app,
+        Limits(listen.header_timeout_s, listen.body_timeout_s, max_connections(listen)),
+        access_log=logging.getLogger("l104.access"),
+        access_log_class=AccessLogger,
+        handler_cancellation=True,
+        shutdown_timeout=listen.shutdown_grace_s,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port, backlog=1024, **site).start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping: requests in flight have %.0f s to finish", listen.shutdown_grace_s)
+        server = runner.server
+        if isinstance(server, GuardedServer):
+            server.draining = _refuse_draining
+    finally:
+        await runner.cleanup()
+
+
+def max_connections(listen: Listen) -> int:
+    """``listen.max_connections``, or by default what the open-file limit leaves: each client
+    connection may need an upstream one too, and the store, logs and Redis need a few."""
+    if listen.max_connections:
+        return listen.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, (soft - 128) // 2)
+
+
 def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM; ``/ready`` answers 503 while draining."""
+    """Serve until SIGINT/SIGTERM. On the signal the listener closes, ``/ready`` and any new
+    request answer 503, and requests in flight have ``listen.shutdown_grace_s`` to finish."""
     raise_fd_limit()
     context = tls_context(config)
     quiet_bad_requests()
     app = create_app(config)
     app.on_startup.append(_settle_gc)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        loop=_loop(),
-        access_log=logging.getLogger("l104.access"),
-        access_log_class=AccessLogger,
-        print=None,
-        handler_cancellation=True,
-        shutdown_timeout=config.listen.shutdown_grace_s,
-        reuse_port=reuse_port or None,
-        ssl_context=context,
-    )
+    loop = _loop()
+    try:
+        loop.run_until_complete(
+            _serve(app, config, host, port, reuse_port=reuse_port or None, ssl_context=context)
+        )
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
     sys.stdout.flush()
 
 
