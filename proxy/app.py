@@ -12,22 +12,18 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from proxy.config import Config
 from proxy.events import Bus
-from proxy.lifecycle import Parts, runtime_ctx
+from proxy.generation import Current
+from proxy.lifecycle import runtime_ctx
 from proxy.metrics import Counters
 from proxy.middleware import Middleware
-from proxy.middleware.admin import AdminGate
-from proxy.middleware.admission import GlobalAdmission
-from proxy.middleware.auth import ClientAuth
-from proxy.middleware.browser import Browser
-from proxy.middleware.errors import ErrorMiddleware, mark_started
+from proxy.middleware.errors import mark_started
 from proxy.middleware.ledger import Ledger
-from proxy.middleware.ratelimit import ClientRateLimit
 from proxy.middleware.telemetry import Telemetry
 from proxy.routing.budget import Budget
 from proxy.routing.cooldown import Cooldowns
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import utc_now
-from proxy.state import CONFIG, RUNTIME
+from proxy.state import LIVE, Live, Parts
 from proxy.store.writer import Writer
 from proxy.surfaces import (
     VERSIONS,
@@ -49,13 +45,9 @@ from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
 log = logging.getLogger("l104")
 
 
-async def _drain(app: web.Application) -> None:
-    app[RUNTIME].draining = True
-
-
-def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
-    """The layers, outermost first."""
-    config = parts.config
+def _outer(parts: Parts, live: Live) -> list[Middleware]:
+    """The layers that do not read the reloadable config, outermost first; the config's own
+    layers run inside them (:class:`~proxy.generation.Current`)."""
     layers: list[Middleware] = [
         # Telemetry outermost: its span and timings cover everything, errors included.
         Telemetry(
@@ -63,26 +55,13 @@ def middlewares(parts: Parts, browser: Browser) -> list[Middleware]:
             parts.prom,
             parts.counters,
             tracing=parts.provider is not None,
-            head_ratio=head_ratio(config.tracing),
+            head_ratio=head_ratio(parts.config.tracing),
         ),
     ]
     if parts.writer is not None:
         # The ledger sees the final status (after errors became answers) inside the span.
         layers.append(Ledger(parts.writer))
-    return [
-        *layers,
-        # Errors next: it turns every inner layer's refusals into Gemini JSON.
-        ErrorMiddleware(config.limits.max_body_bytes),
-        # CORS preflights are answered before auth: a browser sends them without a key.
-        browser,
-        # The proxy's own pages are the admin's, when an admin key is set.
-        *([AdminGate(config.listen.admin_key)] if config.listen.admin_key else []),
-        # Auth before limits: limits are per client, so the client must be known first.
-        ClientAuth(config.clients),
-        ClientRateLimit(config.clients, parts.counters, parts.clock),
-        # Global admission last: a refused client never takes one of the shared slots.
-        GlobalAdmission(config.limits, parts.counters, parts.clock),
-    ]
+    return [*layers, Current(live)]
 
 
 def create_app(
@@ -114,15 +93,23 @@ def create_app(
             capture_content=config.tracing.capture_content,
         ),
     )
-    browser = Browser(config.listen.cors_origins)
+    live = Live()
+
+    async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        if live.generation is not None:
+            await live.generation.browser.on_prepare(request, response)
+
+    async def drain(app: web.Application) -> None:
+        live.draining = True
+
     app = web.Application(
-        middlewares=middlewares(parts, browser), client_max_size=config.limits.max_body_bytes
+        middlewares=_outer(parts, live), client_max_size=config.limits.max_body_bytes
     )
-    app[CONFIG] = config
+    app[LIVE] = live
     app.cleanup_ctx.append(runtime_ctx(parts, now))
-    app.on_response_prepare.append(browser.on_prepare)
+    app.on_response_prepare.append(on_prepare)
     app.on_response_prepare.append(mark_started)
-    app.on_shutdown.append(_drain)
+    app.on_shutdown.append(drain)
     # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
     for version in VERSIONS:
         app.router.add_post(f"/{version}/models/{{target}}", gemini_api.model_action)

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
     )
+    serve.add_argument(
+        "--watch", action="store_true", help="reload the config when its file changes"
+    )
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -70,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             announce(config, host, port, args.workers)
         if args.workers > 1:
             argv = ["serve", "--config", args.config, "--host", host, "--port", str(port)]
-            return supervise([*argv, "--log-level", args.log_level], args.workers)
-        serve(config, host, port, reuse_port=args.reuse_port)
+            argv += ["--log-level", args.log_level, *(["--watch"] if args.watch else [])]
+            return supervise(argv, args.workers)
+        serve(config, host, port, reuse_port=args.reuse_port, watch=args.watch)
     except (BindRefused, StoreError, TlsRefused) as exc:
         print(f"l104-proxy: {exc}", file=sys.stderr)
         return 2

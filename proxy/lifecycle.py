@@ -12,54 +12,21 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
 from aiohttp import web
-from opentelemetry.sdk.trace import TracerProvider
 
+from proxy import generation
 from proxy.config import Config
-from proxy.events import Bus
-from proxy.metrics import Counters
-from proxy.resources.owners import Owners, key_id
-from proxy.resources.uploads import Uploads
-from proxy.responders import build_responder
-from proxy.routing.budget import Budget
-from proxy.routing.chain import Resolver
-from proxy.routing.cooldown import Cooldowns
-from proxy.routing.keys import KeyPicker
-from proxy.routing.pacing import Pacer
-from proxy.routing.rotation import Rotator
-from proxy.state import RUNTIME, Runtime
+from proxy.state import LIVE, Generation, Live, Parts
 from proxy.store.db import Store, StoreError
-from proxy.store.memory import Memory
-from proxy.store.writer import Writer
 from proxy.surfaces.ops import state_rows
 from proxy.tasks import Supervisor, every
-from proxy.telemetry.attempts import Observer
-from proxy.telemetry.prom import Prom
 from proxy.watchdog import Watchdog
 
 log = logging.getLogger("l104")
 COUNTERS_SAVE_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    """What exists before start-up: shared by the middleware layers and the handlers."""
-
-    config: Config
-    clock: Callable[[], float]
-    counters: Counters
-    cooldowns: Cooldowns
-    pacer: Pacer
-    budget: Budget
-    prom: Prom
-    provider: TracerProvider | None
-    observer: Observer
-    bus: Bus
-    writer: Writer | None
 
 
 def _session() -> aiohttp.ClientSession:
@@ -94,82 +61,26 @@ async def _open_store(parts: Parts) -> Store | None:
     return store
 
 
-def _start_tasks(runtime: Runtime, store: Store | None) -> Supervisor:
+def _start_tasks(live: Live, store: Store | None) -> Supervisor:
     supervisor = Supervisor()
-    watchdog = Watchdog(runtime, runtime.bus)
+    watchdog = Watchdog(live)
     supervisor.start("watchdog", lambda: every(1.0, watchdog.tick))
     if store is not None:
-        config = runtime.config.store
+        config = live.runtime.config.store  # the store's settings are read at start only
 
         async def maintain() -> None:
             pruned = await store.prune(config.retention_days)
-            pruned += await runtime.owners.prune() + runtime.uploads.prune()
+            pruned += await live.runtime.owners.prune() + live.runtime.uploads.prune()
             await store.checkpoint()
             log.debug("maintenance: %d old rows pruned, WAL checkpointed", pruned)
 
         async def save_counters() -> None:
-            await store.save_counters(runtime.counters.persistent())
-            await store.save_day_counts(runtime.rotator.budget.day_counts())
+            await store.save_counters(live.runtime.counters.persistent())
+            await store.save_day_counts(live.runtime.rotator.budget.day_counts())
 
         supervisor.start("maintenance", lambda: every(config.maintenance_s, maintain))
         supervisor.start("counters", lambda: every(COUNTERS_SAVE_S, save_counters))
     return supervisor
-
-
-def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:
-    """Each responder's keys, named by digest (local responders have one pseudo-key)."""
-    return {
-        name: tuple(key_id(k) for k in getattr(conf.spec, "api_keys", ())) or ("local",)
-        for name, conf in config.responders.items()
-    }
-
-
-async def _runtime(
-    parts: Parts,
-    now: Callable[[], datetime],
-    session: aiohttp.ClientSession,
-    store: Store | None,
-) -> Runtime:
-    config = parts.config
-    responders = {
-        name: build_responder(name, conf.type, conf.spec, session, config.limits.max_response_bytes)
-        for name, conf in config.responders.items()
-    }
-    memory = (
-        Memory(store, config.store.memory_turns, config.store.memory_tokens)
-        if store is not None
-        else None
-    )
-    owners = Owners(_key_ids(config), store.db if store is not None else None)
-    if held := await owners.load():
-        log.info("%d files and cached contents held, from the store", held)
-    return Runtime(
-        config=config,
-        responders=responders,
-        resolver=Resolver(config),
-        cooldowns=parts.cooldowns,
-        counters=parts.counters,
-        pacer=parts.pacer,
-        observer=parts.observer,
-        prom=parts.prom,
-        bus=parts.bus,
-        memory=memory,
-        writer=parts.writer if store is not None else None,
-        rotator=Rotator(
-            config.rotation,
-            responders,
-            parts.cooldowns,
-            parts.counters,
-            parts.pacer,
-            parts.observer,
-            now,
-            queue_timeout_s=config.limits.queue_timeout_s,
-            budget=parts.budget,
-        ),
-        owners=owners,
-        uploads=Uploads(),
-        keys=KeyPicker(parts.cooldowns),
-    )
 
 
 async def _close_store(
@@ -205,9 +116,16 @@ def runtime_ctx(
             store = await _open_store(parts)
             if store is not None and parts.writer is not None:
                 writing = asyncio.create_task(parts.writer.run(store.db), name="l104:writer")
-            runtime = app[RUNTIME] = await _runtime(parts, now, session, store)
-            parts.prom.watch_state(lambda: state_rows(runtime))
-            supervisor = _start_tasks(runtime, store)
+            live = app[LIVE]
+
+            def rebuild(config: Config, before: Generation | None) -> Generation:
+                return generation.build(config, parts, now, session, store, before)
+
+            live.generation, live.rebuild = rebuild(parts.config, None), rebuild
+            if held := await live.runtime.owners.load():
+                log.info("%d files and cached contents held, from the store", held)
+            parts.prom.watch_state(lambda: state_rows(live.runtime))
+            supervisor = _start_tasks(live, store)
             yield
         finally:
             if supervisor is not None:

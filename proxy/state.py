@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
 
 from proxy.config import Config
 from proxy.events import Bus
 from proxy.metrics import Counters
+from proxy.middleware.browser import Browser
+from proxy.middleware.layers import Layers
 from proxy.resources.owners import Owners
 from proxy.resources.uploads import Uploads
 from proxy.responders import Responder
+from proxy.routing.budget import Budget
 from proxy.routing.chain import Resolver
 from proxy.routing.cooldown import Cooldowns
 from proxy.routing.keys import KeyPicker
@@ -23,6 +27,25 @@ from proxy.store.memory import Memory
 from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What exists before start-up and lives as long as the process, across reloads: what
+    the proxy learns while serving (cooldowns, paces, quota windows, counters) and the
+    telemetry. ``config`` is the one it started with."""
+
+    config: Config
+    clock: Callable[[], float]
+    counters: Counters
+    cooldowns: Cooldowns
+    pacer: Pacer
+    budget: Budget
+    prom: Prom
+    provider: TracerProvider | None
+    observer: Observer
+    bus: Bus
+    writer: Writer | None
 
 
 @dataclass(slots=True)
@@ -45,8 +68,41 @@ class Runtime:
     uploads: Uploads
     keys: KeyPicker
     live_sessions: Counter[str] = field(default_factory=Counter)  # open Live sessions by client
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One loaded config and everything built from it: a reload makes a new one and swaps it
+    in with one assignment. A request keeps the generation it started on."""
+
+    runtime: Runtime
+    layers: Layers
+    browser: Browser
+    version: int  # 1 at start, one more for each reload that took
+    digest: str  # of the file's bytes, to tell which text is running
+    loaded_at: float  # Unix time
+
+
+@dataclass(slots=True)
+class Live:
+    """What the app serves now. ``generation`` is set once start-up has built it."""
+
+    generation: Generation | None = None
+    # Builds the next generation from a config and the one before (set at start-up).
+    rebuild: Callable[[Config, Generation | None], Generation] | None = None
     draining: bool = False
+    reload_error: list[str] = field(default_factory=list)  # the last failed reload's errors
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.generation is not None, "read before start-up built the runtime"
+        return self.generation.runtime
 
 
-CONFIG = web.AppKey("config", Config)
-RUNTIME = web.AppKey("runtime", Runtime)
+LIVE = web.AppKey("live", Live)
+REQUEST_RUNTIME = web.RequestKey("l104_runtime", Runtime)
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    """The runtime of the config this request started on."""
+    return request[REQUEST_RUNTIME]

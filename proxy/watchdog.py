@@ -6,23 +6,22 @@ from __future__ import annotations
 
 import logging
 
-from proxy.events import Bus
-from proxy.state import Runtime
+from proxy.state import Live
 from proxy.surfaces.ops import model_states
 
 log = logging.getLogger("l104.watchdog")
 
 
 class Watchdog:
-    def __init__(self, runtime: Runtime, bus: Bus) -> None:
-        self.runtime = runtime
-        self.bus = bus
+    def __init__(self, live: Live) -> None:
+        self.live = live  # the current generation's models, after a reload too
+        self.bus = live.runtime.bus
         # Start from the state at start-up (restored cooldowns included), so the first change
         # after that is reported even if it happens before the first tick.
-        self.last = {model: row["state"] for model, row in model_states(runtime).items()}
+        self.last = {model: row["state"] for model, row in model_states(live.runtime).items()}
 
     async def tick(self) -> None:
-        for model, row in model_states(self.runtime).items():
+        for model, row in model_states(self.live.runtime).items():
             before = self.last.get(model)
             now = row["state"]
             self.last[model] = now

@@ -23,6 +23,7 @@ from proxy.routing.window import SlidingWindow
 class GlobalAdmission(Middleware):
     def __init__(self, limits: Limits, counters: Counters, clock: Callable[[], float]) -> None:
         self.counters = counters
+        self.limits = limits
         self.rate = (
             SlidingWindow(limits.requests_per_second, 1.0, clock)
             if limits.requests_per_second > 0

@@ -24,9 +24,24 @@ from proxy.routing.window import SlidingWindow
 class _ClientLimits:
     __slots__ = ("requests", "tokens")
 
-    def __init__(self, client: Client, clock: Callable[[], float]) -> None:
-        self.requests = client_window(client.requests_per_minute, clock)
-        self.tokens = client_window(client.tokens_per_minute, clock)
+    def __init__(
+        self, client: Client, clock: Callable[[], float], before: _ClientLimits | None = None
+    ) -> None:
+        requests = before.requests if before is not None else None
+        tokens = before.tokens if before is not None else None
+        self.requests: SlidingWindow | None = _window(client.requests_per_minute, clock, requests)
+        self.tokens: SlidingWindow | None = _window(client.tokens_per_minute, clock, tokens)
+
+
+def _window(
+    limit: int, clock: Callable[[], float], before: SlidingWindow | None
+) -> SlidingWindow | None:
+    """A client's window; after a reload, the window it had, with the new limit: what the
+    client sent this minute still counts."""
+    if limit <= 0 or before is None:
+        return client_window(limit, clock)
+    before.limit = limit
+    return before
 
 
 def estimate_tokens(request: web.Request) -> int:
@@ -52,10 +67,18 @@ def reject(counters: Counters, exchange: Exchange, wait: float, what: str) -> Cl
 
 class ClientRateLimit(Middleware):
     def __init__(
-        self, clients: tuple[Client, ...], counters: Counters, clock: Callable[[], float]
+        self,
+        clients: tuple[Client, ...],
+        counters: Counters,
+        clock: Callable[[], float],
+        before: ClientRateLimit | None = None,
     ) -> None:
+        """``before``: the layer of the config this one replaces (its windows carry over)."""
         self.counters = counters
-        self.limits = {c.name: _ClientLimits(c, clock) for c in clients}
+        old = before.limits if before is not None else {}
+        self.limits: dict[str, _ClientLimits] = {
+            c.name: _ClientLimits(c, clock, old.get(c.name)) for c in clients
+        }
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         exchange = exchange_of(request)

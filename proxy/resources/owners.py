@@ -80,6 +80,19 @@ class Owners:
             float(created),  # type: ignore[arg-type]
         )
 
+    def rekeyed(self, keys: Mapping[str, tuple[str, ...]]) -> Owners:
+        """The same map for a reloaded config's keys: a resource follows its key to its new
+        place in the list, and is dropped from memory if its key is gone (the store keeps it,
+        so putting the key back restores it)."""
+        out = Owners(keys, self.db)
+        for name, holder in self.held.items():
+            old = self.keys.get(holder.responder, ())
+            new = keys.get(holder.responder, ())
+            kid = old[holder.key_index] if holder.key_index < len(old) else None
+            if kid in new:
+                out.held[name] = replace(holder, key_index=new.index(kid))
+        return out
+
     async def load(self) -> int:
         """Read the map from the store; returns how many resources are held."""
         if self.db is None:

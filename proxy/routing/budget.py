@@ -206,6 +206,29 @@ class Budget:
 
     # Kept across restarts: the day's counts.
 
+    def requota(self, quotas: Mapping[tuple[str, str], Quota]) -> None:
+        """A reloaded config's quotas. What was counted stays: requests sent this minute and
+        today count against the new limits; a lane whose quota is unchanged is untouched."""
+        old, self.quotas = self.quotas, quotas
+        for ref, lane in self.lanes.items():
+            quota = quotas.get((ref[0], ref[1]))
+            if quota == old.get((ref[0], ref[1])):
+                continue
+            if quota is None or not quota.rpm:
+                lane.rpm = None
+            elif lane.rpm is None:
+                lane.rpm = Stamps(quota.rpm, self.clock)
+            else:
+                lane.rpm.limit = quota.rpm  # the stamps of this minute stay
+            if quota is None or not quota.tpm:
+                lane.tpm = None
+            elif lane.tpm is None:
+                lane.tpm = SlidingWindow(quota.tpm, MINUTE_S, self.clock)
+            else:
+                lane.tpm.limit = quota.tpm
+            if quota is not None and quota.rpd:
+                lane.rpd = quota.rpd
+
     def day_counts(self) -> Iterable[tuple[KeyRef, str, int, int]]:
         """(ref, day, requests sent that day, per-day limit if known), to save."""
         for ref, lane in self.lanes.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import resource
 import signal
@@ -19,35 +18,17 @@ from proxy.accesslog import AccessLogger, quiet_bad_requests
 from proxy.app import create_app
 from proxy.config import Config, Listen
 from proxy.middleware.errors import error_response
+from proxy.server.bind import BindRefused as BindRefused
+from proxy.server.bind import check_bind
 from proxy.server.connections import GuardedRunner, GuardedServer, Limits
+from proxy.server.reload import Reloader
+from proxy.state import LIVE
 
 log = logging.getLogger("l104")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 class TlsRefused(Exception):
     """``listen.tls`` names a certificate or key that cannot be loaded."""
-
-
-class BindRefused(Exception):
-    """An open proxy (no clients configured) may only listen on a loopback address."""
-
-
-def check_bind(config: Config, host: str) -> None:
-    if not config.clients and not is_loopback(host):
-        raise BindRefused(
-            f"refusing to listen on {host}: no clients are configured in {config.file}, so the "
-            "proxy is open to anyone who reaches it. Add a 'clients:' list with keys, or listen "
-            "on 127.0.0.1."
-        )
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -118,8 +99,18 @@ def _refuse_draining(request: web.BaseRequest) -> web.StreamResponse:
     return response
 
 
-async def _serve(app: web.Application, config: Config, host: str, port: int, **site: Any) -> None:
+async def _serve(
+    app: web.Application, config: Config, host: str, port: int, watch: bool, **site: Any
+) -> None:
     listen = config.listen
+    reloader = Reloader(app[LIVE], config.file, host)
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(reloader.reload("SIGHUP"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     runner = GuardedRunner(
         app,
         Limits(listen.header_timeout_s, listen.body_timeout_s, max_connections(listen)),
@@ -135,7 +126,12 @@ async def _serve(app: web.Application, config: Config, host: str, port: int, **s
         await web.TCPSite(runner, host, port, backlog=1024, **site).start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        if watch:
+            tasks.add(asyncio.create_task(reloader.watch(), name="l104:watch"))
         await stop.wait()
+        for task in tasks:
+            task.cancel()
         log.info("stopping: requests in flight have %.0f s to finish", listen.shutdown_grace_s)
         server = runner.server
         if isinstance(server, GuardedServer):
@@ -153,7 +149,9 @@ def max_connections(listen: Listen) -> int:
     return max(64, (soft - 128) // 2)
 
 
-def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
+def serve(
+    config: Config, host: str, port: int, *, reuse_port: bool = False, watch: bool = False
+) -> None:
     """Serve until SIGINT/SIGTERM. On the signal the listener closes, ``/ready`` and any new
     request answer 503, and requests in flight have ``listen.shutdown_grace_s`` to finish."""
     raise_fd_limit()
@@ -164,7 +162,9 @@ def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> 
     loop = _loop()
     try:
         loop.run_until_complete(
-            _serve(app, config, host, port, reuse_port=reuse_port or None, ssl_context=context)
+            _serve(
+                app, config, host, port, watch, reuse_port=reuse_port or None, ssl_context=context
+            )
         )
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -188,5 +188,6 @@ def supervise(argv: list[str], workers: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its own config
     codes = [child.wait() for child in children]
     return max(codes, key=abs)

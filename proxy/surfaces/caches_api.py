@@ -21,7 +21,7 @@ from proxy.exchange import exchange_of
 from proxy.resources.owners import CACHE, Holder, wall_time
 from proxy.responders.gemini import GeminiResponder
 from proxy.routing.quota import cooldown_for, read_quota
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 from proxy.surfaces import VERSIONS
 from proxy.surfaces.bodies import check_body, without_key
 from proxy.surfaces.gemini_api import check_model
@@ -51,7 +51,7 @@ async def _remember(runtime: Runtime, body: bytes, holder: Holder) -> None:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     client = exchange_of(request).client
     data = check_body(await request.read())
     named = data.get("model")
@@ -119,7 +119,7 @@ async def list_caches(request: web.Request) -> web.StreamResponse:
 
 async def one_cache(request: web.Request) -> web.StreamResponse:
     """``GET|PATCH|DELETE /{v}/cachedContents/{id}``, with the key that holds it."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     name = f"cachedContents/{request.match_info['id']}"
     holder = await held_by_caller(request, CACHE, name)
     responder = gemini_of(runtime, holder)

@@ -27,7 +27,7 @@ from proxy.exchange import exchange_of
 from proxy.resources.owners import FILE, Holder, wall_time
 from proxy.resources.uploads import UploadSession
 from proxy.responders.gemini import GeminiResponder
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 from proxy.surfaces import VERSIONS
 from proxy.surfaces.bodies import without_key
 from proxy.surfaces.held import (
@@ -68,7 +68,7 @@ def _upload_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
 
 
 def _limit(request: web.Request, size_header: str, extra: int = 0) -> None:
-    limit = request.app[RUNTIME].config.limits.max_upload_bytes
+    limit = runtime_of(request).config.limits.max_upload_bytes
     size = request.headers.get(size_header, "")
     if size.isdigit() and int(size) + extra > limit:
         raise PayloadTooLarge(f"The upload is larger than the proxy allows ({limit} bytes).")
@@ -100,7 +100,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     upload_id = request.query.get("upload_id")
     if upload_id is not None:
         return await _piece(request, upload_id)
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     client = exchange_of(request).client
     responder = files_responder(runtime)
     models = [m.model for m in runtime.config.default_chain.members]
@@ -139,7 +139,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
 
 
 async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     session = runtime.uploads.get(upload_id)
     exchange = exchange_of(request)
     if session is None:
@@ -169,7 +169,7 @@ async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
 
 async def one_file(request: web.Request) -> web.StreamResponse:
     """``GET|DELETE /{v}/files/{id}`` and ``GET /{v}/files/{id}:download``, with its own key."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     file_id, _, action = request.match_info["target"].partition(":")
     if action not in ("", "download") or (action and request.method != "GET"):
         raise NotFound(f"Method not found: files/{file_id[:64]}:{action[:32]}.")

@@ -10,7 +10,7 @@ from proxy.names import valid_model_name
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call
 from proxy.responders.base import ACTIONS
-from proxy.state import RUNTIME
+from proxy.state import runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body, model_rewriter, without_key
 
@@ -41,7 +41,7 @@ def check_model(model: str) -> None:
 
 
 async def model_action(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     model, action = split_target(request.match_info["target"])
     exchange = exchange_of(request)
     exchange.requested = model

@@ -23,7 +23,7 @@ from proxy.exchange import exchange_of
 from proxy.resources.owners import Holder
 from proxy.resources.pinning import denied
 from proxy.responders.gemini import GeminiResponder
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 
 
 def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
@@ -75,7 +75,7 @@ def answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -
 async def held_by_caller(request: web.Request, kind: str, name: str) -> Holder:
     """The holder of ``name`` if the caller owns it; else Gemini's answer for a resource that
     does not exist (403), so another client learns nothing."""
-    holder = await request.app[RUNTIME].owners.find(name)
+    holder = await runtime_of(request).owners.find(name)
     if holder is None or holder.kind != kind or holder.client != exchange_of(request).client:
         raise denied(kind, name)
     return holder
@@ -87,7 +87,7 @@ async def list_page(
     """A page of the caller's own resources of ``kind``, each read with its own key, as
     Gemini lists them (``{field: [...], "nextPageToken"}``). Resources gone upstream are
     forgotten."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     size_text = request.query.get("pageSize", str(default_size))
     token = request.query.get("pageToken", "0") or "0"
     if not size_text.isdigit() or not token.isdigit():

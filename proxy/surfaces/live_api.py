@@ -30,7 +30,7 @@ from proxy.errors import AttemptFailed, ClientRateLimited, ProxyError
 from proxy.exchange import Exchange, exchange_of
 from proxy.responders.gemini import LIVE_MAX_FRAME, GeminiResponder
 from proxy.routing.chain import Plan
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 from proxy.surfaces import VERSIONS
 from proxy.surfaces.gemini_api import check_model
 from proxy.surfaces.live_relay import close_reason, session
@@ -174,7 +174,7 @@ def _refused(plan: Plan, refusals: list[Refusal]) -> SessionRefused:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     exchange = exchange_of(request)
     limit = runtime.config.limits.max_live_sessions
     open_now = runtime.live_sessions[exchange.client]

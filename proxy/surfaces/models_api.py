@@ -15,7 +15,7 @@ from aiohttp import web
 
 from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
 from proxy.responders import Reply, Responder
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 from proxy.surfaces.gemini_api import api_version, check_model
 from proxy.surfaces.relay import whole
 
@@ -94,7 +94,7 @@ async def fetch_upstream(
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     version = api_version(request)
     size_text = request.query.get("pageSize", "50")
     if not size_text.isdigit():
@@ -128,7 +128,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 
 
 async def get_model(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     name = request.match_info["target"]
     if ":" in name:
         raise NotFound(f"Method not found: models/{name}.")

@@ -21,7 +21,7 @@ from proxy import openai_wire
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
 from proxy.responders import Call, Reply
-from proxy.state import RUNTIME
+from proxy.state import runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body
 from proxy.surfaces.gemini_api import FORWARDED, check_model
@@ -62,7 +62,7 @@ def _as_openai(reply: Reply) -> Reply:
 async def _call(
     request: web.Request, action: str, body: bytes, data: dict[str, Any]
 ) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     exchange = exchange_of(request)
     model = _model_of(data)
     exchange.requested = model
@@ -99,7 +99,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.StreamResponse:
     """The chains (and local models) first, then what the upstream lists."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     entries = [
         openai_wire.model_entry(e["name"].removeprefix("models/")) for e in local_entries(runtime)
     ]
@@ -121,7 +121,7 @@ def _listed(body: bytes) -> list[dict[str, Any]]:
 
 
 async def get_model(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     name = request.match_info["model"].removeprefix("models/")
     check_model(name)
     for entry in local_entries(runtime):

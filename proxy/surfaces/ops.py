@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.responders import Responder
-from proxy.state import RUNTIME, Runtime
+from proxy.state import LIVE, Live, Runtime, runtime_of
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -85,24 +86,41 @@ def state_rows(runtime: Runtime) -> Iterator[tuple[str, str, float, float | None
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[RUNTIME].prom.registry)
+    body = generate_latest(runtime_of(request).prom.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def health(request: web.Request) -> web.Response:
-    models = model_states(request.app[RUNTIME])
+    live = request.app[LIVE]
+    models = model_states(live.runtime)
     ok = all(m["state"] == "ready" for m in models.values())
-    return _json({"status": "ok" if ok else "degraded", "models": models})
+    return _json({"status": "ok" if ok else "degraded", "models": models, "config": _config(live)})
+
+
+def _config(live: Live) -> dict[str, Any]:
+    """Which config is running: its version (1 at start, +1 a reload), the digest of its
+    file, when it was loaded, and the errors of the last reload refused since."""
+    generation = live.generation
+    assert generation is not None
+    out: dict[str, Any] = {
+        "file": generation.runtime.config.file,
+        "version": generation.version,
+        "digest": generation.digest,
+        "loaded_at": datetime.fromtimestamp(generation.loaded_at, UTC).isoformat(),
+    }
+    if live.reload_error:
+        out["reload_error"] = live.reload_error
+    return out
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[RUNTIME].draining:
+    if request.app[LIVE].draining:
         return _json({"status": "draining"}, 503)
     return _json({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     body = runtime.counters.as_json()
     # Files and cached contents held (with their keys), and Live sessions open.
     body["resources"] = {

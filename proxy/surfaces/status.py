@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from proxy.state import RUNTIME, Runtime
+from proxy.state import LIVE, Runtime, runtime_of
 from proxy.surfaces.ops import model_states
 
 STATIC = Path(__file__).parent.parent / "static"
@@ -40,18 +40,18 @@ async def index(request: web.Request) -> web.FileResponse:
 
 async def status(request: web.Request) -> web.Response:
     return web.Response(
-        body=orjson.dumps(snapshot(request.app[RUNTIME])), content_type="application/json"
+        body=orjson.dumps(snapshot(runtime_of(request))), content_type="application/json"
     )
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     """State changes as the watchdog sees them, and the counts once a second."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     queue = runtime.bus.subscribe()
     try:
         async with sse_response(request, ping_interval=15) as resp:
             await resp.send(json.dumps(snapshot(runtime)), event="snapshot")
-            while resp.is_connected() and not runtime.draining:
+            while resp.is_connected() and not request.app[LIVE].draining:
                 try:
                     name, data = await asyncio.wait_for(queue.get(), 1.0)
                     await resp.send(json.dumps(data), event=name)

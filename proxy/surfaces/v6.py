@@ -27,7 +27,7 @@ from proxy.errors import (
 )
 from proxy.exchange import Exchange, exchange_of
 from proxy.responders import Call, Reply
-from proxy.state import RUNTIME, Runtime
+from proxy.state import Runtime, runtime_of
 from proxy.store.memory import Turn
 from proxy.surfaces.relay import BROKEN, broken_stream
 from proxy.wire import estimate_tokens
@@ -131,7 +131,7 @@ async def _relay(resp: EventSourceResponse, reply: Reply, exchange: Exchange) ->
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     exchange = exchange_of(request)
     try:
         signal, session, chain = _validate(runtime, await _params(request))
@@ -190,7 +190,7 @@ def owned(client: str, session: str) -> str:
 
 
 def _memory(request: web.Request) -> tuple[Runtime, str]:
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request)
     session = request.match_info["session"]
     if runtime.memory is None:
         raise NotFound("Conversation memory is off (store.path is empty).")

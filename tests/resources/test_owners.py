@@ -62,3 +62,15 @@ def test_wall_time_reads_gemini_timestamps() -> None:
     assert wall_time("1970-01-01T00:01:40.500000Z") == 100.5
     assert wall_time("soon") == 0.0
     assert wall_time(None) == 0.0
+
+
+async def test_a_reload_moves_resources_with_their_keys() -> None:
+    owners = Owners(KEYS, None)
+    await owners.add("files/a", Holder(FILE, "up", 1, "alice"))
+    await owners.add("files/b", Holder(FILE, "up", 0, "bob"))
+    _, kept = KEYS["up"]  # secret-key-b stays, secret-key-a goes
+    moved = owners.rekeyed({"up": (key_id("secret-key-c"), kept)})
+    found = await moved.find("files/a")
+    assert found is not None
+    assert found.key_index == 1  # the key it was made with, in its new place
+    assert await moved.find("files/b") is None  # its key is gone from the config

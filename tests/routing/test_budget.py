@@ -188,3 +188,20 @@ async def test_a_per_day_429_is_counted_and_shown(
         key = (await r.json())["models"]["m1"]["keys"][0]
     assert key["state"] == "cooling"
     assert key["quota"] == {"rpd": {"limit": 250, "used": 250, "left": 0}}
+
+
+def test_a_reload_keeps_what_was_counted_under_the_new_quota() -> None:
+    clock = FakeClock()
+    budget = Budget({("up", "m1"): Quota(rpm=3, rpd=100)}, clock, Now())
+    for _ in range(3):
+        budget.take(REF, 1)
+    assert budget.wait_for(REF, 1)[0] > 0
+    budget.requota({("up", "m1"): Quota(rpm=5, rpd=100)})
+    for _ in range(2):  # the three of this minute still count: two more fit under five
+        assert budget.wait_for(REF, 1) == (0.0, "")
+        budget.take(REF, 1)
+    assert budget.wait_for(REF, 1)[0] == pytest.approx(60.0)
+    assert [used for _, _, used, _ in budget.day_counts()] == [5]
+    budget.requota({})  # undeclared now: no limit, and today's count stays
+    assert budget.wait_for(REF, 1) == (0.0, "")
+    assert [used for _, _, used, _ in budget.day_counts()] == [5]

@@ -12,7 +12,7 @@ import pytest
 from google.genai import errors
 
 from proxy.routing.quota import until_daily_reset
-from proxy.state import RUNTIME
+from proxy.state import LIVE
 from tests.conftest import UPSTREAM_KEYS, Proxy, StartProxy, Upstream, base_yaml
 
 Q429 = {"status": 429, "quota": "minute", "delay": "23s"}
@@ -206,7 +206,7 @@ async def test_a_403_for_another_projects_file_is_not_the_keys_fault(
     upstream.script("m1", {"status": 403})
     with pytest.raises(errors.ClientError):
         await ask(proxy)
-    assert proxy.app[RUNTIME].cooldowns.disabled == {}
+    assert proxy.app[LIVE].runtime.cooldowns.disabled == {}
     assert len(upstream.requests()) == 1
 
 
@@ -346,7 +346,7 @@ async def test_upstream_keys_never_reach_the_client(
         assert secret.encode() not in raw
         assert all(secret not in v for v in r.headers.values())
     assert upstream.requests("m1")[0]["headers"]["x-goog-api-key"] == secret
-    runtime = proxy.app[RUNTIME]
+    runtime = proxy.app[LIVE].runtime
     assert secret not in repr(runtime.config)
 
 

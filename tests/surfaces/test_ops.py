@@ -18,6 +18,9 @@ async def test_health_turns_degraded_when_a_member_cools(
     proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",)))
     status, body = await get(f"{proxy.url}/health")
     assert status == 200
+    config = body.pop("config")
+    assert (config["version"], len(config["digest"])) == (1, 12)
+    assert config["file"].endswith(".yaml")
     assert body == {
         "status": "ok",
         "models": {

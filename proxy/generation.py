@@ -1,0 +1,180 @@
+"""A generation: one loaded config and everything built from it, for start-up and for reloads.
+
+What is learned while serving lives outside a generation and carries over a reload: cooldowns,
+paces, counters, quota windows (:class:`~proxy.lifecycle.Parts`), and from the generation before,
+the clients' windows, the rotation's turns and timeout streaks, the files and cached contents
+held, uploads and Live sessions in progress. A member that is gone simply stops being asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.middleware import Handler, Middleware
+from proxy.middleware.admin import AdminGate
+from proxy.middleware.admission import GlobalAdmission
+from proxy.middleware.auth import ClientAuth
+from proxy.middleware.browser import Browser
+from proxy.middleware.errors import ErrorMiddleware
+from proxy.middleware.layers import Layers
+from proxy.middleware.ratelimit import ClientRateLimit
+from proxy.resources.owners import Owners, key_id
+from proxy.resources.uploads import Uploads
+from proxy.responders import build_responder
+from proxy.routing.chain import Resolver
+from proxy.routing.keys import KeyPicker
+from proxy.routing.rotation import Rotator
+from proxy.state import REQUEST_RUNTIME, Generation, Live, Parts, Runtime
+from proxy.store.db import Store
+from proxy.store.memory import Memory
+
+
+class Current(Middleware):
+    """Stamps a request with the generation it starts on, and runs that generation's layers:
+    a reload meanwhile changes nothing for it."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        generation = self.live.generation
+        assert generation is not None, "a request before start-up"
+        request[REQUEST_RUNTIME] = generation.runtime
+        return await generation.layers(request, handler)
+
+
+def config_layers(
+    config: Config, parts: Parts, browser: Browser, before: Layers | None = None
+) -> Layers:
+    """The layers that read the config, outermost first."""
+    limits = config.limits
+    admission = before.find(GlobalAdmission) if before is not None else None
+    if admission is None or admission.limits != limits:
+        admission = GlobalAdmission(limits, parts.counters, parts.clock)
+    return Layers(
+        [
+            # Errors first: it turns every inner layer's refusals into Gemini JSON.
+            ErrorMiddleware(limits.max_body_bytes),
+            # CORS preflights are answered before auth: a browser sends them without a key.
+            browser,
+            # The proxy's own pages are the admin's, when an admin key is set.
+            *([AdminGate(config.listen.admin_key)] if config.listen.admin_key else []),
+            # Auth before limits: limits are per client, so the client must be known first.
+            ClientAuth(config.clients),
+            ClientRateLimit(
+                config.clients,
+                parts.counters,
+                parts.clock,
+                before.find(ClientRateLimit) if before is not None else None,
+            ),
+            # Global admission last: a refused client never takes one of the shared slots.
+            admission,
+        ]
+    )
+
+
+def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each responder's keys, named by digest (local responders have one pseudo-key)."""
+    return {
+        name: tuple(key_id(k) for k in getattr(conf.spec, "api_keys", ())) or ("local",)
+        for name, conf in config.responders.items()
+    }
+
+
+def _runtime(
+    config: Config,
+    parts: Parts,
+    now: Callable[[], datetime],
+    session: aiohttp.ClientSession,
+    store: Store | None,
+    before: Runtime | None,
+) -> Runtime:
+    responders = {
+        name: build_responder(name, conf.type, conf.spec, session, config.limits.max_response_bytes)
+        for name, conf in config.responders.items()
+    }
+    rotator = Rotator(
+        config.rotation,
+        responders,
+        parts.cooldowns,
+        parts.counters,
+        parts.pacer,
+        parts.observer,
+        now,
+        queue_timeout_s=config.limits.queue_timeout_s,
+        budget=parts.budget,
+    )
+    parts.budget.requota(config.quotas)
+    parts.pacer.enabled = config.limits.adaptive
+    keys = _key_ids(config)
+    if before is not None:
+        rotator.turns, rotator.streaks, rotator.rests = (
+            before.rotator.turns,
+            before.rotator.streaks,
+            before.rotator.rests,
+        )
+    return Runtime(
+        config=config,
+        responders=responders,
+        resolver=Resolver(config),
+        cooldowns=parts.cooldowns,
+        counters=parts.counters,
+        pacer=parts.pacer,
+        observer=parts.observer,
+        prom=parts.prom,
+        bus=parts.bus,
+        memory=(
+            Memory(store, config.store.memory_turns, config.store.memory_tokens)
+            if store is not None
+            else None
+        ),
+        writer=parts.writer if store is not None else None,
+        rotator=rotator,
+        owners=(
+            before.owners.rekeyed(keys)
+            if before is not None
+            else Owners(keys, store.db if store is not None else None)
+        ),
+        uploads=before.uploads if before is not None else Uploads(),
+        keys=before.keys if before is not None else KeyPicker(parts.cooldowns),
+        live_sessions=before.live_sessions if before is not None else Counter(),
+    )
+
+
+def digest(path: str) -> str:
+    """A short digest of the config file's bytes ("" when it cannot be read)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
+
+
+def build(
+    config: Config,
+    parts: Parts,
+    now: Callable[[], datetime],
+    session: aiohttp.ClientSession,
+    store: Store | None,
+    before: Generation | None = None,
+) -> Generation:
+    """A generation for ``config``; with ``before``, what it learned carries over."""
+    browser = Browser(config.listen.cors_origins)
+    return Generation(
+        runtime=_runtime(
+            config, parts, now, session, store, before.runtime if before is not None else None
+        ),
+        layers=config_layers(config, parts, browser, before.layers if before else None),
+        browser=browser,
+        version=before.version + 1 if before is not None else 1,
+        digest=digest(config.file),
+        loaded_at=time.time(),
+    )
