@@ -27,11 +27,51 @@ WINDOW_S = 60.0
 AIMD_MIN_SEEN = 4
 
 
+class Seconds:
+    """Calls in the last minute, counted per second in a ring of 60: constant memory and one
+    add a call, whatever the rate. Enough for AIMD, which needs only how many were sent."""
+
+    __slots__ = ("counts", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = [-1] * 60  # which whole second each slot counts
+        self.counts = [0] * 60
+
+    def add(self, now: float, amount: int = 1) -> None:
+        second = int(now)
+        slot = second % 60
+        if self.seconds[slot] != second:
+            self.seconds[slot], self.counts[slot] = second, 0
+        self.counts[slot] += amount
+
+    def total(self, now: float) -> int:
+        edge = int(now) - int(WINDOW_S)
+        return sum(c for s, c in zip(self.seconds, self.counts, strict=True) if s > edge)
+
+    def stamps(self, now: float, last: int) -> deque[float]:
+        """The newest ``last`` calls as times: each at the end of its second, so a wait
+        reckoned from them is never early."""
+        edge = int(now) - int(WINDOW_S)
+        slots = sorted((s, c) for s, c in zip(self.seconds, self.counts, strict=True) if s > edge)
+        out: deque[float] = deque(maxlen=last)
+        for second, count in slots:
+            out.extend([min(float(second + 1), now)] * min(count, last))
+        return deque(out)
+
+
 @dataclass(slots=True)
 class _Lane:
-    sent: deque[float] = field(default_factory=deque)  # send times in the last window
+    # Exact send times while a pace is learned (it is small: the upstream's quota); before
+    # that, only a count per second.
+    sent: deque[float] = field(default_factory=deque)
+    recent: Seconds = field(default_factory=Seconds)
     pace: float | None = None  # learned requests per window; None: not limited
     source: str = ""
+
+    def learn(self, pace: float, source: str, now: float) -> None:
+        if self.pace is None:  # from counting to exact times: the last minute's calls count
+            self.sent = self.recent.stamps(now, max(1, math.ceil(pace)))
+        self.pace, self.source = pace, source
 
 
 class Pacer:
@@ -41,7 +81,10 @@ class Pacer:
         self.lanes: dict[KeyRef, _Lane] = {}
 
     def _sent(self, lane: _Lane) -> int:
-        edge = self.clock() - WINDOW_S
+        now = self.clock()
+        if lane.pace is None:
+            return lane.recent.total(now)
+        edge = now - WINDOW_S
         while lane.sent and lane.sent[0] <= edge:
             lane.sent.popleft()
         return len(lane.sent)
@@ -69,18 +112,24 @@ class Pacer:
         lane = self.lanes.get(ref)
         if lane is None:
             lane = self.lanes[ref] = _Lane()
-        lane.sent.append(now)
-        if lane.pace is None and len(lane.sent) > 4096:
-            self._sent(lane)  # an unlimited lane only needs the last minute, for AIMD
+        if lane.pace is None:
+            lane.recent.add(now)
+        else:
+            lane.sent.append(now)
         return now
 
     def refused(self, ref: KeyRef, stamp: float) -> None:
         """The call stamped ``stamp`` got a 429: the upstream did not count it against the
         quota, so neither does the pace (else the pace would wait for a slot never taken)."""
         lane = self.lanes.get(ref)
-        if lane is not None:
-            with contextlib.suppress(ValueError):
-                lane.sent.remove(stamp)
+        if lane is None:
+            return
+        if lane.pace is None:
+            if self.clock() - stamp < WINDOW_S:
+                lane.recent.add(stamp, -1)
+            return
+        with contextlib.suppress(ValueError):
+            lane.sent.remove(stamp)
 
     def limited(self, ref: KeyRef, quota_value: int | None) -> None:
         """Learn from a per-minute 429."""
@@ -88,7 +137,7 @@ class Pacer:
             return
         lane = self.lanes.setdefault(ref, _Lane())
         if quota_value:
-            lane.pace, lane.source = float(quota_value), "quota"
+            lane.learn(float(quota_value), "quota", self.clock())
             return
         seen = self._sent(lane)
         if lane.pace is None and seen < AIMD_MIN_SEEN:
@@ -96,7 +145,7 @@ class Pacer:
             # minute whatever the cooldown says. The cooldown and its probe decide instead.
             return
         current = max(1, seen) if lane.pace is None else min(lane.pace, max(1, seen))
-        lane.pace, lane.source = max(1.0, current / 2), "aimd"
+        lane.learn(max(1.0, current / 2), "aimd", self.clock())
 
     def succeeded(self, ref: KeyRef) -> None:
         lane = self.lanes.get(ref)

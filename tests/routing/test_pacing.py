@@ -43,6 +43,31 @@ def test_aimd_halves_on_429_and_adds_back_slowly() -> None:
     assert pacer.wait_for(REF) > 0  # 10 sent in the last minute, pace about 3
 
 
+def test_an_unpaced_lane_counts_in_constant_memory_and_a_429_still_sees_every_call() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock)
+    for _ in range(100_000):  # 1,000 a second for 100 s
+        pacer.sent(REF)
+        clock.advance(0.001)
+    lane = pacer.lanes[REF]
+    assert len(lane.sent) == 0  # no time kept a call while nothing is learned
+    assert 59_000 <= lane.recent.total(clock()) <= 60_000
+    pacer.limited(REF, None)  # AIMD halves what was sent in the last minute
+    assert 29_500 <= (lane.pace or 0) <= 30_000
+    # The calls of the last minute became times, each at the end of its second: the pace
+    # holds at once, and frees a slot no earlier than the call it stands for leaves the minute.
+    wait = pacer.wait_for(REF)
+    assert 0 < wait <= 60
+
+
+def test_a_refused_call_leaves_the_count() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock)
+    stamps = [pacer.sent(REF) for _ in range(5)]
+    pacer.refused(REF, stamps[-1])
+    assert pacer.lanes[REF].recent.total(clock()) == 4
+
+
 def test_disabled_pacer_never_holds_back() -> None:
     pacer = Pacer(FakeClock(), enabled=False)
     pacer.sent(REF)
