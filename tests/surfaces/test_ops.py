@@ -19,6 +19,7 @@ async def test_health_turns_degraded_when_a_member_cools(
     status, body = await get(f"{proxy.url}/health")
     assert status == 200
     config = body.pop("config")
+    assert isinstance(config, dict)
     assert (config["version"], len(config["digest"])) == (1, 12)
     assert config["file"].endswith(".yaml")
     assert body == {
