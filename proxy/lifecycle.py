@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from proxy import generation
 from proxy.config import Config
 from proxy.state import LIVE, Generation, Live, Parts
 from proxy.store.db import Store, StoreError
+from proxy.store.journal import Journal
 from proxy.surfaces.ops import state_rows
 from proxy.tasks import Supervisor, every
 from proxy.watchdog import Watchdog
@@ -50,6 +52,10 @@ async def _open_store(parts: Parts) -> Store | None:
     config = parts.config.store
     store = await Store.open(config.path, parts.writer, config.on_corrupt)
     try:
+        # Each worker on one store has its own journal (the supervisor numbers them).
+        worker = int(os.environ.get("L104_WORKER", "0"))
+        if replayed := await store.replay(Journal(f"{config.path}-queue-{worker}", worker)):
+            log.info("%d queued writes of the last run were written from the journal", replayed)
         parts.counters.restore(await store.load_counters())
         for ref, left in await store.load_cooldowns():
             parts.cooldowns.until[ref] = parts.clock() + left

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -177,8 +178,11 @@ def supervise(argv: list[str], workers: int) -> int:
     connections. Each worker keeps its own state (cooldowns, counters) until state is shared.
     SIGTERM/SIGINT are passed on; the exit code is the worst of the workers'."""
     children = [
-        subprocess.Popen([sys.executable, "-m", "proxy", *argv, "--reuse-port"])
-        for _ in range(workers)
+        subprocess.Popen(
+            [sys.executable, "-m", "proxy", *argv, "--reuse-port"],
+            env={**os.environ, "L104_WORKER": str(i)},  # its own journal of the store
+        )
+        for i in range(workers)
     ]
 
     def forward(signum: int, _frame: object) -> None:

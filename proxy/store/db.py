@@ -17,6 +17,7 @@ import aiosqlite
 import orjson
 
 from proxy.routing.cooldown import KeyRef
+from proxy.store.journal import MARK_UPSERT, Journal
 from proxy.store.schema import migrate
 from proxy.store.writer import Writer
 
@@ -122,7 +123,27 @@ class Store:
                 raise StoreError(f"the store at {path} is corrupt: {again}") from None
 
     async def close(self) -> None:
+        if self.writer.journal is not None:
+            self.writer.journal.close()
         await self.db.close()
+
+    async def replay(self, journal: Journal) -> int:
+        """Write what ``journal`` holds past its committed mark (rows of a process that was
+        killed), then start the journal afresh and hand it to the writer. Returns the count."""
+        async with self.db.execute("SELECT worker, epoch, offset FROM journal_mark") as cursor:
+            marks = {int(w): (str(e), int(o)) for w, e, o in await cursor.fetchall()}
+        pending, epoch, size = journal.pending(marks)
+        if pending:
+            groups: dict[str, list[tuple[Any, ...]]] = {}
+            for sql, params in pending:
+                groups.setdefault(sql, []).append(params)
+            for sql, rows in groups.items():
+                await self.db.executemany(sql, rows)
+            await self.db.execute(MARK_UPSERT, (journal.worker, epoch, size))
+            await self.db.commit()
+        journal.start()
+        self.writer.journal = journal
+        return len(pending)
 
     def record(self, row: LedgerRow) -> bool:
         """Queue a ledger row; False if the queue was full (the drop is counted)."""

@@ -73,6 +73,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (responder, model, project)
     );
     """,
+    # 4: how far each worker's journal is committed (see proxy.store.journal).
+    """
+    CREATE TABLE journal_mark (
+        worker INTEGER PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        offset INTEGER NOT NULL
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -2,6 +2,8 @@
 
 When the queue is full a write is dropped and *counted* (``ledger_dropped`` in ``/metrics``),
 never lost silently and never allowed to slow a request. On stop, everything queued is written.
+With a :class:`~proxy.store.journal.Journal`, each write is also appended to it as it is queued,
+so a SIGKILL loses nothing that was queued (the next start writes it).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from typing import Any
 
 import aiosqlite
 
+from proxy.store.journal import MARK_UPSERT, Journal
+
 log = logging.getLogger("l104.store")
 
-Write = tuple[str, tuple[Any, ...]]
+Write = tuple[str, tuple[Any, ...], int]  # sql, params, the journal's offset past it
 BATCH = 512
 
 
@@ -27,10 +31,15 @@ class Writer:
         self.stopping = False
         self.failing = False  # the last batch failed: said once, until a batch works again
         self._wake = asyncio.Event()
+        self.journal: Journal | None = None  # set once the store is open
 
     def put(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Queue a write (and journal it); False if the queue was full (the drop is counted)."""
         try:
-            self.queue.put_nowait((sql, params))
+            if self.queue.full():  # dropped: so not journaled either
+                raise asyncio.QueueFull
+            end = self.journal.append(sql, params) if self.journal is not None else 0
+            self.queue.put_nowait((sql, params, end))
             self._wake.set()
             return True
         except asyncio.QueueFull:
@@ -50,16 +59,22 @@ class Writer:
 
     async def _write(self, db: aiosqlite.Connection, batch: list[Write]) -> None:
         groups: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in batch:
+        for sql, params, _ in batch:
             groups.setdefault(sql, []).append(params)
+        journal = self.journal
         try:
             for sql, rows in groups.items():
                 await db.executemany(sql, rows)
+            if journal is not None:
+                # In the same transaction: the rows and how far the journal is committed.
+                await db.execute(MARK_UPSERT, (journal.worker, journal.epoch, batch[-1][2]))
             await db.commit()
         except BaseException:
             await db.rollback()
             raise
         self.written += len(batch)
+        if journal is not None and self.queue.empty() and journal.size == batch[-1][2]:
+            journal.rotate()  # everything in it is committed (and nothing ran in between)
 
     async def run(self, db: aiosqlite.Connection) -> None:
         """Write batches as they come; after :meth:`stop`, write what is queued and return.

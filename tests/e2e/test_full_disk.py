@@ -38,13 +38,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(disk: Path) -> Path:
     """Take every free byte of ``disk``."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
-        try:
+    try:
+        with filler.open("wb") as out:
             while True:
                 out.write(b"\0" * 65536)
                 out.flush()
-        except OSError:
-            pass
+    except OSError:
+        pass  # full (perhaps already before the file could be made)
     return filler
 
 

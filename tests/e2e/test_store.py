@@ -148,3 +148,41 @@ def test_per_day_counts_survive_a_restart(
     key = health["models"]["m1"]["keys"][0]
     assert key["state"] == "cooling"
     assert key["quota"] == {"rpd": {"limit": 2, "used": 2, "left": 0}}
+
+
+async def test_sigkill_under_load_loses_no_answered_row(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "l104.db"
+    yaml = base_yaml(upstream.url, store=str(db))
+    proxy = await asyncio.to_thread(proxy_process, yaml)
+    url = f"{proxy.url}/v1beta/models/default:generateContent"
+    answered = 0
+    killed = asyncio.Event()
+
+    async def worker(s: aiohttp.ClientSession) -> None:
+        nonlocal answered
+        for _ in range(5_000):  # bounded: the kill comes after about a second
+            try:
+                async with s.post(url, json={"contents": []}) as r:
+                    await r.read()
+            except aiohttp.ClientError:
+                return
+            if r.status == 200 and not killed.is_set():
+                answered += 1
+
+    async with aiohttp.ClientSession() as s:
+        workers = [asyncio.create_task(worker(s)) for _ in range(8)]
+        await asyncio.sleep(1.0)
+        proxy.proc.kill()  # SIGKILL: no shutdown, no flush
+        killed.set()
+        await asyncio.gather(*workers)
+    await asyncio.to_thread(proxy.proc.wait, 5)
+    assert answered > 100
+    # The next start writes what the killed process had queued, from its journal.
+    again = await asyncio.to_thread(proxy_process, yaml)
+    rows = [r[3] for r in ledger(db)]
+    assert rows.count(200) >= answered
+    assert rows.count(200) <= answered + 8  # at most the requests in flight at the kill
+    assert await asyncio.to_thread(again.stop) == 0
+    assert "queued writes of the last run were written from the journal" in again.log.read_text()

@@ -1,0 +1,103 @@
+"""The writer's journal: every queued write is appended to a file before the request's answer
+goes out, so a process killed with SIGKILL loses no row the store had queued.
+
+The batched writer commits rows to SQLite some milliseconds later. A ``write()`` that returned is
+in the kernel's page cache and survives the process (not a power cut: that is what SQLite's own
+``synchronous`` setting is about). Each commit records, in the same transaction, how far into the
+journal it reached (``journal_mark``: an epoch and an offset), so a row is in the ledger exactly
+once: at start, what the journal holds past the mark is written, and the file starts afresh.
+When every row is committed, the file is emptied under a new epoch: it never grows past what is
+in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("l104.store")
+
+Write = tuple[str, tuple[Any, ...]]
+MARK_UPSERT = "INSERT OR REPLACE INTO journal_mark (worker, epoch, offset) VALUES (?, ?, ?)"
+
+
+class Journal:
+    """An append-only file of writes, in epochs. ``worker`` names this process among those that
+    share one store (each has its own file)."""
+
+    def __init__(self, path: str, worker: int = 0) -> None:
+        self.path = path
+        self.worker = worker
+        self.epoch = ""
+        self.size = 0
+        self.failing = False
+        self._fd = -1
+
+    def pending(self, marks: dict[int, tuple[str, int]]) -> tuple[list[Write], str, int]:
+        """The writes in the file that ``marks`` (worker -> (epoch, offset), from the store)
+        does not cover: those of a process that stopped before they were committed. Also the
+        file's epoch and size, to mark them committed once they are."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return [], "", 0
+        head, _, body = data.partition(b"\n")
+        epoch = head.decode(errors="replace")
+        start = 0
+        mark = marks.get(self.worker)
+        if mark is not None and mark[0] == epoch:
+            start = max(0, mark[1] - len(head) - 1)
+        out: list[Write] = []
+        for line in body[start:].splitlines():
+            try:
+                sql, params = orjson.loads(line)
+                out.append((str(sql), tuple(params)))
+            except (orjson.JSONDecodeError, ValueError, TypeError):
+                continue  # a line cut short: its write never returned, so no answer went out
+        return out, epoch, len(data)
+
+    def start(self) -> None:
+        """Open the file, emptied, under a new epoch."""
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.rotate()
+
+    def rotate(self) -> None:
+        """Empty the file under a new epoch (every row in it is committed)."""
+        self.epoch = uuid.uuid4().hex
+        head = self.epoch.encode() + b"\n"
+        try:
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, head)
+            self.size = len(head)
+        except OSError as exc:
+            self._failed(exc)
+
+    def append(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Append one write; returns the offset just past it (for the mark)."""
+        line = orjson.dumps((sql, params)) + b"\n"
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            self._failed(exc)  # the row still goes to the queue: it only lacks the journal
+            return self.size
+        if self.failing:
+            self.failing = False
+            log.warning("the store's journal works again")
+        self.size += len(line)
+        return self.size
+
+    def _failed(self, exc: OSError) -> None:
+        if not self.failing:
+            self.failing = True
+            log.error("the store's journal cannot be written (%s): a SIGKILL may lose rows", exc)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

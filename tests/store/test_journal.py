@@ -1,0 +1,75 @@
+"""The writer's journal with real SQLite: what was queued and not committed is written at the
+next start, exactly once; once everything is committed the file is emptied."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from proxy.store.db import LedgerRow, Store
+from proxy.store.journal import Journal
+from proxy.store.writer import Writer
+
+
+def row(i: int) -> LedgerRow:
+    return LedgerRow(float(i), "c", "default", "m1", 1, 200, 8, 3, 1.5, 0.5, "")
+
+
+async def _count(store: Store) -> int:
+    return int((await store.rows("SELECT COUNT(*) FROM ledger"))[0][0])
+
+
+async def test_queued_rows_of_a_killed_process_are_written_once_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.db")
+    journal_path = f"{path}-queue-0"
+    writer = Writer(linger_s=0)
+    store = await Store.open(path, writer)
+    assert await store.replay(Journal(journal_path)) == 0
+    task = asyncio.create_task(writer.run(store.db))
+    for i in range(10):
+        assert store.record(row(i))
+    await asyncio.sleep(0.1)  # committed: the journal holds nothing any more
+    assert await _count(store) == 10
+    size = await asyncio.to_thread(lambda: Path(journal_path).stat().st_size)
+    assert size == 33  # just the epoch line
+    # Five more are queued, and the process "dies" before the writer runs again.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for i in range(10, 15):
+        assert store.record(row(i))
+    await store.close()
+    for attempt in range(2):  # the second start finds nothing more to write
+        store = await Store.open(path, Writer())
+        assert await store.replay(Journal(journal_path)) == (5 if attempt == 0 else 0)
+        assert await _count(store) == 15
+        await store.close()
+
+
+async def test_a_journal_written_past_a_commit_replays_only_the_rest(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    journal_path = f"{path}-queue-3"
+    writer = Writer(linger_s=0)
+    store = await Store.open(path, writer)
+    await store.replay(Journal(journal_path, worker=3))
+    task = asyncio.create_task(writer.run(store.db))
+    for i in range(4):
+        store.record(row(i))
+    await asyncio.sleep(0.05)
+    # One is committed-to-be, then a second arrives while the batch is not yet committed:
+    # the journal is not emptied, and the mark says how far it is committed.
+    store.record(row(100))
+    store.record(row(101))
+    await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await store.close()
+    store = await Store.open(path, Writer())
+    replayed = await store.replay(Journal(journal_path, worker=3))
+    assert await _count(store) == 6
+    assert replayed in (0, 1, 2)  # whatever the writer had not committed, and nothing twice
+    await store.close()
