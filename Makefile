@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11;
 # the browser tests drive Debian's chromium, never a downloaded one).
-SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium
+SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium redis-server
 
 # The JavaScript clients the tests drive (Vercel AI SDK, @google/genai, esbuild), pinned by the lock.
 NODE_DIR := tests/node

@@ -136,6 +136,12 @@ class UpstreamUnavailable(ProxyError):
     code = 503
 
 
+class SharedStateUnavailable(ProxyError):
+    """``store.shared_fail: closed`` and Redis cannot be reached."""
+
+    code = 503
+
+
 class UpstreamTimeout(ProxyError):
     """Every member that was tried timed out."""
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from proxy.config import Config
 from proxy.middleware import Handler, Middleware
 from proxy.middleware.admin import AdminGate
-from proxy.middleware.admission import GlobalAdmission
+from proxy.middleware.admission import GlobalAdmission, SharedGate
 from proxy.middleware.auth import ClientAuth
 from proxy.middleware.browser import Browser
 from proxy.middleware.errors import ErrorMiddleware
@@ -33,6 +33,7 @@ from proxy.responders import build_responder
 from proxy.routing.chain import Resolver
 from proxy.routing.keys import KeyPicker
 from proxy.routing.rotation import Rotator
+from proxy.shared.coordinator import Shared
 from proxy.state import REQUEST_RUNTIME, Generation, Live, Parts, Runtime
 from proxy.store.db import Store
 from proxy.store.memory import Memory
@@ -53,7 +54,11 @@ class Current(Middleware):
 
 
 def config_layers(
-    config: Config, parts: Parts, browser: Browser, before: Layers | None = None
+    config: Config,
+    parts: Parts,
+    browser: Browser,
+    before: Layers | None = None,
+    shared: Shared | None = None,
 ) -> Layers:
     """The layers that read the config, outermost first."""
     limits = config.limits
@@ -64,6 +69,8 @@ def config_layers(
         [
             # Errors first: it turns every inner layer's refusals into Gemini JSON.
             ErrorMiddleware(limits.max_body_bytes),
+            # shared_fail: closed, and Redis is away: nothing is served on local state.
+            *([SharedGate(lambda: shared.refusing)] if shared is not None else []),
             # CORS preflights are answered before auth: a browser sends them without a key.
             browser,
             # The proxy's own pages are the admin's, when an admin key is set.
@@ -165,14 +172,18 @@ def build(
     session: aiohttp.ClientSession,
     store: Store | None,
     before: Generation | None = None,
+    shared: Shared | None = None,
 ) -> Generation:
     """A generation for ``config``; with ``before``, what it learned carries over."""
     browser = Browser(config.listen.cors_origins)
+    runtime = _runtime(
+        config, parts, now, session, store, before.runtime if before is not None else None
+    )
+    runtime.shared = shared
+    runtime.rotator.coordination = shared
     return Generation(
-        runtime=_runtime(
-            config, parts, now, session, store, before.runtime if before is not None else None
-        ),
-        layers=config_layers(config, parts, browser, before.layers if before else None),
+        runtime=runtime,
+        layers=config_layers(config, parts, browser, before.layers if before else None, shared),
         browser=browser,
         version=before.version + 1 if before is not None else 1,
         digest=digest(config.file),

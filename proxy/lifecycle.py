@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy import generation
 from proxy.config import Config
+from proxy.shared.coordinator import Shared
 from proxy.state import LIVE, Generation, Live, Parts
 from proxy.store.db import Store, StoreError
 from proxy.store.journal import Journal
@@ -116,6 +117,8 @@ def runtime_ctx(
         store: Store | None = None
         writing: asyncio.Task[None] | None = None
         supervisor: Supervisor | None = None
+        shared: Shared | None = None
+        linking: asyncio.Task[None] | None = None
         try:
             # Whatever fails on the way up, everything opened so far is closed on the way out:
             # an open SQLite connection's thread would keep the process from ever exiting.
@@ -123,11 +126,22 @@ def runtime_ctx(
             if store is not None and parts.writer is not None:
                 writing = asyncio.create_task(parts.writer.run(store.db), name="l104:writer")
             live = app[LIVE]
+            if parts.config.store.shared:
+                shared = Shared(
+                    parts.config.store,
+                    parts.cooldowns,
+                    parts.pacer,
+                    lambda: live.runtime.responders,
+                    lambda: live.runtime.owners.keys,
+                )
 
             def rebuild(config: Config, before: Generation | None) -> Generation:
-                return generation.build(config, parts, now, session, store, before)
+                return generation.build(config, parts, now, session, store, before, shared)
 
             live.generation, live.rebuild = rebuild(parts.config, None), rebuild
+            if shared is not None:
+                linking = asyncio.create_task(shared.link.run(), name="l104:shared")
+                await shared.start()
             if held := await live.runtime.owners.load():
                 log.info("%d files and cached contents held, from the store", held)
             parts.prom.watch_state(lambda: state_rows(live.runtime))
@@ -136,6 +150,10 @@ def runtime_ctx(
         finally:
             if supervisor is not None:
                 await supervisor.stop()
+            if linking is not None:
+                linking.cancel()
+            if shared is not None:
+                await shared.close()
             await session.close()
             await _close_store(parts, store, writing)
             if parts.provider is not None:

@@ -23,6 +23,7 @@ from proxy.routing.cooldown import Cooldowns
 from proxy.routing.keys import KeyPicker
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import Rotator
+from proxy.shared.coordinator import Shared
 from proxy.store.memory import Memory
 from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer
@@ -68,6 +69,7 @@ class Runtime:
     uploads: Uploads
     keys: KeyPicker
     live_sessions: Counter[str] = field(default_factory=Counter)  # open Live sessions by client
+    shared: Shared | None = None  # store.shared: the fleet's state through Redis
 
 
 @dataclass(frozen=True, slots=True)

@@ -367,3 +367,69 @@ async def read_sse(resp: Any) -> list[tuple[str, Any]]:
         if data:
             events.append((name, json.loads("\n".join(data))))
     return events
+
+
+@dataclass
+class RedisServer:
+    """Debian's redis-server on a free loopback port, started by the tests (no persistence)."""
+
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def command(self, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, check=True
+        )
+        return out.stdout.decode().strip()
+
+
+@pytest.fixture(scope="session")
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_process: RedisServer) -> RedisServer:
+    """The session's Redis, emptied (and started again if a test stopped it)."""
+    if redis_process.proc is None or redis_process.proc.poll() is not None:
+        redis_process.start()
+    redis_process.command("FLUSHALL")
+    return redis_process

@@ -71,6 +71,14 @@ def parse_config(source: Source) -> Config:
             "sample_ratio": lambda r, k, d: r.number(k, d, high=1.0),
         },
     )
+
+    def shared_url(r: Reader, key: str, default: str) -> str:
+        url = r.text(key, default)
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            r.bad(key, url, "must be a redis://, rediss:// or unix:// URL")
+            return ""
+        return url
+
     store = read_section(
         top,
         "store",
@@ -78,7 +86,8 @@ def parse_config(source: Source) -> Config:
         {
             "path": text,
             "retention_days": num,
-            "shared": text,
+            "shared": shared_url,
+            "shared_fail": lambda r, k, d: r.choice(k, d, ("open", "closed")),
             "memory_turns": num,
             "memory_tokens": num,
             "maintenance_s": num,

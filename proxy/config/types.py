@@ -145,11 +145,28 @@ class Store:
 
     path: str = "data/l104.db"
     retention_days: float = 30.0
-    shared: str = ""
+    shared: str = ""  # redis://… : state shared by every worker and host
+    shared_fail: str = "open"  # Redis unreachable: serve on local state; "closed": answer 503
     memory_turns: int = 20
     memory_tokens: int = 8000
     maintenance_s: float = 300.0
     on_corrupt: str = "move_aside"  # or "refuse": exit 2 rather than start fresh
+
+    def __repr__(self) -> str:  # SECURITY: a Redis password never reaches a log line.
+        return (
+            f"Store(path={self.path!r}, shared={redact_url(self.shared)!r}, "
+            f"shared_fail={self.shared_fail!r})"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = auth.split(":", 1)[0] if ":" in auth else ""
+    return f"{scheme}://{user}:***@{host}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from proxy.config import Limits
-from proxy.errors import ClientRateLimited
+from proxy.errors import ClientRateLimited, SharedStateUnavailable
 from proxy.exchange import exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_open
@@ -56,3 +56,20 @@ class GlobalAdmission(Middleware):
             return await handler(request)
         finally:
             self.slots.release()
+
+
+class SharedGate(Middleware):
+    """With ``store.shared_fail: closed``: while Redis cannot be reached, requests get 503
+    (the proxy's own pages stay open, so ``/health`` says why)."""
+
+    def __init__(self, refusing: Callable[[], bool]) -> None:
+        self.refusing = refusing
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.refusing() and not is_open(request):
+            raise SharedStateUnavailable(
+                "The proxy's shared state (Redis) cannot be reached, and store.shared_fail is "
+                "closed. Retry shortly.",
+                retry_after_s=1.0,
+            )
+        return await handler(request)

@@ -33,6 +33,10 @@ class Cooldowns:
     disabled: dict[tuple[str, int], float] = field(default_factory=dict)
     # Told of every cooldown set (ref, seconds left), e.g. to save it across a restart.
     listener: Callable[[KeyRef, float], None] | None = None
+    # Told of every change made here (not of those applied from other replicas): the shared
+    # state passes them on. ("cool", ref, left), ("probe_done", ref, 0), ("disable",
+    # (responder, key), seconds), ("retire", (responder, model), 0).
+    watcher: Callable[[str, tuple[object, ...], float], None] | None = None
 
     def cool(self, ref: KeyRef, seconds: float) -> float:
         """Rest ``ref`` for ``seconds``; a cooldown only ever grows. Returns the time left."""
@@ -42,7 +46,23 @@ class Cooldowns:
         left = end - self.clock()
         if self.listener is not None:
             self.listener(ref, left)
+        if self.watcher is not None:
+            self.watcher("cool", ref, left)
         return left
+
+    def cooled_elsewhere(self, ref: KeyRef, left: float) -> None:
+        """Another replica cooled ``ref`` (it only ever grows); a probe out here is over."""
+        self._end_probe(ref)
+        end = self.clock() + left
+        if end > self.until.get(ref, 0.0):
+            self.until[ref] = end
+            if self.listener is not None:
+                self.listener(ref, left)
+
+    def probed_elsewhere(self, ref: KeyRef) -> None:
+        """Another replica's probe on ``ref`` was answered (not with a 429): it is open."""
+        self.until.pop(ref, None)
+        self._end_probe(ref)
 
     def admit(self, ref: KeyRef, *, gated: bool) -> float | asyncio.Event:
         """May a request use ``ref`` now? ``0.0``: yes (maybe as the probe); seconds: it rests;
@@ -92,8 +112,10 @@ class Cooldowns:
 
     def answered(self, ref: KeyRef) -> None:
         """The call on ``ref`` is over, whatever its outcome: a probe frees its slot."""
-        if self.probes:
+        if self.probes and ref in self.probes:
             self._end_probe(ref)
+            if self.watcher is not None:
+                self.watcher("probe_done", ref, 0.0)
 
     def _end_probe(self, ref: KeyRef) -> None:
         self.probes.pop(ref, None)
@@ -105,6 +127,8 @@ class Cooldowns:
         """Leave a key out for ``seconds`` (on every model); True if it was not out already."""
         fresh = self.disabled_for(responder, key) <= 0
         self.disabled[(responder, key)] = self.clock() + seconds
+        if self.watcher is not None:
+            self.watcher("disable", (responder, key), seconds)
         return fresh
 
     def disabled_for(self, responder: str, key: int) -> float:
@@ -125,6 +149,8 @@ class Cooldowns:
         if (responder, model) in self.retired:
             return False
         self.retired.add((responder, model))
+        if self.watcher is not None:
+            self.watcher("retire", (responder, model), 0.0)
         return True
 
     def is_retired(self, responder: str, model: str) -> bool:

@@ -79,6 +79,8 @@ class Pacer:
         self.clock = clock
         self.enabled = enabled
         self.lanes: dict[KeyRef, _Lane] = {}
+        # Told of every pace learned here (ref, pace, source): the shared state passes it on.
+        self.watcher: Callable[[KeyRef, float, str], None] | None = None
 
     def _sent(self, lane: _Lane) -> int:
         now = self.clock()
@@ -138,6 +140,7 @@ class Pacer:
         lane = self.lanes.setdefault(ref, _Lane())
         if quota_value:
             lane.learn(float(quota_value), "quota", self.clock())
+            self._tell(ref, lane)
             return
         seen = self._sent(lane)
         if lane.pace is None and seen < AIMD_MIN_SEEN:
@@ -146,6 +149,19 @@ class Pacer:
             return
         current = max(1, seen) if lane.pace is None else min(lane.pace, max(1, seen))
         lane.learn(max(1.0, current / 2), "aimd", self.clock())
+        self._tell(ref, lane)
+
+    def _tell(self, ref: KeyRef, lane: _Lane) -> None:
+        if self.watcher is not None and lane.pace is not None:
+            self.watcher(ref, lane.pace, lane.source)
+
+    def learned_elsewhere(self, ref: KeyRef, pace: float, source: str) -> None:
+        """Another replica learned this pace: take it, unless this one knows a lower one."""
+        if not self.enabled:
+            return
+        lane = self.lanes.setdefault(ref, _Lane())
+        if lane.pace is None or pace < lane.pace or source == "quota":
+            lane.learn(pace, source, self.clock())
 
     def succeeded(self, ref: KeyRef) -> None:
         lane = self.lanes.get(ref)

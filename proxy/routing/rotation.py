@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from proxy.config import Member, Rotation
 from proxy.errors import AttemptFailed, UpstreamTimeout
@@ -32,6 +33,16 @@ OUTLIER_MAX_S = 300.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Coordination(Protocol):
+    """What the rotation asks of the fleet (:class:`proxy.shared.coordinator.Shared`)."""
+
+    async def claim_probe(self, ref: KeyRef) -> bool:
+        """Is this request the fleet's one probe of ``ref``?"""
+
+    async def settle(self) -> None:
+        """Wait until the fleet has what this replica just learned."""
 
 
 class Rotator:
@@ -62,6 +73,7 @@ class Rotator:
         self.pacer = pacer
         self.observer = observer
         self.now = now
+        self.coordination: Coordination | None = None  # with store.shared
 
     async def run(self, plan: Plan, call: Call) -> Outcome:
         """Answer ``call`` from the first member of ``plan`` that can.
@@ -146,6 +158,15 @@ class Rotator:
         if admitted > 0:
             walk.resting(ref[1], "cooling", admitted)
             return True
+        coordination = self.coordination
+        # This request would probe a key whose cooldown just ended: one probe a fleet.
+        if (
+            coordination is not None
+            and ref in self.cooldowns.probes
+            and not await coordination.claim_probe(ref)
+        ):
+            walk.resting(ref[1], "probed by another replica", self.queue_timeout_s)
+            return True
         return False
 
     def _keys(self, member: Member, call: Call, count: int) -> list[int]:
@@ -220,6 +241,8 @@ class Rotator:
                 self.pacer.refused(ref, stamp)
                 self.budget.refused(ref, ticket)
                 self._quota(ref, reply, walk)
+                if self.coordination is not None:
+                    await self.coordination.settle()  # every replica skips it from now on
             elif reply.status in rot.statuses:
                 # An overloaded model (503) is not the key's fault: nothing cools.
                 walk.failures += 1

@@ -50,6 +50,14 @@ def announce(config: Config, host: str, port: int, workers: int) -> None:
         f"{c.name}: {' -> '.join(m.label for m in c.members)}" for c in config.chains.values()
     )
     many = f", {workers} workers" if workers > 1 else ""
+    if workers > 1 and not config.store.shared:
+        log.warning(
+            "%d workers without store.shared: each keeps its own cooldowns, paces, limits and "
+            "counters (a client's limit becomes %d times its limit). Set store.shared to a "
+            "Redis URL to share them.",
+            workers,
+            workers,
+        )
     scheme = config.listen.scheme
     log.info("L104 Proxy on %s://%s:%d (%s%s)", scheme, host, port, chains, many)
 

@@ -94,7 +94,14 @@ async def health(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     models = model_states(live.runtime)
     ok = all(m["state"] == "ready" for m in models.values())
-    return _json({"status": "ok" if ok else "degraded", "models": models, "config": _config(live)})
+    body = {"status": "ok" if ok else "degraded", "models": models, "config": _config(live)}
+    shared = live.runtime.shared
+    if shared is not None:
+        # The models' states above are the fleet's: cooldowns reach every replica.
+        body["shared"] = shared.link.describe()
+        if not shared.link.up:
+            body["status"] = "degraded"
+    return _json(body)
 
 
 def _config(live: Live) -> dict[str, Any]:

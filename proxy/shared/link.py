@@ -1,0 +1,147 @@
+"""The link to Redis: commands, the state channel, and whether Redis can be reached.
+
+Redis down is a state, not an error: every call through :meth:`Link.call` returns None then,
+and the caller decides on local state. The link says so once when Redis goes and once when it
+comes back, reconnects on its own (backing off to 5 s), and on reconnect runs its ``on_up``
+hooks (which write local state back and read the fleet's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from proxy.config.types import redact_url
+
+log = logging.getLogger("l104.shared")
+CHANNEL = b"l104:state"
+T = TypeVar("T")
+Handler = Callable[[dict[str, Any]], None]
+
+
+class Link:
+    def __init__(self, url: str, *, fail_closed: bool = False) -> None:
+        self.url = url
+        self.fail_closed = fail_closed
+        self.replica = uuid.uuid4().hex[:12]  # this process, so it ignores its own messages
+        self.redis: Redis = Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=None
+        )
+        self.up = False
+        self.since = time.time()
+        self.error = "not connected yet"
+        self.handlers: dict[str, Handler] = {}
+        self.on_up: list[Callable[[], Awaitable[None]]] = []
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._connected = asyncio.Event()
+
+    def describe(self) -> dict[str, Any]:
+        """For ``/health``: where, whether reachable, since when."""
+        out: dict[str, Any] = {
+            "url": redact_url(self.url),
+            "state": "connected" if self.up else "unreachable",
+            "since": self.since,
+        }
+        if not self.up:
+            out["error"] = self.error
+            out["serving_on"] = (
+                "nothing (shared_fail: closed)" if self.fail_closed else "local state"
+            )
+        return out
+
+    def _down(self, exc: BaseException) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"[:300]
+        if self.up:
+            self.up, self.since = False, time.time()
+            self._connected.clear()
+            how = "refusing requests" if self.fail_closed else "serving on local state"
+            log.warning("shared state: Redis unreachable (%s); %s", self.error, how)
+
+    async def call(self, fn: Callable[[Redis], Awaitable[T]]) -> T | None:
+        """``fn(redis)``, or None when Redis cannot be reached (said once)."""
+        if not self.up:
+            return None
+        try:
+            return await fn(self.redis)
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return None
+
+    def spawn(self, fn: Callable[[Redis], Awaitable[Any]]) -> None:
+        """:meth:`call` without waiting (batched writes); :meth:`settle` waits for them."""
+        if not self.up:
+            return
+        task = asyncio.get_running_loop().create_task(self.call(fn))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for the writes spawned so far (a cooldown other replicas must see before this
+        request goes on)."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def message(self, kind: str, **data: Any) -> bytes:
+        return orjson.dumps({"k": kind, "r": self.replica, **data})
+
+    async def run(self) -> None:
+        """Keep the channel subscribed, reconnecting with backoff; never returns."""
+        backoff = 0.2
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                await self.redis.ping()
+                came_back = not self.up and self.error != "not connected yet"
+                self.up, self.since, backoff = True, time.time(), 0.2
+                for hook in self.on_up:
+                    await hook()
+                if came_back:
+                    log.warning("shared state: Redis reachable again; local state written back")
+                self._connected.set()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(5.0, backoff * 2)
+
+    async def connected(self, within_s: float) -> bool:
+        """Wait up to ``within_s`` for the first connection (at start-up)."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(data, dict) or data.get("r") == self.replica:
+            return
+        handler = self.handlers.get(str(data.get("k")))
+        if handler is not None:
+            try:
+                handler(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.debug("shared state: a message was not understood (%s): %r", exc, data)
+
+    async def close(self) -> None:
+        await self.settle()
+        await self.redis.aclose()
