@@ -82,6 +82,7 @@ def config_layers(
                 parts.counters,
                 parts.clock,
                 before.find(ClientRateLimit) if before is not None else None,
+                shared.windows if shared is not None else None,
             ),
             # Global admission last: a refused client never takes one of the shared slots.
             admission,

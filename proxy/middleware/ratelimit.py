@@ -19,6 +19,8 @@ from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_upload_piece
 from proxy.routing.pacing import client_window
 from proxy.routing.window import SlidingWindow
+from proxy.shared.windows import Limits as SharedLimits
+from proxy.shared.windows import Windows
 
 
 class _ClientLimits:
@@ -72,9 +74,13 @@ class ClientRateLimit(Middleware):
         counters: Counters,
         clock: Callable[[], float],
         before: ClientRateLimit | None = None,
+        windows: Windows | None = None,
     ) -> None:
-        """``before``: the layer of the config this one replaces (its windows carry over)."""
+        """``before``: the layer of the config this one replaces (its windows carry over).
+        ``windows``: the fleet's (``store.shared``); while Redis is away, the local ones."""
         self.counters = counters
+        self.windows = windows
+        self.clients = {c.name: c for c in clients}
         old = before.limits if before is not None else {}
         self.limits: dict[str, _ClientLimits] = {
             c.name: _ClientLimits(c, clock, old.get(c.name)) for c in clients
@@ -85,6 +91,13 @@ class ClientRateLimit(Middleware):
         limits = self.limits.get(exchange.client)
         if limits is None or is_upload_piece(request):
             return await handler(request)
+        if self.windows is not None and self.windows.link.up:
+            return await self._shared(request, handler, exchange, limits, self.windows)
+        return await self._local(request, handler, exchange, limits)
+
+    async def _local(
+        self, request: web.Request, handler: Handler, exchange: Exchange, limits: _ClientLimits
+    ) -> web.StreamResponse:
         if limits.requests is not None:
             wait = limits.requests.wait_for(1)
             if wait > 0:
@@ -105,3 +118,30 @@ class ClientRateLimit(Middleware):
         finally:
             if entry is not None:
                 tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
+
+    async def _shared(
+        self,
+        request: web.Request,
+        handler: Handler,
+        exchange: Exchange,
+        local: _ClientLimits,
+        windows: Windows,
+    ) -> web.StreamResponse:
+        """The same limits, held across every replica (one round trip)."""
+        client = self.clients[exchange.client]
+        estimate = estimate_tokens(request)
+        limits = SharedLimits(rpm=client.requests_per_minute, tpm=client.tokens_per_minute)
+        taken = await windows.take(f"c:{client.name}", limits, estimate)
+        if taken is None:  # Redis went away just now: this request is judged locally
+            return await self._local(request, handler, exchange, local)
+        wait, why, slot = taken
+        if slot is None:
+            what = "requests-per-minute" if why == "rpm" else "tokens-per-minute"
+            raise reject(self.counters, exchange, wait, what)
+        try:
+            return await handler(request)
+        finally:
+            if client.tokens_per_minute:
+                used = exchange.total_tokens or exchange.input_tokens
+                if used > 0:
+                    windows.settle(slot, used - estimate)

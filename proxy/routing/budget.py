@@ -85,6 +85,7 @@ class Ticket:
 
     tokens: Entry | None = None
     sent: float | None = None  # its stamp in the requests-a-minute window
+    fleet: object | None = None  # its slot in the fleet's windows (store.shared)
 
 
 @dataclass(slots=True)
@@ -132,6 +133,15 @@ class Budget:
             if wait > 0:
                 return wait, "at its tokens-per-minute quota for"
         return 0.0, ""
+
+    def limits(self, ref: KeyRef) -> tuple[int, int, int] | None:
+        """The (rpm, tpm, rpd) known for ``ref``, declared or learned; None: none is."""
+        lane = self._lane(ref)
+        if lane is None:
+            return None
+        rpm = lane.rpm.limit if lane.rpm is not None else 0
+        tpm = int(lane.tpm.limit) if lane.tpm is not None else 0
+        return (rpm, tpm, lane.rpd) if rpm or tpm or lane.rpd else None
 
     def take(self, ref: KeyRef, tokens: int) -> Ticket | None:
         """Count one request of ``tokens`` (estimated) sent on ``ref``."""

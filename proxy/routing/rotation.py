@@ -44,6 +44,20 @@ class Coordination(Protocol):
     async def settle(self) -> None:
         """Wait until the fleet has what this replica just learned."""
 
+    async def take_quota(
+        self, ref: KeyRef, tokens: int, limits: tuple[int, int, int]
+    ) -> tuple[float, str, object | None]:
+        """A slot of ``ref``'s quota across the fleet: ``(0, "", slot)``, or the wait and why."""
+
+    def quota_answered(self, slot: object) -> None:
+        """The upstream answered: it counted the request from about now."""
+
+    def quota_settle(self, slot: object, tokens: int) -> None:
+        """The answer's ``usageMetadata`` counted ``tokens``."""
+
+    def quota_refused(self, slot: object) -> None:
+        """The upstream refused: the slot is given back."""
+
 
 class Rotator:
     """Runs calls along plans; holds no per-request state of its own."""
@@ -169,6 +183,19 @@ class Rotator:
             return True
         return False
 
+    async def _fleet_quota(self, ref: KeyRef, walk: Walk, tokens: int) -> object | None:
+        """With store.shared, a slot of ``ref``'s known quota across the fleet (None: no quota
+        is known, or Redis is away); False: the fleet is at the quota, so ``ref`` rests."""
+        limits = self.budget.limits(ref) if self.coordination is not None else None
+        if limits is None or self.coordination is None:
+            return None
+        wait, why, slot = await self.coordination.take_quota(ref, tokens, limits)
+        if wait > 0:
+            self.cooldowns.answered(ref)  # a probe taken for nothing is given back
+            walk.resting(ref[1], why, wait)
+            return False
+        return slot
+
     def _keys(self, member: Member, call: Call, count: int) -> list[int]:
         """The keys to try for ``member``, in turn: each request starts one key further, so
         a member's keys share its traffic instead of the first one taking all of it."""
@@ -195,6 +222,9 @@ class Rotator:
                 continue
             if await self._resting(ref, walk, call.estimated_tokens):
                 continue
+            slot = await self._fleet_quota(ref, walk, call.estimated_tokens)
+            if slot is False:
+                continue
             walk.attempts += 1
             self.counters.model_usage[member.model] += 1
             call.aim(member.model)  # the call is this request's own: no copy needed
@@ -202,6 +232,8 @@ class Rotator:
                 call.retry_after_s = walk.soonest or 0.0
             stamp = self.pacer.sent(ref)
             ticket = self.budget.take(ref, call.estimated_tokens)
+            if ticket is not None and slot is not None:
+                ticket.fleet = slot
             span = self.observer.start_attempt(member, key, call)
             try:
                 reply = await responder.send(call, key)
@@ -223,6 +255,8 @@ class Rotator:
                 self.observer.attempt_failed(span, member, "cancelled")
                 raise
             self.budget.answered(ref, ticket)
+            if ticket is not None and ticket.fleet is not None and self.coordination is not None:
+                self.coordination.quota_answered(ticket.fleet)
             if self.streaks:
                 self.streaks.pop(ref, None)
                 self.rests.pop(ref, None)
@@ -240,6 +274,8 @@ class Rotator:
             if reply.status == 429:
                 self.pacer.refused(ref, stamp)
                 self.budget.refused(ref, ticket)
+                if ticket is not None and ticket.fleet is not None and self.coordination:
+                    self.coordination.quota_refused(ticket.fleet)
                 self._quota(ref, reply, walk)
                 if self.coordination is not None:
                     await self.coordination.settle()  # every replica skips it from now on
@@ -298,6 +334,9 @@ class Rotator:
         """The answer is out: its token estimate becomes what ``usageMetadata`` counted."""
         if outcome.ref is not None:
             self.budget.settle(outcome.ref, outcome.ticket, tokens)
+            fleet = outcome.ticket.fleet if outcome.ticket is not None else None
+            if fleet is not None and self.coordination is not None:
+                self.coordination.quota_settle(fleet, tokens)
 
     def _retire(self, member: Member) -> None:
         if self.cooldowns.retire(member.responder, member.model):

@@ -1,0 +1,58 @@
+"""Limits held exactly across replicas: three proxy processes on one real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+
+from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml
+
+StartProcess = Callable[..., ProxyProcess]
+BODY = {"contents": [{"parts": [{"text": "hi"}]}]}
+
+
+def _yaml(upstream: Upstream, redis: RedisServer, chains: str, extra: str = "") -> str:
+    return base_yaml(upstream.url, keys=("only-key",), chains=chains, extra=extra).replace(
+        'store: {path: ""}', f'store: {{path: "", shared: "{redis.url}"}}'
+    )
+
+
+async def _burst(urls: list[str], count: int, headers: dict[str, str]) -> Counter[int]:
+    """``count`` requests spread over the replicas, all at once."""
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> int:
+            url = f"{urls[i % len(urls)]}/v1beta/models/default:generateContent"
+            async with session.post(url, json=BODY, headers=headers) as r:
+                await r.read()
+                return r.status
+
+        return Counter(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def test_a_clients_limit_holds_exactly_across_three_replicas(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    yaml = _yaml(
+        upstream,
+        redis_server,
+        'default: ["up:m1"]',
+        'clients: [{name: app, key: "app-key", requests_per_minute: 10}]',
+    )
+    proxies = [await asyncio.to_thread(proxy_process, yaml) for _ in range(3)]
+    statuses = await _burst([p.url for p in proxies], 30, {"x-goog-api-key": "app-key"})
+    assert statuses == Counter({200: 10, 429: 20})  # 10 in all, not 10 each
+
+
+async def test_a_declared_rpm_holds_across_three_replicas(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    yaml = _yaml(upstream, redis_server, 'default: [{member: "up:m1", rpm: 6}, "up:m2"]')
+    proxies = [await asyncio.to_thread(proxy_process, yaml) for _ in range(3)]
+    statuses = await _burst([p.url for p in proxies], 18, {})
+    assert statuses == Counter({200: 18})
+    assert len(upstream.requests("m1")) == 6  # the fleet sent m1 its quota, and no more
+    assert len(upstream.requests("m2")) == 12
