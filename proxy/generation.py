@@ -27,7 +27,7 @@ from proxy.middleware.browser import Browser
 from proxy.middleware.errors import ErrorMiddleware
 from proxy.middleware.layers import Layers
 from proxy.middleware.ratelimit import ClientRateLimit
-from proxy.resources.owners import Owners, key_id
+from proxy.resources.owners import Owners, RemoteMap, key_id
 from proxy.resources.uploads import Uploads
 from proxy.responders import build_responder
 from proxy.routing.chain import Resolver
@@ -105,6 +105,7 @@ def _runtime(
     session: aiohttp.ClientSession,
     store: Store | None,
     before: Runtime | None,
+    remote: RemoteMap | None = None,
 ) -> Runtime:
     responders = {
         name: build_responder(name, conf.type, conf.spec, session, config.limits.max_response_bytes)
@@ -150,7 +151,7 @@ def _runtime(
         owners=(
             before.owners.rekeyed(keys)
             if before is not None
-            else Owners(keys, store.db if store is not None else None)
+            else Owners(keys, store.db if store is not None else None, remote)
         ),
         uploads=before.uploads if before is not None else Uploads(),
         keys=before.keys if before is not None else KeyPicker(parts.cooldowns),
@@ -178,7 +179,13 @@ def build(
     """A generation for ``config``; with ``before``, what it learned carries over."""
     browser = Browser(config.listen.cors_origins)
     runtime = _runtime(
-        config, parts, now, session, store, before.runtime if before is not None else None
+        config,
+        parts,
+        now,
+        session,
+        store,
+        before.runtime if before is not None else None,
+        shared.fleet.owners if shared is not None else None,
     )
     runtime.shared = shared
     runtime.rotator.coordination = shared

@@ -30,6 +30,7 @@ from proxy.watchdog import Watchdog
 
 log = logging.getLogger("l104")
 COUNTERS_SAVE_S = 10.0
+FLEET_PUSH_S = 1.0  # how often this replica's counts are added to the fleet's
 
 
 def _session() -> aiohttp.ClientSession:
@@ -133,6 +134,7 @@ def runtime_ctx(
                     parts.pacer,
                     lambda: live.runtime.responders,
                     lambda: live.runtime.owners.keys,
+                    parts.counters,
                 )
 
             def rebuild(config: Config, before: Generation | None) -> Generation:
@@ -142,10 +144,14 @@ def runtime_ctx(
             if shared is not None:
                 linking = asyncio.create_task(shared.link.run(), name="l104:shared")
                 await shared.start()
+
             if held := await live.runtime.owners.load():
                 log.info("%d files and cached contents held, from the store", held)
             parts.prom.watch_state(lambda: state_rows(live.runtime))
             supervisor = _start_tasks(live, store)
+            if shared is not None:
+                push = shared.fleet.push
+                supervisor.start("fleet counters", lambda: every(FLEET_PUSH_S, push))
             yield
         finally:
             if supervisor is not None:

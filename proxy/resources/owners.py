@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 import aiosqlite
 
@@ -53,16 +54,30 @@ class Holder:
 
 
 _COLUMNS = "name, kind, responder, key_id, client, model, expires, created"
+Row = tuple[object, ...]  # the columns above, in order
+
+
+class RemoteMap(Protocol):
+    """The map kept for the whole fleet (:class:`proxy.shared.fleet.RemoteOwners`)."""
+
+    async def get(self, name: str) -> Row | None: ...
+    async def put(self, name: str, row: Row) -> None: ...
+    async def delete(self, name: str) -> None: ...
+    async def rows(self) -> list[Row]: ...
 
 
 class Owners:
     """The ownership map. ``keys`` gives each responder's key ids, by index."""
 
     def __init__(
-        self, keys: Mapping[str, tuple[str, ...]], db: aiosqlite.Connection | None
+        self,
+        keys: Mapping[str, tuple[str, ...]],
+        db: aiosqlite.Connection | None,
+        remote: RemoteMap | None = None,
     ) -> None:
         self.keys = keys
         self.db = db
+        self.remote = remote  # with store.shared: every host's resources
         self.held: dict[str, Holder] = {}
 
     def _holder(self, row: tuple[object, ...]) -> tuple[str, Holder] | None:
@@ -84,7 +99,7 @@ class Owners:
         """The same map for a reloaded config's keys: a resource follows its key to its new
         place in the list, and is dropped from memory if its key is gone (the store keeps it,
         so putting the key back restores it)."""
-        out = Owners(keys, self.db)
+        out = Owners(keys, self.db, self.remote)
         for name, holder in self.held.items():
             old = self.keys.get(holder.responder, ())
             new = keys.get(holder.responder, ())
@@ -108,44 +123,64 @@ class Owners:
         if not holder.created:
             holder = replace(holder, created=time.time())
         self.held[name] = holder
+        kid = self.keys[holder.responder][holder.key_index]
+        row: Row = (
+            name,
+            holder.kind,
+            holder.responder,
+            kid,
+            holder.client,
+            holder.model,
+            holder.expires,
+            holder.created,
+        )
         if self.db is not None:
-            kid = self.keys[holder.responder][holder.key_index]
             await self.db.execute(
                 f"INSERT OR REPLACE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                (
-                    name,
-                    holder.kind,
-                    holder.responder,
-                    kid,
-                    holder.client,
-                    holder.model,
-                    holder.expires,
-                    holder.created,
-                ),
+                row,
             )
             await self.db.commit()
+        if self.remote is not None:
+            await self.remote.put(name, row)
 
     async def drop(self, name: str) -> None:
         self.held.pop(name, None)
         if self.db is not None:
             await self.db.execute("DELETE FROM resources WHERE name = ?", (name,))
             await self.db.commit()
+        if self.remote is not None:
+            await self.remote.delete(name)
 
     async def find(self, name: str) -> Holder | None:
-        """The holder of ``name``: from memory, else from the store (another worker made it)."""
+        """The holder of ``name``: from memory, else from the store (another worker made it),
+        else from the fleet's map (another host made it)."""
         holder = self.held.get(name)
-        if holder is not None or self.db is None:
+        if holder is not None:
             return holder
-        async with self.db.execute(
-            f"SELECT {_COLUMNS} FROM resources WHERE name = ?",  # noqa: S608
-            (name,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        found = self._holder(tuple(row)) if row is not None else None
+        row: Row | None = None
+        if self.db is not None:
+            async with self.db.execute(
+                f"SELECT {_COLUMNS} FROM resources WHERE name = ?",  # noqa: S608
+                (name,),
+            ) as cursor:
+                found_row = await cursor.fetchone()
+            row = tuple(found_row) if found_row is not None else None
+        if row is None and self.remote is not None:
+            row = await self.remote.get(name)
+        found = self._holder(row) if row is not None else None
         if found is None:
             return None
         self.held[name] = found[1]
         return found[1]
+
+    async def refresh(self) -> None:
+        """Take in the fleet's map (before listing a client's resources)."""
+        if self.remote is None:
+            return
+        for row in await self.remote.rows():
+            found = self._holder(row)
+            if found is not None:
+                self.held[found[0]] = found[1]
 
     def of_client(self, client: str, kind: str) -> list[str]:
         """The names ``client`` holds of ``kind``, oldest first."""

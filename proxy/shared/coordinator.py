@@ -7,12 +7,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from proxy.config.types import Store, redact_url
+from proxy.metrics import Counters
 from proxy.responders import Responder
 from proxy.routing.budget import pacific_day
 from proxy.routing.cooldown import Cooldowns, KeyRef
 from proxy.routing.pacing import Pacer
 from proxy.routing.quota import until_daily_reset
 from proxy.routing.rotation import utc_now
+from proxy.shared.fleet import Fleet
 from proxy.shared.link import Link
 from proxy.shared.replica import Names, Replica
 from proxy.shared.windows import Limits, Slot, Windows
@@ -37,12 +39,14 @@ class Shared:
         pacer: Pacer,
         responders: Callable[[], Mapping[str, Responder]],
         key_ids: Callable[[], Mapping[str, tuple[str, ...]]],
+        counters: Counters,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.link = Link(config.shared, fail_closed=config.shared_fail == "closed")
         self.names = Names(responders, key_ids)
         self.replica = Replica(self.link, self.names, cooldowns, pacer)
         self.windows = Windows(self.link)
+        self.fleet = Fleet(self.link, counters)
         self.now = now
 
     async def start(self) -> None:
@@ -104,4 +108,5 @@ class Shared:
             self.windows.settle(slot, tokens - slot.tokens)
 
     async def close(self) -> None:
+        await self.fleet.push()  # the last counts reach the fleet's totals
         await self.link.close()

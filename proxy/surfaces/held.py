@@ -94,6 +94,7 @@ async def list_page(
         raise InvalidArgument("Invalid pageSize or pageToken.")
     size = min(max(int(size_text), 1), 1000)
     start = int(token)
+    await runtime.owners.refresh()  # with store.shared: what other hosts made too
     names = runtime.owners.of_client(exchange_of(request).client, kind)
     version = request.path.split("/")[1]
     metas = await asyncio.gather(*(_meta(runtime, version, n) for n in names[start : start + size]))

@@ -178,7 +178,11 @@ async def live(request: web.Request) -> web.StreamResponse:
     exchange = exchange_of(request)
     limit = runtime.config.limits.max_live_sessions
     open_now = runtime.live_sessions[exchange.client]
-    if limit and open_now >= limit:
+    fleet = runtime.shared.fleet if runtime.shared is not None else None
+    counted = await fleet.live_open(exchange.client, limit) if fleet is not None else None
+    if counted is not None and counted < 0:  # the fleet's count (None: this replica's)
+        open_now = -counted
+    if (counted is not None and counted < 0) or (counted is None and limit and open_now >= limit):
         raise ClientRateLimited(
             f"Client '{exchange.client}' has {open_now} Live sessions open "
             f"(limits.max_live_sessions: {limit}).",
@@ -206,6 +210,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         await client.close(code=refused.code, message=close_reason(refused.reason))
     finally:
         runtime.live_sessions[exchange.client] -= 1
+        if counted is not None and fleet is not None:
+            fleet.live_closed(exchange.client)
         with contextlib.suppress(Exception):
             await client.close()
     return client

@@ -129,6 +129,12 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     body = runtime.counters.as_json()
+    if runtime.shared is not None:
+        # Every replica's counts (this one's pushed at most a second ago); Redis away: its own.
+        totals = await runtime.shared.fleet.totals()
+        if totals is not None:
+            body.update(totals)
+        body["scope"] = "fleet" if totals is not None else "replica"
     # Files and cached contents held (with their keys), and Live sessions open.
     body["resources"] = {
         **runtime.owners.counts(),

@@ -1,0 +1,77 @@
+"""Files and counters across replicas: proxy processes on one real Redis, no common store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from google.genai import errors, types
+
+from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, http
+
+StartProcess = Callable[..., ProxyProcess]
+CLIENTS = "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
+
+
+def _yaml(upstream: Upstream, redis: RedisServer) -> str:
+    return base_yaml(upstream.url, extra=CLIENTS).replace(
+        'store: {path: ""}', f'store: {{path: "", shared: "{redis.url}"}}'
+    )
+
+
+def test_a_file_uploaded_through_one_replica_is_used_through_another(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    yaml = _yaml(upstream, redis_server)
+    first, second = proxy_process(yaml), proxy_process(yaml)
+    doc = tmp_path / "notes.txt"
+    doc.write_bytes(b"L104 notes\n" * 100)
+    uploader = first.client(key="alice-key")  # held: a client that is collected closes
+    upload = uploader.files.upload(file=doc, config={"mime_type": "text/plain"})
+    assert upload.uri is not None
+    assert upload.name is not None
+    uploaded_with = [
+        r["headers"]["x-goog-api-key"] for r in upstream.requests() if r["action"] == "files.upload"
+    ]
+    alice = second.client(key="alice-key")
+    part = types.Part.from_uri(file_uri=upload.uri, mime_type="text/plain")
+    answer = alice.models.generate_content(model="default", contents=[part, "sum it up"])
+    assert answer.text == "Hello from m1."
+    used = [r for r in upstream.requests() if r["action"] == "generateContent"]
+    assert used[-1]["headers"]["x-goog-api-key"] == uploaded_with[0]  # the file's own key
+    assert alice.files.get(name=upload.name).uri == upload.uri
+    assert [f.name for f in alice.files.list()] == [upload.name]
+    bob = second.client(key="bob-key")
+    with pytest.raises(errors.ClientError) as other:  # still alice's only
+        bob.files.get(name=upload.name)
+    assert other.value.code == 403
+
+
+def test_metrics_on_any_replica_show_the_fleets_totals(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    yaml = _yaml(upstream, redis_server)
+    proxies = [proxy_process(yaml) for _ in range(3)]
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    for proxy, count in zip(proxies, (5, 7, 3), strict=True):
+        for _ in range(count):
+            status, _, _ = http(
+                "POST",
+                f"{proxy.url}/v1beta/models/default:generateContent",
+                body,
+                {"x-goog-api-key": "alice-key"},
+            )
+            assert status == 200
+    deadline = time.monotonic() + 5
+    while True:  # each replica adds its counts to the fleet's once a second
+        totals = [json.loads(http("GET", f"{p.url}/metrics")[2]) for p in proxies]
+        if all(t["requests_total"] == 15 for t in totals) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for metrics in totals:
+        assert metrics["scope"] == "fleet"
+        assert metrics["requests_total"] == 15
+        assert metrics["model_usage"] == {"m1": 15}
