@@ -130,11 +130,13 @@ async def _serve(
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # From here a SIGTERM stops the server cleanly, even one that comes while it starts.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         await runner.setup()
-        await web.TCPSite(runner, host, port, backlog=1024, **site).start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        if not stop.is_set():
+            await web.TCPSite(runner, host, port, backlog=1024, **site).start()
         loop.add_signal_handler(signal.SIGHUP, reload)
         if watch:
             tasks.add(asyncio.create_task(reloader.watch(), name="l104:watch"))
@@ -202,4 +204,7 @@ def supervise(argv: list[str], workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward)  # each worker reloads its own config
     codes = [child.wait() for child in children]
+    # A worker stopped by the signal passed on, before it could handle it (it was still
+    # starting), did as it was asked.
+    codes = [0 if code in (-signal.SIGTERM, -signal.SIGINT) else code for code in codes]
     return max(codes, key=abs)

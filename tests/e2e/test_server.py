@@ -206,3 +206,12 @@ def test_the_open_file_limit_is_raised_to_the_hard_one(
     limits = Path(f"/proc/{proxy.proc.pid}/limits").read_text()
     line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
     assert line.split()[3:5] == ["4096", "4096"]  # soft raised from 256 to the hard limit
+
+
+def test_workers_without_shared_state_are_warned_of(
+    proxy_process: StartProcess, upstream: Upstream
+) -> None:
+    proxy = proxy_process(base_yaml(upstream.url), args=("--workers", "2"))
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    assert log.count("2 workers without store.shared") == 1

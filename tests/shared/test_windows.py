@@ -56,3 +56,19 @@ async def test_a_declared_rpm_holds_across_three_replicas(
     assert statuses == Counter({200: 18})
     assert len(upstream.requests("m1")) == 6  # the fleet sent m1 its quota, and no more
     assert len(upstream.requests("m2")) == 12
+
+
+async def test_workers_on_one_host_share_the_limit(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    yaml = _yaml(
+        upstream,
+        redis_server,
+        'default: ["up:m1"]',
+        'clients: [{name: app, key: "app-key", requests_per_minute: 8}]',
+    )
+    proxy = await asyncio.to_thread(proxy_process, yaml, args=("--workers", "2"))
+    statuses = await _burst([proxy.url], 24, {"x-goog-api-key": "app-key"})
+    assert statuses == Counter({200: 8, 429: 16})
+    assert await asyncio.to_thread(proxy.stop) == 0
+    assert "without store.shared" not in proxy.log.read_text()
