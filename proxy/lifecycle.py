@@ -150,8 +150,8 @@ def runtime_ctx(
             parts.prom.watch_state(lambda: state_rows(live.runtime))
             supervisor = _start_tasks(live, store)
             if shared is not None:
-                push = shared.fleet.push
-                supervisor.start("fleet counters", lambda: every(FLEET_PUSH_S, push))
+                tick = shared.tick
+                supervisor.start("shared state", lambda: every(FLEET_PUSH_S, tick))
             yield
         finally:
             if supervisor is not None:

@@ -107,6 +107,11 @@ class Shared:
         if isinstance(slot, Slot) and tokens > 0:
             self.windows.settle(slot, tokens - slot.tokens)
 
+    async def tick(self) -> None:
+        """Once a second: leases past their time are given back, counts pushed."""
+        self.windows.expire()
+        await self.fleet.push()
+
     async def close(self) -> None:
         await self.fleet.push()  # the last counts reach the fleet's totals
         await self.link.close()

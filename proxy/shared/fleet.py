@@ -19,11 +19,10 @@ from redis.asyncio import Redis
 
 from proxy.metrics import Counters
 from proxy.resources.owners import Row
-from proxy.shared.link import Link
+from proxy.shared.link import ALIVE, Link
 
 OWNERS = "l104:owners"
 METRICS = "l104:metrics"
-ALIVE = "l104:alive"
 HEARTBEAT_S = 5.0
 ALIVE_MS = 15_000
 # Count a client's open sessions over the replicas still alive; open one more if under the cap.

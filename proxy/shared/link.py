@@ -24,6 +24,7 @@ from proxy.config.types import redact_url
 
 log = logging.getLogger("l104.shared")
 CHANNEL = b"l104:state"
+ALIVE = "l104:alive"  # replica -> until when its heartbeat counts it alive (ms)
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
 

@@ -72,3 +72,41 @@ async def test_workers_on_one_host_share_the_limit(
     assert statuses == Counter({200: 8, 429: 16})
     assert await asyncio.to_thread(proxy.stop) == 0
     assert "without store.shared" not in proxy.log.read_text()
+
+
+async def test_leases_never_admit_past_the_limit_and_give_back_what_they_hold(
+    redis_server: RedisServer,
+) -> None:
+    from proxy.shared.link import Link
+    from proxy.shared.windows import Limits, Windows
+
+    links = [Link(redis_server.url) for _ in range(3)]  # three replicas' links
+    runs = [asyncio.create_task(link.run()) for link in links]
+    try:
+        assert all([await link.connected(5) for link in links])
+        windows = [Windows(link) for link in links]
+        limits = Limits(rpm=1000)
+        assert limits.lease() == 20
+        admitted = 0
+        for i in range(1500):  # the replicas in turn, far past the limit
+            taken = await windows[i % 3].take("c:lease", limits, 0)
+            assert taken is not None
+            admitted += taken[2] is not None
+        assert 990 <= admitted <= 1000  # never past it; at most a few slots still leased
+        for w in windows:  # leases end: what they held comes back, to the last slot
+            for lease in w._leases.values():
+                lease.ends = 0
+            w.expire()
+            await w.link.settle()
+        for i in range(30):
+            taken = await windows[i % 3].take("c:lease", limits, 0)
+            assert taken is not None
+            admitted += taken[2] is not None
+        assert admitted == 1000
+        count = int(redis_server.command("ZCARD", "l104:w:c:lease:r"))
+        assert count == 1000
+    finally:
+        for run in runs:
+            run.cancel()
+        for link in links:
+            await link.close()
