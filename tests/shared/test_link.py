@@ -4,11 +4,15 @@ converge again; with ``shared_fail: closed`` they refuse instead."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, http
+import trustme
+
+from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, free_port, http
 
 StartProcess = Callable[..., ProxyProcess]
 BODY = {"contents": [{"parts": [{"text": "hi"}]}]}
@@ -79,3 +83,46 @@ def test_shared_fail_closed_refuses_while_redis_is_away(
     assert http("GET", f"{proxy.url}/health")[0] == 200  # its own pages stay open
     redis_server.start()
     _wait(lambda: _generate(proxy)[0] == 200)
+
+
+def test_rediss_with_a_password_from_the_environment(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    """TLS to Redis with a CA the test makes, and ``requirepass``: the password comes from
+    ``${VAR}`` and never shows in ``/health`` or the log."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    port = free_port()
+    password = "redis-pass-" + "x" * 12
+    server = subprocess.Popen(
+        [
+            *("redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+            *("--tls-cert-file", str(tmp_path / "cert.pem")),
+            *("--tls-key-file", str(tmp_path / "key.pem")),
+            *("--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no"),
+            *("--requirepass", password, "--save", "", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"rediss://:${{REDIS_PASSWORD}}@127.0.0.1:{port}/0?ssl_ca_certs={tmp_path}/ca.pem"
+        yaml = base_yaml(upstream.url, keys=("only-key",)).replace(
+            'store: {path: ""}', f'store: {{path: "", shared: "{url}"}}'
+        )
+        env = {"REDIS_PASSWORD": password}
+        a, b = proxy_process(yaml, env=env), proxy_process(yaml, env=env)
+        _wait(lambda: _health(b)["shared"]["state"] == "connected")
+        shown = _health(b)["shared"]["url"]
+        assert shown.startswith("rediss://:***@127.0.0.1:")
+        upstream.script("m1", {"status": 429, "quota": "minute", "delay": "40s"})
+        assert _generate(a) == (200, "m2")
+        _wait(lambda: _health(b)["models"]["m1"]["state"] == "cooling")
+        for proxy in (a, b):
+            assert proxy.stop() == 0
+            assert password not in proxy.log.read_text()
+    finally:
+        server.kill()
+        server.wait(5)
