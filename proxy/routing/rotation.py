@@ -11,55 +11,29 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
 
 from proxy.config import Member, Rotation
 from proxy.errors import AttemptFailed, UpstreamTimeout
 from proxy.metrics import Counters
-from proxy.responders import Call, Reply, Responder
+from proxy.responders import Call, Responder
 from proxy.routing.budget import Budget
 from proxy.routing.chain import Plan
 from proxy.routing.cooldown import Cooldowns, KeyRef
+from proxy.routing.coordination import Coordination
 from proxy.routing.faults import key_fault
+from proxy.routing.learning import Learning
 from proxy.routing.pacing import Pacer
-from proxy.routing.quota import cooldown_for, read_quota
 from proxy.routing.walk import Outcome, Walk, exhausted, failure, pinned
 from proxy.telemetry.attempts import Observer
 
 log = logging.getLogger("l104.rotation")
-OUTLIER_FIRST_S = 5.0
-OUTLIER_MAX_S = 300.0
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Coordination(Protocol):
-    """What the rotation asks of the fleet (:class:`proxy.shared.coordinator.Shared`)."""
-
-    async def claim_probe(self, ref: KeyRef) -> bool:
-        """Is this request the fleet's one probe of ``ref``?"""
-
-    async def settle(self) -> None:
-        """Wait until the fleet has what this replica just learned."""
-
-    async def take_quota(
-        self, ref: KeyRef, tokens: int, limits: tuple[int, int, int]
-    ) -> tuple[float, str, object | None]:
-        """A slot of ``ref``'s quota across the fleet: ``(0, "", slot)``, or the wait and why."""
-
-    def quota_answered(self, slot: object) -> None:
-        """The upstream answered: it counted the request from about now."""
-
-    def quota_settle(self, slot: object, tokens: int) -> None:
-        """The answer's ``usageMetadata`` counted ``tokens``."""
-
-    def quota_refused(self, slot: object) -> None:
-        """The upstream refused: the slot is given back."""
-
-
-class Rotator:
+class Rotator(Learning):
     """Runs calls along plans; holds no per-request state of its own."""
 
     def __init__(
@@ -293,43 +267,6 @@ class Rotator:
                 return Outcome(reply, member, walk.attempts)
         return None
 
-    def _disable(self, responder: str, key: int) -> None:
-        if self.cooldowns.disable(responder, key, self.rotation.disabled_s):
-            log.warning(
-                "key %d of responder %s was refused by the upstream as invalid: left out for %.0fs",
-                key,
-                responder,
-                self.rotation.disabled_s,
-            )
-
-    def _quota(self, ref: KeyRef, reply: Reply, walk: Walk) -> None:
-        model = ref[1]
-        self.counters.model_429_count[model] += 1
-        signal = read_quota(reply.body)
-        if signal.per_day:
-            self.budget.learn_day(ref, signal.quota_value)
-        elif signal.tokens and signal.quota_value:
-            self.budget.learn_tokens(ref, signal.quota_value)
-        else:
-            self.pacer.limited(ref, signal.quota_value)
-        wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
-        rest = self.cooldowns.cool(ref, wait)
-        walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
-
-    def _timed_out(self, ref: KeyRef) -> None:
-        """Like Envoy's outlier detection: after ``rotation.timeout_streak`` timeouts in a row,
-        set the member aside for 5 s, doubling up to 5 minutes while it keeps timing out, so
-        the next requests do not each pay the timeout again."""
-        streak = self.streaks.get(ref, 0) + 1
-        self.streaks[ref] = streak
-        limit = self.rotation.timeout_streak
-        if not limit or streak < limit:
-            return
-        rest = min(OUTLIER_MAX_S, self.rests.get(ref, OUTLIER_FIRST_S / 2) * 2)
-        self.rests[ref] = rest
-        self.cooldowns.cool(ref, rest)
-        log.warning("%s timed out %d times in a row: set aside for %.0fs", ref[1], streak, rest)
-
     def settle(self, outcome: Outcome, tokens: int) -> None:
         """The answer is out: its token estimate becomes what ``usageMetadata`` counted."""
         if outcome.ref is not None:
@@ -337,11 +274,3 @@ class Rotator:
             fleet = outcome.ticket.fleet if outcome.ticket is not None else None
             if fleet is not None and self.coordination is not None:
                 self.coordination.quota_settle(fleet, tokens)
-
-    def _retire(self, member: Member) -> None:
-        if self.cooldowns.retire(member.responder, member.model):
-            log.warning(
-                "model %s on responder %s answered 404 NOT_FOUND: skipped until restart",
-                member.model,
-                member.responder,
-            )
