@@ -190,7 +190,7 @@ rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
 clients:
   - {{name: bench, key: "{client_key}", requests_per_minute: 100000000,
      tokens_per_minute: 100000000000}}
-limits: {{max_concurrent: 4096, requests_per_second: 1000000, max_body_bytes: 10485760,
+limits: {{max_concurrent: 16384, requests_per_second: 1000000, max_body_bytes: 10485760,
          adaptive: true}}
 tracing: {{exporter: {exporter}, endpoint: "http://127.0.0.1:{collector}"}}
 store: {{path: "{store}"{shared}}}
@@ -257,14 +257,20 @@ def rotel_agent() -> Path:
 
 
 def raise_fd_limit() -> None:
+    """65,536 files for the bench and every process it starts (they inherit it): 10,000 open
+    streams are 20,000 sockets in the proxy alone. Root may raise the hard limit too."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    want = 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want)), hard))
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     seconds = 1.0 if args.smoke else args.seconds
     streams_n = 20 if args.smoke else 200
-    open_n = 50 if args.smoke else 1000
+    open_n = 50 if args.smoke else 10_000
     chunks, chunk_ms = 5, 5
     procs = Procs()
     py = sys.executable
@@ -340,6 +346,19 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )
             return proc, port
 
+        bare_port = free_port()
+        bare = procs.start(
+            [
+                py,
+                "-m",
+                "bench.bare",
+                "--port",
+                str(bare_port),
+                "--upstream",
+                f"http://127.0.0.1:{up_port}",
+            ],
+            bare_port,
+        )
         proxy, px_port = start_proxy("proxy", up_port, "otlp", args.workers)
         untraced, px3_port = start_proxy("proxy-untraced", up_port, "none", args.workers)
         proxy_slow, px2_port = start_proxy("proxy-slow", slow_port, "otlp")
@@ -349,11 +368,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         direct = f"http://127.0.0.1:{up_port}/v1beta/models/m1:generateContent"
         via_nginx = f"http://127.0.0.1:{ng_port}/v1beta/models/m1:generateContent"
         via_proxy = f"http://127.0.0.1:{px_port}/v1beta/models/default:generateContent"
+        via_bare = f"http://127.0.0.1:{bare_port}/v1beta/models/default:generateContent"
         wrk(via_proxy, 8, 1, lua)  # warm up pools and caches
+        wrk(via_bare, 8, 1, lua)
         small: dict[str, Any] = {}
         for name, url, pid in (
             ("direct", direct, upstream.pid),
             ("nginx", via_nginx, nginx.pid),
+            ("bare aiohttp", via_bare, bare.pid),
             ("proxy", via_proxy, proxy.pid),
         ):
             reset_peak(pid)
@@ -395,14 +417,27 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             local += wrk(via_proxy, 32, seconds / 2, lua)["rps"]
             fleet += wrk(shared_url_px, 32, seconds / 2, lua)["rps"]
         results["shared_cost"] = round(1 - fleet / local, 4)
+        # The headline ratio, measured interleaved like the costs: the proxy against the floor.
+        px = floor = 0.0
+        for _ in range(2):
+            px += wrk(via_proxy, 32, seconds / 2, lua)["rps"]
+            floor += wrk(via_bare, 32, seconds / 2, lua)["rps"]
+        results["proxy_over_bare"] = round(px / floor, 4)
         results["latency_1"] = {
             name: wrk(url, 1, seconds, lua)
-            for name, url in (("direct", direct), ("nginx", via_nginx), ("proxy", via_proxy))
+            for name, url in (
+                ("direct", direct),
+                ("nginx", via_nginx),
+                ("bare aiohttp", via_bare),
+                ("proxy", via_proxy),
+            )
         }
         stream_direct = direct.replace("generateContent", "streamGenerateContent")
         stream_proxy = via_proxy.replace("generateContent", "streamGenerateContent")
+        stream_bare = via_bare.replace("generateContent", "streamGenerateContent")
         results["streaming"] = {
             "direct": asyncio.run(stream_timings(stream_direct, streams_n)),
+            "bare aiohttp": asyncio.run(stream_timings(stream_bare, streams_n)),
             "proxy": asyncio.run(stream_timings(stream_proxy, streams_n)),
         }
         reset_peak(proxy_slow.pid)
@@ -435,21 +470,33 @@ def peer_targets(small: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Every target is a ratio within this run (machines differ twice over in Python speed),
+    except memory, which does not depend on speed."""
     small, lat, st, op = r["small_32"], r["latency_1"], r["streaming"], r["open_streams"]
-    ratio = small["proxy"]["rps"] / small["nginx"]["rps"]
+    ratio = r["proxy_over_bare"]
     overhead = lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"]
+    floor = lat["bare aiohttp"]["p50_ms"] - lat["direct"]["p50_ms"]
     first = st["proxy"]["first_chunk_ms"] - st["direct"]["first_chunk_ms"]
+    floor_first = st["bare aiohttp"]["first_chunk_ms"] - st["direct"]["first_chunk_ms"]
     tracing_cost = r["tracing_cost"]
     return [
-        ("proxy RPS / nginx RPS >= 0.75", f"{ratio:.2f}", ratio >= 0.75),
-        ("p50 overhead at 1 conn <= 0.25 ms", f"{overhead:.3f} ms", overhead <= 0.25),
+        ("proxy RPS >= 0.8 x bare aiohttp RPS", f"{ratio:.2f} x", ratio >= 0.8),
         (
-            "proxy peak RSS <= 80 MB",
+            "p50 overhead at 1 conn <= 1.25 x bare's",
+            f"{overhead:.3f} ms vs {floor:.3f} ms",
+            overhead <= 1.25 * floor,
+        ),
+        (
+            "first-chunk overhead <= 1.25 x bare's",
+            f"{first:.3f} ms vs {floor_first:.3f} ms",
+            first <= 1.25 * floor_first,
+        ),
+        (
+            "RSS under load <= 80 MB",
             f"{small['proxy']['peak_rss_mb']} MB",
             small["proxy"]["peak_rss_mb"] <= 80,
         ),
-        ("first-chunk overhead <= 1 ms", f"{first:.3f} ms", first <= 1),
-        ("tracing costs <= 10 % of RPS", f"{tracing_cost:.1%}", tracing_cost <= 0.10),
+        ("tracing at default sampling <= 5 % of RPS", f"{tracing_cost:.1%}", tracing_cost <= 0.05),
         (
             "shared state costs <= 15 % of RPS",
             f"{r['shared_cost']:.1%}",
@@ -457,9 +504,9 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ),
         *peer_targets(small),
         (
-            f"{op['streams']} open streams <= 150 MB, none dropped",
+            f"{op['streams']} open streams <= 600 MB, none dropped",
             f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",
-            op["peak_rss_mb"] <= 150 and op["dropped"] == 0,
+            op["peak_rss_mb"] <= 600 and op["dropped"] == 0,
         ),
     ]
 
@@ -493,6 +540,13 @@ def table(r: dict[str, Any]) -> str:
         f"open streams through the proxy: {op['streams']}, completed "
         f"{op['completed']}, dropped {op['dropped']}, peak RSS {op['peak_rss_mb']} MB",
         f"ledger rows after stop: {r['ledger']['rows']} for {r['ledger']['requests']} requests",
+        "",
+    ]
+    lines += [
+        f"proxy / bare aiohttp: {r['proxy_over_bare']:.2f} x (interleaved); proxy / nginx: "
+        f"{r['small_32']['proxy']['rps'] / r['small_32']['nginx']['rps']:.2f} x; "
+        f"absolute p50 overhead at 1 conn: "
+        f"{r['latency_1']['proxy']['p50_ms'] - r['latency_1']['direct']['p50_ms']:.3f} ms",
         "",
     ]
     lines += ["| target | measured | holds |", "|---|---|---|"]

@@ -33,11 +33,13 @@ COUNTERS_SAVE_S = 10.0
 FLEET_PUSH_S = 1.0  # how often this replica's counts are added to the fleet's
 
 
-def _session() -> aiohttp.ClientSession:
-    # One pooled session for every upstream call: keep-alive, cached DNS, no per-host cap
-    # beyond the global one, so a burst never waits behind a handful of sockets.
+def upstream_session() -> aiohttp.ClientSession:
+    """The pooled session the responders share (the bench's bare pass-through uses it too)."""
+    # One pooled session for every upstream call: keep-alive, cached DNS, and no cap of its
+    # own (limits.max_concurrent and listen.max_connections bound the load), so a burst or
+    # 10,000 open streams never wait behind a pool's size.
     connector = aiohttp.TCPConnector(
-        limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
+        limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
     )
     # No cookie jar: the upstream's cookies must never carry from one client to the next.
     return aiohttp.ClientSession(
@@ -114,7 +116,7 @@ def runtime_ctx(
     parts: Parts, now: Callable[[], datetime]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        session = _session()
+        session = upstream_session()
         store: Store | None = None
         writing: asyncio.Task[None] | None = None
         supervisor: Supervisor | None = None

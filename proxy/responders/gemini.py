@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -43,6 +44,10 @@ class GeminiResponder:
         self.first_byte_s = first_byte if 0 < first_byte < spec.timeout_s else None
         self.spec = spec
         self.session = session
+        # One TLS context for every call: its session cache lets reconnections resume.
+        self.tls: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else True
+        )
         self.key_count = len(spec.api_keys)
         self.projects = spec.projects
         self.project_names = spec.project_names
@@ -94,6 +99,7 @@ class GeminiResponder:
                     headers=headers,
                     params=params,
                     timeout=limits,
+                    ssl=self.tls,
                 )
         except TimeoutError as exc:
             raise AttemptFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from exc
@@ -208,6 +214,7 @@ class GeminiResponder:
                     max_msg_size=LIVE_MAX_FRAME,
                     autoclose=False,
                     autoping=True,
+                    ssl=self.tls,
                 )
         except TimeoutError as exc:
             raise AttemptFailed("timeout", "the Live socket did not open") from exc

@@ -6,6 +6,7 @@ Keys come from the environment through ``${VAR}``; the spec never shows them in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from proxy.reader import Reader
 from proxy.yamlsource import dotted
@@ -24,6 +25,7 @@ class GeminiSpec:
     # The Google project of each key (an index into ``project_names``): quotas are per project.
     projects: tuple[int, ...] = ()
     project_names: tuple[str, ...] = ()
+    ca_file: str = ""  # a CA bundle to trust for an https:// upstream (default: the system's)
 
     def __repr__(self) -> str:  # SECURITY: keys must never reach a log line through a repr.
         return f"GeminiSpec(base_url={self.base_url!r}, keys={len(self.api_keys)})"
@@ -78,4 +80,13 @@ def parse(r: Reader) -> GeminiSpec:
         without_keys=without,
         projects=projects,
         project_names=project_names,
+        ca_file=_ca_file(r),
     )
+
+
+def _ca_file(r: Reader) -> str:
+    path = r.text("ca_file", "")
+    if path and not Path(path).is_file():
+        r.bad("ca_file", path, "no such file")
+        return ""
+    return path
