@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -268,7 +269,13 @@ def make_app() -> web.Application:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--key", help="and this private key")
     args = parser.parse_args()
+    context = None
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
     web.run_app(
         make_app(),
         host="127.0.0.1",
@@ -276,4 +283,5 @@ if __name__ == "__main__":
         print=None,
         access_log=None,
         handler_cancellation=True,
+        ssl_context=context,
     )

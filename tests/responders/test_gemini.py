@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import aiohttp
 import pytest
+import trustme
 
 from proxy.errors import AttemptFailed
 from proxy.responders import Call
 from proxy.responders.gemini import GeminiResponder
 from proxy.responders.gemini_spec import GeminiSpec
-from tests.conftest import Upstream, free_port, key_shaped
+from tests.conftest import ROOT, Upstream, free_port, key_shaped
 
 
 async def test_key_goes_only_as_header_and_is_scrubbed_from_error_bodies(
@@ -50,3 +59,54 @@ async def test_no_answer_is_an_attempt_failure(upstream: Upstream) -> None:
         with pytest.raises(AttemptFailed) as info:
             await slow.send(Call("generateContent", "m1"), 0)
         assert info.value.kind == "timeout"
+
+
+async def test_an_https_upstream_is_trusted_through_its_ca_file(tmp_path: Path) -> None:
+    """The fake upstream over TLS with a CA the test makes: trusted through ``ca_file``, and
+    refused (a connect failure, never an unverified answer) without it."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    port = free_port()
+    server = await asyncio.to_thread(tls_upstream, port, tmp_path / "server.pem")
+    try:
+        base = f"https://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            trusted = GeminiResponder(
+                "up",
+                GeminiSpec(base_url=base, api_keys=("k",), ca_file=str(tmp_path / "ca.pem")),
+                session,
+            )
+            reply = await trusted.send(Call("generateContent", "m1"), 0)
+            assert reply.status == 200
+            assert b"Hello from m1." in reply.body
+            stranger = GeminiResponder("up", GeminiSpec(base_url=base, api_keys=("k",)), session)
+            with pytest.raises(AttemptFailed) as refused:
+                await stranger.send(Call("generateContent", "m1"), 0)
+            assert refused.value.kind == "connect"
+            assert "certificate" in str(refused.value).lower()
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def tls_upstream(port: int, pem: Path) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tests.fakes.upstream", "--port", str(port)),
+            *("--cert", str(pem), "--key", str(pem)),
+        ],
+        cwd=ROOT,
+    )
+    wait_port(port)
+    return server
+
+
+def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the TLS upstream did not start")
