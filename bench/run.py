@@ -26,11 +26,14 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench.layers import STEPS, layers_upto, measure
+from bench.layers import table as layer_table
 from bench.peers import litellm_command, litellm_lua
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +79,12 @@ class Procs:
         self.running.append(proc)
         wait_port(port, proc, limit_s)
         return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        self.running.remove(proc)
 
     def stop_all(self) -> None:
         """One at a time, newest first: a proxy flushes its spans before the collector goes."""
@@ -145,7 +154,9 @@ def wrk(url: str, conns: int, seconds: float, lua: Path) -> dict[str, float]:
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     return {
+        "requests": int(done.group(1)) if done else 0,
         "rps": round(rps, 1),
         "p50_ms": round(p50, 3),
         "p99_ms": round(p99, 3),
@@ -450,6 +461,45 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results["rotation_32"] = wrk(rot, 32, seconds, lua)
         with urllib.request.urlopen(f"http://127.0.0.1:{px_port}/metrics") as r:
             served = json.loads(r.read())["requests_total"]
+        # The layer budget: the floor, then the proxy with its layers added one at a time.
+        budget = [
+            {
+                "name": "bare aiohttp (the floor)",
+                **measure(bare.pid, partial(wrk, via_bare, 32, seconds / 2, lua)),
+            }
+        ]
+        # A smoke run keeps the first and the last step: the harness stays alive, quickly.
+        steps = (STEPS[0], STEPS[-1]) if args.smoke else STEPS
+        for step, (name, _) in enumerate(steps):
+            only = layers_upto(name)
+            port = free_port()
+            conf = work / f"layers-{step}.yaml"
+            conf.write_text(
+                PROXY_CONF.format(
+                    port=port,
+                    upstream=up_port,
+                    client_key=CLIENT_KEY,
+                    exporter="otlp",
+                    collector=collector,
+                    store=work / f"layers-{step}.db",
+                    shared="",
+                )
+            )
+            layered = procs.start(
+                [
+                    *(py, "-m", "bench.layers", "serve", "--config", str(conf)),
+                    *("--port", str(port), "--only", ",".join(only)),
+                ],
+                port,
+                log=work / f"layers-{step}.log",
+            )
+            url = f"http://127.0.0.1:{port}/v1beta/models/default:generateContent"
+            wrk(url, 8, 1, lua)  # warm up
+            budget.append(
+                {"name": name, **measure(layered.pid, partial(wrk, url, 32, seconds / 2, lua))}
+            )
+            procs.stop(layered)
+        results["layer_budget"] = budget
     finally:
         procs.stop_all()
     errors = [line for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line]
@@ -549,6 +599,8 @@ def table(r: dict[str, Any]) -> str:
         f"{r['latency_1']['proxy']['p50_ms'] - r['latency_1']['direct']['p50_ms']:.3f} ms",
         "",
     ]
+    if "layer_budget" in r:
+        lines += [layer_table(r["layer_budget"]), ""]
     lines += ["| target | measured | holds |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(r)]
     return "\n".join(lines)

@@ -48,17 +48,19 @@ log = logging.getLogger("l104")
 def _outer(parts: Parts, live: Live) -> list[Middleware]:
     """The layers that do not read the reloadable config, outermost first; the config's own
     layers run inside them (:class:`~proxy.generation.Current`)."""
-    layers: list[Middleware] = [
+    layers: list[Middleware] = []
+    if parts.wants("telemetry"):
         # Telemetry outermost: its span and timings cover everything, errors included.
-        Telemetry(
-            tracer_of(parts.provider),
-            parts.prom,
-            parts.counters,
-            tracing=parts.provider is not None,
-            head_ratio=head_ratio(parts.config.tracing),
-        ),
-    ]
-    if parts.writer is not None:
+        layers.append(
+            Telemetry(
+                tracer_of(parts.provider),
+                parts.prom,
+                parts.counters,
+                tracing=parts.provider is not None,
+                head_ratio=head_ratio(parts.config.tracing),
+            )
+        )
+    if parts.writer is not None and parts.wants("ledger"):
         # The ledger sees the final status (after errors became answers) inside the span.
         layers.append(Ledger(parts.writer))
     return [*layers, Current(live)]
@@ -70,9 +72,11 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = utc_now,
     provider: TracerProvider | None = None,
+    only: frozenset[str] | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp app. ``clock``/``now`` and the tracer ``provider`` are injectable
-    for tests; by default the provider comes from ``tracing:`` and ``OTEL_*``."""
+    for tests; by default the provider comes from ``tracing:`` and ``OTEL_*``. ``only`` names
+    the middleware layers to build (the bench's layer budget; None: all of them)."""
     provider = provider or build_provider(config.tracing)
     prom = Prom()
     parts = Parts(
@@ -92,6 +96,7 @@ def create_app(
             tracing=provider is not None,
             capture_content=config.tracing.capture_content,
         ),
+        only=only,
     )
     live = Live()
 

@@ -65,18 +65,19 @@ def config_layers(
     admission = before.find(GlobalAdmission) if before is not None else None
     if admission is None or admission.limits != limits:
         admission = GlobalAdmission(limits, parts.counters, parts.clock)
-    return Layers(
-        [
-            # Errors first: it turns every inner layer's refusals into Gemini JSON.
-            ErrorMiddleware(limits.max_body_bytes),
-            # shared_fail: closed, and Redis is away: nothing is served on local state.
-            *([SharedGate(lambda: shared.refusing)] if shared is not None else []),
-            # CORS preflights are answered before auth: a browser sends them without a key.
-            browser,
-            # The proxy's own pages are the admin's, when an admin key is set.
-            *([AdminGate(config.listen.admin_key)] if config.listen.admin_key else []),
-            # Auth before limits: limits are per client, so the client must be known first.
-            ClientAuth(config.clients),
+    layers: list[tuple[str, Middleware]] = [
+        # Errors first: it turns every inner layer's refusals into Gemini JSON.
+        ("errors", ErrorMiddleware(limits.max_body_bytes)),
+        # shared_fail: closed, and Redis is away: nothing is served on local state.
+        *([("shared", SharedGate(lambda: shared.refusing))] if shared is not None else []),
+        # CORS preflights are answered before auth: a browser sends them without a key.
+        ("browser", browser),
+        # The proxy's own pages are the admin's, when an admin key is set.
+        *([("admin", AdminGate(config.listen.admin_key))] if config.listen.admin_key else []),
+        # Auth before limits: limits are per client, so the client must be known first.
+        ("auth", ClientAuth(config.clients)),
+        (
+            "client_limits",
             ClientRateLimit(
                 config.clients,
                 parts.counters,
@@ -84,10 +85,11 @@ def config_layers(
                 before.find(ClientRateLimit) if before is not None else None,
                 shared.windows if shared is not None else None,
             ),
-            # Global admission last: a refused client never takes one of the shared slots.
-            admission,
-        ]
-    )
+        ),
+        # Global admission last: a refused client never takes one of the shared slots.
+        ("admission", admission),
+    ]
+    return Layers([layer for name, layer in layers if parts.wants(name)])
 
 
 def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:

@@ -47,6 +47,12 @@ class Parts:
     observer: Observer
     bus: Bus
     writer: Writer | None
+    # The middleware layers to build, by name (None: all). Only the bench's layer budget
+    # leaves some out, to read what each one costs.
+    only: frozenset[str] | None = None
+
+    def wants(self, layer: str) -> bool:
+        return self.only is None or layer in self.only
 
 
 @dataclass(slots=True)

@@ -161,14 +161,20 @@ def max_connections(listen: Listen) -> int:
 
 
 def serve(
-    config: Config, host: str, port: int, *, reuse_port: bool = False, watch: bool = False
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    watch: bool = False,
+    only: frozenset[str] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. On the signal the listener closes, ``/ready`` and any new
     request answer 503, and requests in flight have ``listen.shutdown_grace_s`` to finish."""
     raise_fd_limit()
     context = tls_context(config)
     quiet_bad_requests()
-    app = create_app(config)
+    app = create_app(config, only=only)
     app.on_startup.append(_settle_gc)
     loop = _loop()
     try:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.bench import smoke
 
 
+@pytest.mark.timeout(150)  # about 60 processes and a second of wrk for each scenario
 def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     stdout, data = smoke("bench.run", out)
-    for name in ("direct", "nginx", "proxy"):
+    for name in ("direct", "nginx", "bare aiohttp", "proxy", "proxy, shared state"):
         assert data["small_32"][name]["rps"] > 0
         assert data["small_32"][name]["non_2xx"] == 0
     assert data["rotation_32"]["non_2xx"] == 0
@@ -18,3 +21,7 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert data["proxy_log_errors"] == 0
     assert data["ledger"]["rows"] == data["ledger"]["requests"] > 0
     assert "| target | measured | holds |" in stdout
+    budget = data["layer_budget"]
+    assert budget[0]["name"] == "bare aiohttp (the floor)"
+    assert all(row["cpu_us_per_request"] > 0 for row in budget)
+    assert "| layers | µs CPU / request | added | RPS |" in stdout
