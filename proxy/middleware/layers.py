@@ -21,16 +21,24 @@ M = TypeVar("M", bound=Middleware)
 class Layers(Middleware):
     """``layers``, outermost first, around one handler."""
 
-    __slots__ = ("inner_first", "layers")
+    __slots__ = ("chains", "inner_first", "layers")
 
     def __init__(self, layers: Sequence[Middleware]) -> None:
         self.layers = tuple(layers)
         self.inner_first = tuple(reversed(self.layers))
+        # The layers composed around each route's handler, once (as aiohttp caches its own
+        # middleware chains): a request then costs one lookup, not a partial per layer.
+        self.chains: dict[Handler, Handler] = {}
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        for layer in self.inner_first:
-            handler = partial(layer, handler=handler)
-        return await handler(request)
+        chain = self.chains.get(handler)
+        if chain is None:
+            chain = handler
+            for layer in self.inner_first:
+                chain = partial(layer, handler=chain)
+            if len(self.chains) < 1024:  # route handlers: a few dozen
+                self.chains[handler] = chain
+        return await chain(request)
 
     def find(self, kind: type[M]) -> M | None:
         """The layer of ``kind``, if there is one (to carry its state into a new set)."""
