@@ -19,12 +19,14 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -192,8 +194,8 @@ http {{
 PROXY_CONF = """
 listen: {{host: 127.0.0.1, port: {port}}}
 responders:
-  up: {{type: gemini, base_url: "http://127.0.0.1:{upstream}", api_keys: ["bench-upstream-key"],
-        timeout_s: 30}}
+  up: {{type: gemini, base_url: "{scheme}://127.0.0.1:{upstream}",{tls}
+        api_keys: ["bench-upstream-key"], timeout_s: 30}}
 chains:
   default: ["up:m1", "up:m2"]
   rot: ["up:cold-m1", "up:m2"]
@@ -335,7 +337,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         shared_url = f"redis://127.0.0.1:{redis_port}/0"
 
         def start_proxy(
-            name: str, upstream: int, exporter: str, workers: int = 1, shared: bool = False
+            name: str,
+            upstream: int,
+            exporter: str,
+            workers: int = 1,
+            shared: bool = False,
+            ca_file: str = "",
         ) -> tuple[subprocess.Popen[bytes], int]:
             port = free_port()
             conf = work / f"{name}.yaml"
@@ -348,6 +355,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     collector=collector,
                     store=work / f"{name}.db",
                     shared=f', shared: "{shared_url}"' if shared else "",
+                    scheme="https" if ca_file else "http",
+                    tls=f' ca_file: "{ca_file}",' if ca_file else "",
                 )
             )
             proc = procs.start(
@@ -459,6 +468,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         rot = f"http://127.0.0.1:{px_port}/v1beta/models/rot:generateContent"
         wrk(rot, 1, 1, lua)  # the first request cools cold-m1 for an hour
         results["rotation_32"] = wrk(rot, 32, seconds, lua)
+        results["tls"] = tls_scenario(work, procs, start_proxy, lua, seconds)
         with urllib.request.urlopen(f"http://127.0.0.1:{px_port}/metrics") as r:
             served = json.loads(r.read())["requests_total"]
         # The layer budget: the floor, then the proxy with its layers added one at a time.
@@ -480,6 +490,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     collector=collector,
                     store=work / f"layers-{step}.db",
                     shared="",
+                    scheme="http",
+                    tls="",
                 )
             )
             layered = procs.start(
@@ -516,6 +528,104 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # Every request the proxy answered has its ledger row once it has stopped.
     results["ledger"] = {"requests": served, "rows": rows}
     return results
+
+
+NGINX_TLS_CONF = """
+worker_processes 1;
+pid {dir}/nginx-tls.pid;
+error_log {dir}/error-tls.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream gemini {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass https://gemini;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_ssl_trusted_certificate {ca};
+      proxy_ssl_verify on;
+      proxy_ssl_name 127.0.0.1;
+      proxy_ssl_session_reuse on;
+    }}
+  }}
+}}
+"""
+
+
+def tls_scenario(
+    work: Path,
+    procs: Procs,
+    start_proxy: Callable[..., tuple[subprocess.Popen[bytes], int]],
+    lua: Path,
+    seconds: float,
+) -> dict[str, Any]:
+    """Gemini is HTTPS: the same load through nginx, the bare floor and the proxy to a TLS
+    upstream (a CA made here, trusted through each one's own setting), and how many TLS
+    handshakes the upstream saw for every 10,000 requests (connections reused: few)."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(work / "ca.pem"))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(work / "tls-upstream.pem")
+    )
+    context = ssl.create_default_context(cafile=str(work / "ca.pem"))
+    port = free_port()
+    procs.start(
+        [
+            sys.executable,
+            "bench/upstream.py",
+            "--port",
+            str(port),
+            "--cert",
+            str(work / "tls-upstream.pem"),
+        ],
+        port,
+    )
+
+    def connections() -> int:
+        url = f"https://127.0.0.1:{port}/_connections"
+        with urllib.request.urlopen(url, context=context) as r:
+            return int(json.loads(r.read())["connections"])
+
+    ng_port = free_port()
+    (work / "nginx-tls.conf").write_text(
+        NGINX_TLS_CONF.format(dir=work, upstream=port, port=ng_port, ca=work / "ca.pem")
+    )
+    procs.start(["nginx", "-c", str(work / "nginx-tls.conf"), "-g", "daemon off;"], ng_port)
+    bare_port = free_port()
+    procs.start(
+        [
+            *(sys.executable, "-m", "bench.bare", "--port", str(bare_port)),
+            *("--upstream", f"https://127.0.0.1:{port}", "--ca-file", str(work / "ca.pem")),
+        ],
+        bare_port,
+    )
+    _, px_port = start_proxy("proxy-tls", port, "otlp", ca_file=str(work / "ca.pem"))
+    out: dict[str, Any] = {}
+    for name, target_port, model in (
+        ("nginx", ng_port, "m1"),
+        ("bare aiohttp", bare_port, "default"),
+        ("proxy", px_port, "default"),
+    ):
+        url = f"http://127.0.0.1:{target_port}/v1beta/models/{model}:generateContent"
+        wrk(url, 8, 1, lua)  # the pools fill: their handshakes are not the steady state's
+        before = connections()
+        row = wrk(url, 32, seconds, lua)
+        made = connections() - before
+        row["handshakes_per_10k"] = (
+            round(made / row["requests"] * 10_000, 2) if row["requests"] else 0
+        )
+        out[name] = row
+    return out
 
 
 def peer_targets(small: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -587,6 +697,16 @@ def table(r: dict[str, Any]) -> str:
         f"| rotation (first member cooling), 32 conns | proxy | {rot['rps']} | "
         f"{rot['p50_ms']} | {rot['p99_ms']} | |"
     )
+    if "tls" in r:
+        lines += [
+            "",
+            "| to a TLS upstream, 32 conns | RPS | p50 ms | handshakes / 10k requests |",
+            "|---|---|---|---|",
+        ]
+        for name, row in r["tls"].items():
+            lines.append(
+                f"| {name} | {row['rps']} | {row['p50_ms']} | {row['handshakes_per_10k']} |"
+            )
     lines += ["", "| stream | first chunk ms (p50) | gap ms (p50) |", "|---|---|---|"]
     for name, row in r["streaming"].items():
         lines.append(f"| {name} | {row['first_chunk_ms']} | {row['gap_ms']} |")

@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
+import weakref
 
 from aiohttp import web
 
@@ -44,7 +46,16 @@ CHUNKS = int(os.environ.get("BENCH_CHUNKS", "5"))
 CHUNK_S = float(os.environ.get("BENCH_CHUNK_MS", "5")) / 1000
 
 
+# The connections this upstream has seen: over TLS each new one is a full handshake.
+SEEN: weakref.WeakSet[object] = weakref.WeakSet()
+CONNECTIONS = web.AppKey("connections", list)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
+    transport = request.transport
+    if transport is not None and transport not in SEEN:
+        SEEN.add(transport)
+        request.app[CONNECTIONS][0] += 1
     target = request.match_info["target"]
     await request.read()
     if target.startswith("cold"):
@@ -61,12 +72,23 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return web.Response(body=ANSWER, content_type="application/json")
 
 
+async def connections(request: web.Request) -> web.Response:
+    return web.json_response({"connections": request.app[CONNECTIONS][0]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", help="serve HTTPS: certificate chain and key, one PEM file")
     args = parser.parse_args()
     app = web.Application()
+    app[CONNECTIONS] = [0]
     app.router.add_post("/{version}/models/{target}", handle)
+    app.router.add_get("/_connections", connections)
+    context = None
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert)
     try:
         import uvloop
 
@@ -74,7 +96,14 @@ def main() -> None:
     except ImportError:
         loop = asyncio.new_event_loop()
     web.run_app(
-        app, host="127.0.0.1", port=args.port, print=None, access_log=None, loop=loop, backlog=4096
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=loop,
+        backlog=4096,
+        ssl_context=context,
     )
 
 

@@ -21,6 +21,9 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert data["proxy_log_errors"] == 0
     assert data["ledger"]["rows"] == data["ledger"]["requests"] > 0
     assert "| target | measured | holds |" in stdout
+    for name in ("nginx", "bare aiohttp", "proxy"):  # to a TLS upstream
+        assert data["tls"][name]["rps"] > 0
+        assert data["tls"][name]["non_2xx"] == 0
     budget = data["layer_budget"]
     assert budget[0]["name"] == "bare aiohttp (the floor)"
     assert all(row["cpu_us_per_request"] > 0 for row in budget)
