@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -234,10 +235,11 @@ async def stream_timings(url: str, count: int) -> dict[str, float]:
     }
 
 
-async def open_streams(url: str, count: int, chunks: int) -> dict[str, int]:
-    """``count`` streams at once; a stream that did not get every chunk counts as dropped."""
+async def open_streams(url: str, count: int, chunks: int) -> dict[str, Any]:
+    """``count`` streams at once; a stream that did not get every chunk counts as dropped,
+    and why is counted too."""
     connector = aiohttp.TCPConnector(limit=0)
-    done = dropped = 0
+    why: collections.Counter[str] = collections.Counter()
 
     async with aiohttp.ClientSession(
         connector=connector, headers={"x-goog-api-key": CLIENT_KEY}
@@ -253,14 +255,18 @@ async def open_streams(url: str, count: int, chunks: int) -> dict[str, int]:
                     timeout=aiohttp.ClientTimeout(total=120),
                 ) as r:
                     body = await r.read()
+                    if r.status != 200:
+                        why[f"status {r.status}"] += 1
+                    elif body.count(b"data: ") != chunks:
+                        why["cut short"] += 1
                     return r.status == 200 and body.count(b"data: ") == chunks
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                why[type(exc).__name__] += 1
                 return False
 
         results = await asyncio.gather(*(one() for _ in range(count)))
     done = sum(results)
-    dropped = count - done
-    return {"streams": count, "completed": done, "dropped": dropped}
+    return {"streams": count, "completed": done, "dropped": count - done, "why": dict(why)}
 
 
 def rotel_agent() -> Path:
@@ -714,7 +720,8 @@ def table(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"open streams through the proxy: {op['streams']}, completed "
-        f"{op['completed']}, dropped {op['dropped']}, peak RSS {op['peak_rss_mb']} MB",
+        f"{op['completed']}, dropped {op['dropped']} {op.get('why') or ''}, peak RSS "
+        f"{op['peak_rss_mb']} MB",
         f"ledger rows after stop: {r['ledger']['rows']} for {r['ledger']['requests']} requests",
         "",
     ]

@@ -155,6 +155,9 @@ class Windows:
         self._take = link.redis.register_script(TAKE)
         self._restamp = link.redis.register_script(RESTAMP)
         self._leases: dict[str, _Lease] = {}
+        # Token corrections by (lane, second), written together once a second: a request's
+        # real count may reach the fleet's window up to a second after its answer.
+        self._deltas: dict[tuple[str, int], int] = {}
 
     @staticmethod
     def _keys(lane: str, day: str) -> list[str]:
@@ -227,11 +230,27 @@ class Windows:
         self.link.spawn(run)
 
     def expire(self) -> None:
-        """Give back the leases whose time is up (called about once a second)."""
+        """Give back the leases whose time is up, and write the token corrections (called
+        about once a second)."""
         now = time.monotonic()
         for lane, lease in list(self._leases.items()):
             if now >= lease.ends:
                 self._give_back(lane, lease)
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._deltas:
+            return
+        deltas, self._deltas = self._deltas, {}
+
+        async def run(redis: Redis) -> None:
+            pipe = redis.pipeline(transaction=False)
+            for (lane, second), delta in deltas.items():
+                if delta:
+                    pipe.hincrby(f"{PREFIX}{lane}:t", str(second), delta)
+            await pipe.execute()
+
+        self.link.spawn(run)
 
     def refused(self, slot: Slot) -> None:
         """The upstream refused the request (a 429): it takes no slot."""
@@ -243,7 +262,10 @@ class Windows:
         self.link.spawn(lambda r: self._restamp(keys=[key], args=[slot.member], client=r))
 
     def settle(self, slot: Slot, delta: int) -> None:
-        """The real token count differs from the estimate by ``delta``."""
+        """The real token count differs from the estimate by ``delta`` (written with the
+        next flush: batched, not a round trip a request)."""
         if delta:
-            key = f"{PREFIX}{slot.lane}:t"
-            self.link.spawn(lambda r: r.hincrby(key, str(slot.second), delta))
+            key = (slot.lane, slot.second)
+            self._deltas[key] = self._deltas.get(key, 0) + delta
+            if len(self._deltas) > 1024:
+                self._flush()
