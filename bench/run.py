@@ -169,8 +169,8 @@ def wrk(url: str, conns: int, seconds: float, lua: Path) -> dict[str, float]:
 
 NGINX_CONF = """
 worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
+pid {dir}/nginx{tag}.pid;
+error_log {dir}/error{tag}.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -183,14 +183,20 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{
-      proxy_pass http://gemini;
+      proxy_pass {scheme}://gemini;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_buffering off;
+      proxy_buffering off;{tls}
     }}
   }}
 }}
 """
+# What nginx adds to reach a TLS upstream: the run's CA, verified, sessions reused.
+NGINX_TLS = """
+      proxy_ssl_trusted_certificate {ca};
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;"""
 
 PROXY_CONF = """
 listen: {{host: 127.0.0.1, port: {port}}}
@@ -312,7 +318,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             {"BENCH_CHUNKS": "6", "BENCH_CHUNK_MS": "500"},
         )
         (work / "nginx.conf").write_text(
-            NGINX_CONF.format(dir=work, upstream=up_port, port=ng_port)
+            NGINX_CONF.format(
+                dir=work, tag="", upstream=up_port, port=ng_port, scheme="http", tls=""
+            )
         )
         nginx = procs.start(["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"], ng_port)
         # A real collector that drops what it gets: tracing costs what it costs in production.
@@ -536,36 +544,6 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return results
 
 
-NGINX_TLS_CONF = """
-worker_processes 1;
-pid {dir}/nginx-tls.pid;
-error_log {dir}/error-tls.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream gemini {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass https://gemini;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_ssl_trusted_certificate {ca};
-      proxy_ssl_verify on;
-      proxy_ssl_name 127.0.0.1;
-      proxy_ssl_session_reuse on;
-    }}
-  }}
-}}
-"""
-
-
 def tls_scenario(
     work: Path,
     procs: Procs,
@@ -580,7 +558,7 @@ def tls_scenario(
 
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(work / "ca.pem"))
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
         str(work / "tls-upstream.pem")
     )
     context = ssl.create_default_context(cafile=str(work / "ca.pem"))
@@ -604,7 +582,14 @@ def tls_scenario(
 
     ng_port = free_port()
     (work / "nginx-tls.conf").write_text(
-        NGINX_TLS_CONF.format(dir=work, upstream=port, port=ng_port, ca=work / "ca.pem")
+        NGINX_CONF.format(
+            dir=work,
+            tag="-tls",
+            upstream=port,
+            port=ng_port,
+            scheme="https",
+            tls=NGINX_TLS.format(ca=work / "ca.pem"),
+        )
     )
     procs.start(["nginx", "-c", str(work / "nginx-tls.conf"), "-g", "daemon off;"], ng_port)
     bare_port = free_port()
@@ -623,7 +608,7 @@ def tls_scenario(
         ("proxy", px_port, "default"),
     ):
         url = f"http://127.0.0.1:{target_port}/v1beta/models/{model}:generateContent"
-        wrk(url, 8, 1, lua)  # the pools fill: their handshakes are not the steady state's
+        wrk(url, 32, 1, lua)  # the pools fill: their handshakes are not the steady state's
         before = connections()
         row = wrk(url, 32, seconds, lua)
         made = connections() - before

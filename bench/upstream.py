@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import ssl
-import weakref
 
 from aiohttp import web
 
@@ -46,16 +45,15 @@ CHUNKS = int(os.environ.get("BENCH_CHUNKS", "5"))
 CHUNK_S = float(os.environ.get("BENCH_CHUNK_MS", "5")) / 1000
 
 
-# The connections this upstream has seen: over TLS each new one is a full handshake.
-SEEN: weakref.WeakSet[object] = weakref.WeakSet()
-CONNECTIONS = web.AppKey("connections", list)
+# The connections this upstream has seen, by the client's port (a new connection has a new
+# one): over TLS each is a full handshake.
+CONNECTIONS = web.AppKey("connections", set)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
     transport = request.transport
-    if transport is not None and transport not in SEEN:
-        SEEN.add(transport)
-        request.app[CONNECTIONS][0] += 1
+    if transport is not None:
+        request.app[CONNECTIONS].add(transport.get_extra_info("peername"))
     target = request.match_info["target"]
     await request.read()
     if target.startswith("cold"):
@@ -73,7 +71,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def connections(request: web.Request) -> web.Response:
-    return web.json_response({"connections": request.app[CONNECTIONS][0]})
+    return web.json_response({"connections": len(request.app[CONNECTIONS])})
 
 
 def main() -> None:
@@ -82,7 +80,7 @@ def main() -> None:
     parser.add_argument("--cert", help="serve HTTPS: certificate chain and key, one PEM file")
     args = parser.parse_args()
     app = web.Application()
-    app[CONNECTIONS] = [0]
+    app[CONNECTIONS] = set()
     app.router.add_post("/{version}/models/{target}", handle)
     app.router.add_get("/_connections", connections)
     context = None

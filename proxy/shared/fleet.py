@@ -19,16 +19,16 @@ from redis.asyncio import Redis
 
 from proxy.metrics import Counters
 from proxy.resources.owners import Row
-from proxy.shared.link import ALIVE, Link
+from proxy.shared.link import ALIVE, LUA_NOW, Link
 
 OWNERS = "l104:owners"
 METRICS = "l104:metrics"
 HEARTBEAT_S = 5.0
 ALIVE_MS = 15_000
 # Count a client's open sessions over the replicas still alive; open one more if under the cap.
-LIVE_OPEN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+LIVE_OPEN = (
+    LUA_NOW
+    + """
 redis.call('HSET', KEYS[2], ARGV[1], now + tonumber(ARGV[3]))
 local counts = redis.call('HGETALL', KEYS[1])
 local total = 0
@@ -41,6 +41,7 @@ if cap > 0 and total >= cap then return -total end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return total + 1
 """
+)
 
 
 class RemoteOwners:

@@ -25,6 +25,11 @@ from proxy.config.types import redact_url
 log = logging.getLogger("l104.shared")
 CHANNEL = b"l104:state"
 ALIVE = "l104:alive"  # replica -> until when its heartbeat counts it alive (ms)
+# The first lines of every script that keeps time: Redis's clock, one for all hosts.
+LUA_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
 

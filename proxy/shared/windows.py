@@ -26,14 +26,14 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from proxy.shared.link import ALIVE, Link
+from proxy.shared.link import ALIVE, LUA_NOW, Link
 
 PREFIX = "l104:w:"
 LEASE_S = 1.0
 MAX_LEASE = 256
-TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+TAKE = (
+    LUA_NOW
+    + """
 local second = math.floor(now / 1000)
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tokens, rpd = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -101,12 +101,14 @@ if rpd > 0 then
 end
 return {1, 0, '', second, grant}
 """
+)
 # A request's stamp moves to now (Redis's clock): counted from its answer, as the upstream did.
-RESTAMP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+RESTAMP = (
+    LUA_NOW
+    + """
 return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
