@@ -83,12 +83,6 @@ class Procs:
         wait_port(port, proc, limit_s)
         return proc
 
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
-        self.running.remove(proc)
-
     def stop_all(self) -> None:
         """One at a time, newest first: a proxy flushes its spans before the collector goes."""
         for proc in reversed(self.running):

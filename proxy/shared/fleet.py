@@ -23,7 +23,6 @@ from proxy.shared.link import ALIVE, LUA_NOW, Link
 
 OWNERS = "l104:owners"
 METRICS = "l104:metrics"
-HEARTBEAT_S = 5.0
 ALIVE_MS = 15_000
 # Count a client's open sessions over the replicas still alive; open one more if under the cap.
 LIVE_OPEN = (
