@@ -91,6 +91,8 @@ class ClientRateLimit(Middleware):
         limits = self.limits.get(exchange.client)
         if limits is None or is_upload_piece(request):
             return await handler(request)
+        if limits.requests is None and limits.tokens is None:
+            return await handler(request)  # a client with no limit: nothing to count
         if self.windows is not None and self.windows.link.up:
             return await self._shared(request, handler, exchange, limits, self.windows)
         return await self._local(request, handler, exchange, limits)
