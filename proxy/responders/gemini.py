@@ -161,6 +161,16 @@ class GeminiResponder:
         headers.update(call.headers)  # the handler chose which client headers go on
         headers.update(call.trace_headers)
         streaming = call.streaming
+        if not streaming:
+            task = asyncio.ensure_future(self._unary_call(url, key_index, call.body, headers))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # The client left (or the deadline passed): the upstream has the call and
+                # counts it either way. Letting it finish puts its connection back in the pool
+                # rather than closing it; it is bounded by timeout_s.
+                task.add_done_callback(_forget)
+                raise
         resp = await self._request(
             "POST",
             url,
@@ -168,14 +178,22 @@ class GeminiResponder:
             body=call.body,
             headers=headers,
             params=None,
-            limits=self._stream if streaming else self._unary,
+            limits=self._stream,
         )
-        if streaming and resp.status == 200:
+        if resp.status == 200:
             ctype = resp.headers.get("Content-Type", "text/event-stream")
             if not ctype.startswith(("text/event-stream", "application/json")):
                 resp.close()
                 raise AttemptFailed("bad_answer", f"a 200 stream of {ctype[:40]}")
             return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
+        return await self._finish(resp)
+
+    async def _unary_call(
+        self, url: str, key_index: int, body: bytes | None, headers: dict[str, str]
+    ) -> Reply:
+        resp = await self._request(
+            "POST", url, key_index, body=body, headers=headers, params=None, limits=self._unary
+        )
         return await self._finish(resp)
 
     async def forward(
@@ -260,3 +278,9 @@ def build(
     name: str, spec: GeminiSpec, session: aiohttp.ClientSession, max_response_bytes: int
 ) -> GeminiResponder:
     return GeminiResponder(name, spec, session, max_response_bytes)
+
+
+def _forget(task: asyncio.Future[Reply]) -> None:
+    """A unary call nobody waits for any more: its outcome is dropped, never reported."""
+    if not task.cancelled():
+        task.exception()

@@ -118,6 +118,10 @@ def record(
         "model": model,
         "action": action,
         "body": body.decode(errors="replace"),
+        # Which connection it came on: a new port is a new connection.
+        "peer_port": (request.transport.get_extra_info("peername") or ("", 0))[1]
+        if request.transport is not None
+        else 0,
         **extra,
     }
     request.app[STATE].requests.append(entry)

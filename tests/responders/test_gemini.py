@@ -110,3 +110,23 @@ def wait_port(port: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the TLS upstream did not start")
+
+
+async def test_a_unary_call_whose_client_left_finishes_and_its_connection_is_reused(
+    upstream: Upstream,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        responder = GeminiResponder(
+            "up", GeminiSpec(base_url=upstream.url, api_keys=("k",)), session
+        )
+        upstream.script("m1", {"hang": 0.4})
+        call = asyncio.create_task(responder.send(Call("generateContent", "m1"), 0))
+        await asyncio.sleep(0.1)
+        call.cancel()  # the client left while the upstream was answering
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.6)  # the upstream's answer came, and was read to the end
+        reply = await responder.send(Call("generateContent", "m1"), 0)
+        assert reply.status == 200
+    first, second = upstream.requests("m1")
+    assert first["peer_port"] == second["peer_port"]  # the same connection, back in the pool
