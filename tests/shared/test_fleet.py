@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from google.genai import errors, types
 
 from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, http
+from tests.surfaces.test_live_api import LIVE, session
 
 StartProcess = Callable[..., ProxyProcess]
 CLIENTS = "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
@@ -75,3 +78,30 @@ def test_metrics_on_any_replica_show_the_fleets_totals(
         assert metrics["scope"] == "fleet"
         assert metrics["requests_total"] == 15
         assert metrics["model_usage"] == {"m1": 15}
+
+
+async def test_live_sessions_are_capped_across_replicas(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    yaml = _yaml(upstream, redis_server).replace(
+        "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]",
+        "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]\n"
+        "limits: {max_live_sessions: 1}",
+    )
+    first = await asyncio.to_thread(proxy_process, yaml)
+    second = await asyncio.to_thread(proxy_process, yaml)
+    s, ws, setup = await session(first.url, key="alice-key")
+    assert setup == {"setupComplete": {}}
+    async with aiohttp.ClientSession() as other:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await other.ws_connect(
+                second.url + LIVE.format(v="v1beta"), headers={"x-goog-api-key": "alice-key"}
+            )
+        assert refused.value.status == 429  # alice's one session is open on the other replica
+    await ws.close()
+    await s.close()
+    await asyncio.sleep(0.3)  # the close reaches the fleet's count
+    s, ws, setup = await session(second.url, key="alice-key")
+    assert setup == {"setupComplete": {}}
+    await ws.close()
+    await s.close()
