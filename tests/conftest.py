@@ -318,7 +318,7 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
 
 async def ledger_rows(db: Path, columns: str, count: int = 1) -> list[tuple[Any, ...]]:
     """The ledger's ``columns`` (in row order) once it holds ``count`` rows: the writer lingers
-    about 50 ms to batch them. Waits at most 5 s, then returns what is there."""
+    up to 250 ms to batch them. Waits at most 5 s, then returns what is there."""
     rows: list[tuple[Any, ...]] = []
     for _ in range(100):
         with sqlite3.connect(db) as conn:
