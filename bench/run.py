@@ -344,14 +344,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         shared_url = f"redis://127.0.0.1:{redis_port}/0"
 
-        def start_proxy(
-            name: str,
-            upstream: int,
-            exporter: str,
-            workers: int = 1,
-            shared: bool = False,
-            ca_file: str = "",
-        ) -> tuple[subprocess.Popen[bytes], int]:
+        def write_conf(
+            name: str, upstream: int, exporter: str, shared: bool = False, ca_file: str = ""
+        ) -> tuple[Path, int]:
+            """The production-like config, on a free port; returns its file and the port."""
             port = free_port()
             conf = work / f"{name}.yaml"
             conf.write_text(
@@ -367,6 +363,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     tls=f' ca_file: "{ca_file}",' if ca_file else "",
                 )
             )
+            return conf, port
+
+        def start_proxy(
+            name: str,
+            upstream: int,
+            exporter: str,
+            workers: int = 1,
+            shared: bool = False,
+            ca_file: str = "",
+        ) -> tuple[subprocess.Popen[bytes], int]:
+            conf, port = write_conf(name, upstream, exporter, shared, ca_file)
             proc = procs.start(
                 [py, "-m", "proxy", "serve", "--config", str(conf), "--workers", str(workers)],
                 port,
@@ -488,21 +495,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         # A smoke run keeps the first and the last step: the harness stays alive, quickly.
         steps = (STEPS[0], STEPS[-1]) if args.smoke else STEPS
         for step, (name, _) in enumerate(steps):
-            port = free_port()
-            conf = work / f"layers-{step}.yaml"
-            conf.write_text(
-                PROXY_CONF.format(
-                    port=port,
-                    upstream=up_port,
-                    client_key=CLIENT_KEY,
-                    exporter="otlp",
-                    collector=collector,
-                    store=work / f"layers-{step}.db",
-                    shared="",
-                    scheme="http",
-                    tls="",
-                )
-            )
+            conf, port = write_conf(f"layers-{step}", up_port, "otlp")
             layered = procs.start(
                 [
                     *(py, "-m", "bench.layers", "serve", "--config", str(conf)),
