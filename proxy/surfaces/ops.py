@@ -128,13 +128,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
-    body = runtime.counters.as_json()
-    if runtime.shared is not None:
-        # Every replica's counts (this one's pushed at most a second ago); Redis away: its own.
-        totals = await runtime.shared.fleet.totals()
-        if totals is not None:
-            body.update(totals)
-        body["scope"] = "fleet" if totals is not None else "replica"
+    body = await counts(runtime)
     # Files and cached contents held (with their keys), and Live sessions open.
     body["resources"] = {
         **runtime.owners.counts(),
@@ -144,6 +138,18 @@ async def metrics(request: web.Request) -> web.Response:
         # Ledger rows dropped because the write queue was full: counted, never silent.
         body["ledger_dropped"] = runtime.writer.dropped
     return _json(body)
+
+
+async def counts(runtime: Runtime) -> dict[str, Any]:
+    """The counters: with store.shared, every replica's (this one's pushed at most a second
+    ago) and ``scope: fleet``; Redis away, this replica's own and ``scope: replica``."""
+    body = runtime.counters.as_json()
+    if runtime.shared is not None:
+        totals = await runtime.shared.fleet.totals()
+        if totals is not None:
+            body.update(totals)
+        body["scope"] = "fleet" if totals is not None else "replica"
+    return body
 
 
 def add_routes(app: web.Application) -> None:

@@ -12,12 +12,14 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from proxy.state import LIVE, Runtime, runtime_of
-from proxy.surfaces.ops import model_states
+from proxy.surfaces.ops import counts, model_states
 
 STATIC = Path(__file__).parent.parent / "static"
 
 
-def snapshot(runtime: Runtime) -> dict[str, Any]:
+def snapshot(runtime: Runtime, counts: dict[str, Any]) -> dict[str, Any]:
+    """The page's state: the chains' members (the fleet's cooldowns with store.shared) and
+    ``counts`` (see :func:`proxy.surfaces.ops.counts`)."""
     states = model_states(runtime)
     return {
         "chains": [
@@ -29,7 +31,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
             }
             for chain in runtime.config.chains.values()
         ],
-        "counts": runtime.counters.as_json(),
+        "counts": counts,
         "auth": bool(runtime.config.clients),
     }
 
@@ -39,8 +41,10 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def status(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
     return web.Response(
-        body=orjson.dumps(snapshot(runtime_of(request))), content_type="application/json"
+        body=orjson.dumps(snapshot(runtime, await counts(runtime))),
+        content_type="application/json",
     )
 
 
@@ -50,13 +54,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     queue = runtime.bus.subscribe()
     try:
         async with sse_response(request, ping_interval=15) as resp:
-            await resp.send(json.dumps(snapshot(runtime)), event="snapshot")
+            await resp.send(json.dumps(snapshot(runtime, await counts(runtime))), event="snapshot")
             while resp.is_connected() and not request.app[LIVE].draining:
                 try:
                     name, data = await asyncio.wait_for(queue.get(), 1.0)
                     await resp.send(json.dumps(data), event=name)
                 except TimeoutError:
-                    await resp.send(json.dumps(runtime.counters.as_json()), event="counts")
+                    await resp.send(json.dumps(await counts(runtime)), event="counts")
         return resp
     finally:
         runtime.bus.unsubscribe(queue)

@@ -78,6 +78,8 @@ def test_metrics_on_any_replica_show_the_fleets_totals(
         assert metrics["scope"] == "fleet"
         assert metrics["requests_total"] == 15
         assert metrics["model_usage"] == {"m1": 15}
+    status = json.loads(http("GET", f"{proxies[2].url}/api/v6/status")[2])
+    assert status["counts"]["requests_total"] == 15  # the status page shows the fleet too
 
 
 async def test_live_sessions_are_capped_across_replicas(
