@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from proxy.wire import quota_error
+
 MINUTE = 60.0
 
 
@@ -80,37 +82,12 @@ class QuotaUpstream:
         kind = "day" if per_day else "minute"
         self.rejected_by.setdefault((project, model, kind), []).append(now)
         wait = 86_400.0 if per_day else self.room_in(project, model, now)
-        quota_id = (
-            "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-            if per_day
-            else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        value = quota.rpd if per_day else quota.rpm
+        return web.Response(
+            body=quota_error(model, wait, per_day, value),
+            status=429,
+            content_type="application/json",
         )
-        body = {
-            "error": {
-                "code": 429,
-                "message": f"You exceeded your current quota. Please retry in {wait:.1f}s.",
-                "status": "RESOURCE_EXHAUSTED",
-                "details": [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                        "violations": [
-                            {
-                                "quotaMetric": "generativelanguage.googleapis.com/"
-                                "generate_content_free_tier_requests",
-                                "quotaId": quota_id,
-                                "quotaDimensions": {"model": model, "location": "global"},
-                                "quotaValue": str(quota.rpd if per_day else quota.rpm),
-                            }
-                        ],
-                    },
-                    {
-                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                        "retryDelay": f"{wait:.3f}s",
-                    },
-                ],
-            }
-        }
-        return web.json_response(body, status=429)
 
     async def handle(self, request: web.Request) -> web.Response:
         model = request.match_info["target"].rpartition(":")[0]

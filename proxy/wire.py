@@ -131,8 +131,9 @@ def embedding(text: str, dims: int = 8) -> list[float]:
     return [round(b / 255.0, 6) for b in digest]
 
 
-def quota_error(model: str, retry_s: float, per_day: bool) -> bytes:
-    """Gemini's 429 body, with ``QuotaFailure`` and ``RetryInfo``."""
+def quota_error(model: str, retry_s: float, per_day: bool, quota_value: int = 20) -> bytes:
+    """Gemini's 429 body, with ``QuotaFailure`` (naming the quota's size, ``quota_value``) and
+    ``RetryInfo``."""
     quota_id = (
         "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
         if per_day
@@ -153,7 +154,7 @@ def quota_error(model: str, retry_s: float, per_day: bool) -> bytes:
                             "generate_content_free_tier_requests",
                             "quotaId": quota_id,
                             "quotaDimensions": {"model": model, "location": "global"},
-                            "quotaValue": "20",
+                            "quotaValue": str(quota_value),
                         }
                     ],
                 },
