@@ -180,9 +180,11 @@ async def live(request: web.Request) -> web.StreamResponse:
     open_now = runtime.live_sessions[exchange.client]
     fleet = runtime.shared.fleet if runtime.shared is not None else None
     counted = await fleet.live_open(exchange.client, limit) if fleet is not None else None
-    if counted is not None and counted < 0:  # the fleet's count (None: this replica's)
-        open_now = -counted
-    if (counted is not None and counted < 0) or (counted is None and limit and open_now >= limit):
+    if counted is None:  # no fleet, or Redis away: this replica's own count decides
+        over = bool(limit) and open_now >= limit
+    else:  # the fleet's count, negative if it refused
+        over, open_now = counted < 0, -counted
+    if over:
         raise ClientRateLimited(
             f"Client '{exchange.client}' has {open_now} Live sessions open "
             f"(limits.max_live_sessions: {limit}).",

@@ -20,6 +20,11 @@ def _yaml(upstream: Upstream, redis: RedisServer, chains: str, extra: str = "") 
     )
 
 
+async def _replicas(start: StartProcess, yaml: str, count: int = 3) -> list[str]:
+    """``count`` proxy processes on one config (one Redis); their URLs."""
+    return [(await asyncio.to_thread(start, yaml)).url for _ in range(count)]
+
+
 async def _burst(urls: list[str], count: int, headers: dict[str, str]) -> Counter[int]:
     """``count`` requests spread over the replicas, all at once."""
     async with aiohttp.ClientSession() as session:
@@ -42,8 +47,8 @@ async def test_a_clients_limit_holds_exactly_across_three_replicas(
         'default: ["up:m1"]',
         'clients: [{name: app, key: "app-key", requests_per_minute: 10}]',
     )
-    proxies = [await asyncio.to_thread(proxy_process, yaml) for _ in range(3)]
-    statuses = await _burst([p.url for p in proxies], 30, {"x-goog-api-key": "app-key"})
+    urls = await _replicas(proxy_process, yaml)
+    statuses = await _burst(urls, 30, {"x-goog-api-key": "app-key"})
     assert statuses == Counter({200: 10, 429: 20})  # 10 in all, not 10 each
 
 
@@ -51,8 +56,7 @@ async def test_a_declared_rpm_holds_across_three_replicas(
     proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
 ) -> None:
     yaml = _yaml(upstream, redis_server, 'default: [{member: "up:m1", rpm: 6}, "up:m2"]')
-    proxies = [await asyncio.to_thread(proxy_process, yaml) for _ in range(3)]
-    statuses = await _burst([p.url for p in proxies], 18, {})
+    statuses = await _burst(await _replicas(proxy_process, yaml), 18, {})
     assert statuses == Counter({200: 18})
     assert len(upstream.requests("m1")) == 6  # the fleet sent m1 its quota, and no more
     assert len(upstream.requests("m2")) == 12
