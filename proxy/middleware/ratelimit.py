@@ -19,8 +19,7 @@ from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_upload_piece
 from proxy.routing.pacing import client_window
 from proxy.routing.window import SlidingWindow
-from proxy.shared.windows import Limits as SharedLimits
-from proxy.shared.windows import Windows
+from proxy.shared.windows import LaneLimits, Windows
 
 
 class _ClientLimits:
@@ -132,7 +131,7 @@ class ClientRateLimit(Middleware):
         """The same limits, held across every replica (one round trip)."""
         client = self.clients[exchange.client]
         estimate = estimate_tokens(request)
-        limits = SharedLimits(rpm=client.requests_per_minute, tpm=client.tokens_per_minute)
+        limits = LaneLimits(rpm=client.requests_per_minute, tpm=client.tokens_per_minute)
         taken = await windows.take(f"c:{client.name}", limits, estimate)
         if taken is None:  # Redis went away just now: this request is judged locally
             return await self._local(request, handler, exchange, local)

@@ -21,7 +21,7 @@ from proxy.config import Config, Listen
 from proxy.middleware.errors import error_response
 from proxy.server.bind import BindRefused as BindRefused
 from proxy.server.bind import check_bind
-from proxy.server.connections import GuardedRunner, GuardedServer, Limits
+from proxy.server.connections import ConnectionLimits, GuardedRunner, GuardedServer
 from proxy.server.reload import Reloader
 from proxy.state import LIVE
 
@@ -122,7 +122,7 @@ async def _serve(
 
     runner = GuardedRunner(
         app,
-        Limits(listen.header_timeout_s, listen.body_timeout_s, max_connections(listen)),
+        ConnectionLimits(listen.header_timeout_s, listen.body_timeout_s, max_connections(listen)),
         access_log=logging.getLogger("l104.access"),
         access_log_class=AccessLogger,
         handler_cancellation=True,

@@ -32,7 +32,7 @@ EVICT_AT_ONCE = 32
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ConnectionLimits:
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int  # 0: no cap
@@ -86,13 +86,13 @@ class Connection(RequestHandler):
 
 
 class GuardedServer(web.Server):
-    """aiohttp's low-level server with :class:`Limits` on its client connections."""
+    """aiohttp's low-level server with :class:`ConnectionLimits` on its client connections."""
 
     def __init__(
         self,
         handler: Callable[..., Any],
         *,
-        limits: Limits,
+        limits: ConnectionLimits,
         episodes: Episodes,
         request_factory: Callable[..., web.BaseRequest],
         **kwargs: Any,
@@ -196,7 +196,7 @@ class GuardedServer(web.Server):
 class GuardedRunner(web.AppRunner):
     """An :class:`aiohttp.web.AppRunner` whose server is a :class:`GuardedServer`."""
 
-    def __init__(self, app: web.Application, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.limits = limits
         self.episodes = Episodes()

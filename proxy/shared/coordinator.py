@@ -17,7 +17,7 @@ from proxy.routing.rotation import utc_now
 from proxy.shared.fleet import Fleet
 from proxy.shared.link import Link
 from proxy.shared.replica import Names, Replica
-from proxy.shared.windows import Limits, Slot, Windows
+from proxy.shared.windows import LaneLimits, Slot, Windows
 
 log = logging.getLogger("l104.shared")
 WHY = {
@@ -85,7 +85,7 @@ class Shared:
         day_end_ms = int((now.timestamp() + until_daily_reset(now)) * 1000)
         taken = await self.windows.take(
             f"q:{name}",
-            Limits(
+            LaneLimits(
                 rpm=rpm, tpm=tpm, rpd=rpd, day=pacific_day(now).isoformat(), day_end_ms=day_end_ms
             ),
             tokens,

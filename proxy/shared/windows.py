@@ -122,7 +122,7 @@ class Slot:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class LaneLimits:
     rpm: int = 0
     tpm: int = 0
     rpd: int = 0
@@ -166,7 +166,7 @@ class Windows:
         return [f"{PREFIX}{lane}:r", f"{PREFIX}{lane}:t", f"{PREFIX}{lane}:d:{day}", ALIVE]
 
     async def take(
-        self, lane: str, limits: Limits, tokens: int
+        self, lane: str, limits: LaneLimits, tokens: int
     ) -> tuple[float, str, Slot | None] | None:
         """Take a slot of ``lane`` if every limit has room: ``(0, "", slot)``; else the
         seconds to wait and which limit (``rpm``, ``tpm``, ``rpd``). None: Redis is away."""

@@ -12,10 +12,16 @@ import pytest
 from aiohttp import web
 
 from proxy.server import _refuse_draining
-from proxy.server.connections import GuardedRunner, GuardedServer, Limits
+from proxy.server.connections import ConnectionLimits, GuardedRunner, GuardedServer
 from tests.conftest import free_port
 
-Serve = Callable[[Limits], Awaitable[tuple[int, GuardedServer]]]
+Serve = Callable[[ConnectionLimits], Awaitable[tuple[int, GuardedServer]]]
+
+
+def guard(
+    header_timeout_s: float = 10, body_timeout_s: float = 30, max_connections: int = 0
+) -> ConnectionLimits:
+    return ConnectionLimits(header_timeout_s, body_timeout_s, max_connections)
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -26,7 +32,7 @@ async def _echo(request: web.Request) -> web.Response:
 async def serve() -> AsyncIterator[Serve]:
     runners: list[GuardedRunner] = []
 
-    async def start(limits: Limits) -> tuple[int, GuardedServer]:
+    async def start(limits: ConnectionLimits) -> tuple[int, GuardedServer]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", _echo)
         runner = GuardedRunner(app, limits, handler_cancellation=True, shutdown_timeout=1)
@@ -72,7 +78,7 @@ async def _get(port: int) -> bytes:
 async def test_a_trickled_head_is_cut_at_the_header_timeout(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port, server = await serve(Limits(header_timeout_s=1, body_timeout_s=30, max_connections=0))
+    port, server = await serve(guard(header_timeout_s=1))
     reader, writer = await _connect(port)
     writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\n")
 
@@ -94,7 +100,7 @@ async def test_a_trickled_head_is_cut_at_the_header_timeout(
 
 
 async def test_a_keep_alive_connection_may_idle_past_the_header_timeout(serve: Serve) -> None:
-    port, _ = await serve(Limits(header_timeout_s=1, body_timeout_s=30, max_connections=0))
+    port, _ = await serve(guard(header_timeout_s=1))
     reader, writer = await _connect(port)
     for _ in range(2):
         writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -105,7 +111,7 @@ async def test_a_keep_alive_connection_may_idle_past_the_header_timeout(serve: S
 
 
 async def test_a_stalled_body_is_cut_at_the_body_timeout(serve: Serve) -> None:
-    port, server = await serve(Limits(header_timeout_s=10, body_timeout_s=1, max_connections=0))
+    port, server = await serve(guard(body_timeout_s=1))
     reader, writer = await _connect(port)
     writer.write(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
     assert await _closed_within(reader, 4) == b""
@@ -120,7 +126,7 @@ async def test_a_stalled_body_is_cut_at_the_body_timeout(serve: Serve) -> None:
 
 
 async def test_at_the_cap_idle_connections_make_room_and_busy_ones_do_not(serve: Serve) -> None:
-    port, server = await serve(Limits(header_timeout_s=10, body_timeout_s=30, max_connections=3))
+    port, server = await serve(guard(max_connections=3))
     idle = []
     for _ in range(3):
         reader, writer = await _connect(port)
@@ -146,7 +152,7 @@ async def test_at_the_cap_idle_connections_make_room_and_busy_ones_do_not(serve:
 
 
 async def test_while_draining_a_request_gets_503_and_the_connection_closes(serve: Serve) -> None:
-    port, server = await serve(Limits(header_timeout_s=10, body_timeout_s=30, max_connections=0))
+    port, server = await serve(guard())
     server.draining = _refuse_draining
     reader, writer = await _connect(port)
     writer.write(b"GET /v1beta/models HTTP/1.1\r\nHost: a\r\n\r\n")

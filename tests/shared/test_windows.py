@@ -82,14 +82,14 @@ async def test_leases_never_admit_past_the_limit_and_give_back_what_they_hold(
     redis_server: RedisServer,
 ) -> None:
     from proxy.shared.link import Link
-    from proxy.shared.windows import Limits, Windows
+    from proxy.shared.windows import LaneLimits, Windows
 
     links = [Link(redis_server.url) for _ in range(3)]  # three replicas' links
     runs = [asyncio.create_task(link.run()) for link in links]
     try:
         assert all([await link.connected(5) for link in links])
         windows = [Windows(link) for link in links]
-        limits = Limits(rpm=1000)
+        limits = LaneLimits(rpm=1000)
         assert limits.lease() == 20
         admitted = 0
         for i in range(1500):  # the replicas in turn, far past the limit
