@@ -19,7 +19,7 @@ import orjson
 from proxy.routing.cooldown import KeyRef
 from proxy.store.journal import MARK_UPSERT, Journal
 from proxy.store.schema import migrate
-from proxy.store.writer import Writer
+from proxy.store.writer import Writer, statements
 
 log = logging.getLogger("l104.store")
 
@@ -138,7 +138,8 @@ class Store:
             for sql, params in pending:
                 groups.setdefault(sql, []).append(params)
             for sql, rows in groups.items():
-                await self.db.executemany(sql, rows)
+                for statement, values in statements(sql, rows):
+                    await self.db.execute(statement, values)
             await self.db.execute(MARK_UPSERT, (journal.worker, epoch, size))
             await self.db.commit()
         journal.start()

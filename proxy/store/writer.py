@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import aiosqlite
@@ -20,6 +22,30 @@ log = logging.getLogger("l104.store")
 
 Write = tuple[str, tuple[Any, ...], int]  # sql, params, the journal's offset past it
 BATCH = 512
+# Rows a multi-row INSERT carries: 128 of the ledger's 11 columns stay far under SQLite's
+# limit of 32,766 bound values, and a full chunk always reuses one cached statement.
+ROWS_A_STATEMENT = 128
+_PLAIN_INSERT = re.compile(r"INSERT INTO \w+ \([\w, ]+\) VALUES (\((?:\?, )*\?\))")
+
+
+def statements(sql: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
+    """``sql`` over ``rows`` as few statements: a plain ``INSERT … VALUES (?, …)`` becomes
+    multi-row INSERTs of up to :data:`ROWS_A_STATEMENT` rows, anything else one per row.
+
+    Why not ``executemany``: it releases and retakes the GIL around every row, and while the
+    event loop is busy each retake waits for a switch interval; measured with a busy loop, 65
+    µs of CPU a row and seconds of wall time a batch, against 5 µs for one statement.
+    """
+    plain = _PLAIN_INSERT.fullmatch(sql)
+    if plain is None:
+        for row in rows:
+            yield sql, list(row)
+        return
+    one = plain.group(1)
+    for start in range(0, len(rows), ROWS_A_STATEMENT):
+        chunk = rows[start : start + ROWS_A_STATEMENT]
+        values = ", ".join([one] * len(chunk))
+        yield f"{sql[: plain.start(1)]}{values}", [value for row in chunk for value in row]
 
 
 class Writer:
@@ -67,7 +93,8 @@ class Writer:
         journal = self.journal
         try:
             for sql, rows in groups.items():
-                await db.executemany(sql, rows)
+                for statement, values in statements(sql, rows):
+                    await db.execute(statement, values)
             if journal is not None:
                 # In the same transaction: the rows and how far the journal is committed.
                 await db.execute(MARK_UPSERT, (journal.worker, journal.epoch, batch[-1][2]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxy.store.db import LedgerRow, Store
-from proxy.store.writer import Writer
+from proxy.store.writer import ROWS_A_STATEMENT, Writer, statements
 
 
 def row(i: int) -> LedgerRow:
@@ -77,3 +77,29 @@ async def test_failing_writes_are_said_once_and_recovery_too(
         "store writes work again; 5 rows were dropped"
     ]
     await store.close()
+
+
+async def test_rows_go_in_as_multi_row_inserts_with_every_value_in_place(tmp_path: Path) -> None:
+    # More rows than one statement carries, so a full chunk and a remainder are both written.
+    writer = Writer(size=5000)
+    store = await Store.open(str(tmp_path / "s.db"), writer)
+    task = asyncio.create_task(writer.run(store.db))
+    for i in range(ROWS_A_STATEMENT * 2 + 7):
+        assert store.record(row(i))
+    writer.stop()
+    await task
+    got = await store.rows(
+        "SELECT at, client, served, status, input_tokens FROM ledger ORDER BY at"
+    )
+    assert got == [(float(i), "c", "m1", 200, 8) for i in range(ROWS_A_STATEMENT * 2 + 7)]
+    await store.close()
+
+
+def test_only_plain_inserts_are_merged() -> None:
+    plain = "INSERT INTO t (a, b) VALUES (?, ?)"
+    assert list(statements(plain, [(1, 2), (3, 4)])) == [
+        ("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)", [1, 2, 3, 4])
+    ]
+    # An upsert keeps one statement a row: its conflict clause must see each row in turn.
+    upsert = f"{plain} ON CONFLICT (a) DO UPDATE SET b = excluded.b"
+    assert list(statements(upsert, [(1, 2), (1, 5)])) == [(upsert, [1, 2]), (upsert, [1, 5])]
