@@ -20,6 +20,7 @@ from proxy.routing.budget import Budget
 from proxy.routing.chain import Plan
 from proxy.routing.cooldown import Cooldowns, KeyRef
 from proxy.routing.coordination import Coordination
+from proxy.routing.deadlines import Deadlines
 from proxy.routing.faults import key_fault
 from proxy.routing.learning import Learning
 from proxy.routing.pacing import Pacer
@@ -62,6 +63,7 @@ class Rotator(Learning):
         self.observer = observer
         self.now = now
         self.coordination: Coordination | None = None  # with store.shared
+        self.deadlines = Deadlines(rotation.deadline_s)
 
     async def run(self, plan: Plan, call: Call) -> Outcome:
         """Answer ``call`` from the first member of ``plan`` that can.
@@ -74,14 +76,18 @@ class Rotator(Learning):
         """
         if call.pin is not None:
             plan = pinned(plan, call.pin)
+        task = self.deadlines.enter()
         try:
-            async with asyncio.timeout(self.rotation.deadline_s):
-                return await self._run(plan, call)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"No model of '{plan.name}' answered within rotation.deadline_s "
-                f"({self.rotation.deadline_s:g}s)."
-            ) from None
+            return await self._run(plan, call)
+        except asyncio.CancelledError:
+            if self.deadlines.expired(task):
+                raise UpstreamTimeout(
+                    f"No model of '{plan.name}' answered within rotation.deadline_s "
+                    f"({self.rotation.deadline_s:g}s)."
+                ) from None
+            raise
+        finally:
+            self.deadlines.leave(task)
 
     async def _run(self, plan: Plan, call: Call) -> Outcome:
         waited = 0.0

@@ -1,0 +1,71 @@
+"""Whole-request deadlines that share one timer.
+
+``asyncio.timeout`` arms a loop timer for every request (a libuv timer under uvloop): 6.5 µs to
+enter and leave, one of the larger items of the rotation's cost per request. A deadline of
+seconds needs no timer of its own: one sweep every ``resolution`` cancels each task past its
+deadline, so a deadline fires at most one resolution (a twentieth of it) late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+Task = asyncio.Task[Any]
+
+
+class Deadlines:
+    """Deadlines of ``seconds`` for the tasks that :meth:`enter`; used as::
+
+    task = deadlines.enter()
+    try:
+        ...
+    except asyncio.CancelledError:
+        if deadlines.expired(task):
+            raise TheTimeout from None
+        raise
+    finally:
+        deadlines.leave(task)
+    """
+
+    __slots__ = ("_due", "_expired", "_sweep", "resolution", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.resolution = min(max(seconds / 20, 0.001), 1.0)
+        self._due: dict[Task, float] = {}
+        self._expired: set[Task] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def enter(self) -> Task:
+        """Start the current task's deadline; returns the task, for :meth:`leave`."""
+        task = asyncio.current_task()
+        assert task is not None, "a deadline outside a task"
+        loop = task.get_loop()
+        self._due[task] = loop.time() + self.seconds
+        if self._sweep is None:
+            self._sweep = loop.call_later(self.resolution, self._check, loop)
+        return task
+
+    def leave(self, task: Task) -> None:
+        self._due.pop(task, None)
+        self._expired.discard(task)
+
+    def expired(self, task: Task) -> bool:
+        """Whether ``task`` was cancelled by its deadline (and not by anyone else as well).
+
+        When so, the cancellation is taken back, as ``asyncio.timeout`` does, so the caller
+        raises its own timeout error instead."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, due in list(self._due.items()):
+            if due <= now:
+                del self._due[task]
+                self._expired.add(task)
+                task.cancel()
+        self._sweep = loop.call_later(self.resolution, self._check, loop) if self._due else None
