@@ -33,6 +33,19 @@ class Pin:
     model: str = ""
 
 
+@dataclass(slots=True)
+class Hold:
+    """A client connection's say over the upstream call made for it.
+
+    While ``holding`` (a unary call is out), a client that leaves does not cut the call: the
+    server sets ``left`` instead of cancelling, the call is let finish (the upstream counts it
+    anyway, and its pooled connection survives), and then the caller stops as if cancelled.
+    """
+
+    holding: bool = False
+    left: bool = False
+
+
 # Actions whose 200 is a stream: Gemini's, and the OpenAI-compatible chat with ``stream``.
 STREAMING_ACTIONS = frozenset({"streamGenerateContent", "openai.chat.stream"})
 
@@ -44,7 +57,8 @@ class Call:
     ``query`` is the client's raw query string, its ``key`` removed. ``body_for``, when set,
     makes the body for a given member model: for the actions whose body names the model too,
     which Gemini requires to match the URL. ``pin``, when set, binds the call to one
-    responder's key (and model): it never rotates to another key.
+    responder's key (and model): it never rotates to another key. ``hold`` is the client
+    connection's :class:`Hold`, when the server gives one.
     """
 
     action: str
@@ -58,6 +72,7 @@ class Call:
     query: str = ""
     body_for: Callable[[str], bytes] | None = None
     pin: Pin | None = None
+    hold: Hold | None = None
 
     def aim(self, model: str) -> None:
         """Point the call at ``model`` for the next attempt, the body's model fields included."""

@@ -91,16 +91,19 @@ class GeminiResponder:
         if isinstance(body, bytes) and len(body) > LARGE_BODY:
             data = io.BytesIO(body)  # a stream of pieces: aiohttp warns about big raw bytes
         try:
+            request = self.session.request(
+                method,
+                URL(url, encoded=True),
+                data=data,
+                headers=headers,
+                params=params,
+                timeout=limits,
+                ssl=self.tls,
+            )
+            if self.first_byte_s is None:  # no timer when none is asked for
+                return await request
             async with asyncio.timeout(self.first_byte_s):
-                return await self.session.request(
-                    method,
-                    URL(url, encoded=True),
-                    data=data,
-                    headers=headers,
-                    params=params,
-                    timeout=limits,
-                    ssl=self.tls,
-                )
+                return await request
         except TimeoutError as exc:
             raise AttemptFailed("timeout", f"no answer within {self.spec.timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:
@@ -162,15 +165,19 @@ class GeminiResponder:
         headers.update(call.trace_headers)
         streaming = call.streaming
         if not streaming:
-            task = asyncio.ensure_future(self._unary_call(url, key_index, call.body, headers))
+            # A client that leaves mid-call: the upstream has the call and counts it either
+            # way. Letting it finish puts its connection back in the pool rather than closing
+            # it; it is bounded by timeout_s.
+            hold = call.hold
+            if hold is None:  # no say from the server: a task of its own shields the call
+                return await self._shielded(url, key_index, call.body, headers)
+            hold.holding = True
             try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                # The client left (or the deadline passed): the upstream has the call and
-                # counts it either way. Letting it finish puts its connection back in the pool
-                # rather than closing it; it is bounded by timeout_s.
-                task.add_done_callback(_forget)
-                raise
+                return await self._unary_call(url, key_index, call.body, headers)
+            finally:
+                hold.holding = False
+                if hold.left:  # the client left meanwhile: stop as its cancel would have
+                    raise asyncio.CancelledError
         resp = await self._request(
             "POST",
             url,
@@ -187,6 +194,16 @@ class GeminiResponder:
                 raise AttemptFailed("bad_answer", f"a 200 stream of {ctype[:40]}")
             return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
         return await self._finish(resp)
+
+    async def _shielded(
+        self, url: str, key_index: int, body: bytes | None, headers: dict[str, str]
+    ) -> Reply:
+        task = asyncio.ensure_future(self._unary_call(url, key_index, body, headers))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_forget)
+            raise
 
     async def _unary_call(
         self, url: str, key_index: int, body: bytes | None, headers: dict[str, str]

@@ -26,6 +26,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from proxy.responders.base import Hold
+
 log = logging.getLogger("l104")
 TICK_S = 1.0
 EVICT_AT_ONCE = 32
@@ -68,7 +70,7 @@ class Episodes:
 class Connection(RequestHandler):
     """aiohttp's protocol, stamping when data arrives (by tick, not by clock)."""
 
-    __slots__ = ("busy", "guard", "head_since", "last_data")
+    __slots__ = ("busy", "guard", "head_since", "hold", "last_data")
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -76,6 +78,16 @@ class Connection(RequestHandler):
         self.busy = False
         self.head_since: int | None = None  # tick of a new request's first byte
         self.last_data = 0
+        self.hold = Hold()  # one a connection: once its client left, it serves no more
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.hold.holding:
+            # aiohttp would cancel the handler now, which cuts the unary call upstream and
+            # closes its pooled connection. The call is let finish instead; the handler stops
+            # when it returns (a Hold is far cheaper than a shielding task per call).
+            self.hold.left = True
+            self._task_handler = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         tick = self.guard.tick

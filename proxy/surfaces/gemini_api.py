@@ -57,6 +57,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
         query=without_key(raw_query) if raw_query else "",
         body_for=model_rewriter(action, data) if action in BODY_NAMES_MODEL else None,
+        hold=relay.hold_of(request),
     )
     if names_resources(body):
         # A file or cached content lives in one key's project: the call goes with that key.

@@ -72,6 +72,7 @@ async def _call(
         body=body,
         headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
         body_for=_rewriter(data),
+        hold=relay.hold_of(request),
     )
     outcome = await runtime.rotator.run(runtime.resolver.resolve(model), call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts

@@ -20,6 +20,7 @@ from proxy import openai_wire
 from proxy.errors import AttemptFailed, error_body
 from proxy.exchange import Exchange
 from proxy.responders import Reply
+from proxy.responders.base import Hold
 from proxy.wire import SSE_END
 
 log = logging.getLogger("l104.relay")
@@ -54,6 +55,12 @@ def abort(request: web.BaseRequest) -> None:
     transport = request.transport
     if transport is not None:
         transport.close()
+
+
+def hold_of(request: web.BaseRequest) -> Hold | None:
+    """The client connection's :class:`Hold`, when the proxy's own server runs it."""
+    hold = getattr(request.protocol, "hold", None)
+    return hold if isinstance(hold, Hold) else None
 
 
 def whole(

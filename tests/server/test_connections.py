@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy.app import create_app
 from proxy.server import _refuse_draining
 from proxy.server.connections import ConnectionLimits, GuardedRunner, GuardedServer
-from tests.conftest import free_port
+from tests.conftest import Upstream, base_yaml, config_from, free_port
 
 Serve = Callable[[ConnectionLimits], Awaitable[tuple[int, GuardedServer]]]
 
@@ -161,3 +164,33 @@ async def test_while_draining_a_request_gets_503_and_the_connection_closes(serve
     assert b"Connection: close" in answer
     assert b"Retry-After: 1" in answer
     assert answer.endswith(b'"status":"UNAVAILABLE"}}')
+
+
+async def test_a_client_that_leaves_a_unary_call_lets_it_finish_on_a_pooled_connection(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    # The proxy itself on the guarded server: its connections hold a unary call when the
+    # client leaves, instead of cutting it (and closing the upstream connection).
+    app = create_app(config_from(tmp_path, base_yaml(upstream.url, keys=("only-key",))))
+    runner = GuardedRunner(app, guard(), handler_cancellation=True, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/v1beta/models/m1:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    try:
+        upstream.script("m1", {"hang": 0.4})
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=0.1))
+            await asyncio.sleep(0.6)  # the upstream answered meanwhile, and was read to the end
+            async with session.post(url, json=body) as again:
+                assert again.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/metrics/prometheus") as metrics:
+                text = await metrics.text()
+        first, second = upstream.requests("m1")
+        assert first["peer_port"] == second["peer_port"]  # the same connection, back in the pool
+        # The request that lost its client still ends as one that did (not as a 200).
+        assert 'l104_requests_total{route="/v1beta/models/{target}",status="499"} 1.0' in text
+    finally:
+        await runner.cleanup()
