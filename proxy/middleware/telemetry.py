@@ -74,7 +74,7 @@ class Telemetry(Middleware):
         exchange = request[EXCHANGE] = Exchange()
         self.counters.requests_total += 1
         status = 500
-        self.prom.in_flight.inc()
+        self.prom.tallies.in_flight += 1
         span = self._start(request, route)
         try:
             if span.is_recording():
@@ -91,14 +91,14 @@ class Telemetry(Middleware):
             self._finish(exchange, route, status, span)
 
     def _finish(self, exchange: Exchange, route: str, status: int, span: trace.Span) -> None:
-        prom = self.prom
-        prom.in_flight.dec()
-        prom.child(prom.requests, route, str(status)).inc()
-        prom.child(prom.latency, route).observe(time.perf_counter() - exchange.started)
+        tallies = self.prom.tallies
+        tallies.in_flight -= 1
+        tallies.requests[route, status] += 1
+        tallies.latency[route].observe(time.perf_counter() - exchange.started)
         if exchange.first_byte_s is not None:
-            prom.child(prom.ttfb, route).observe(exchange.first_byte_s)
+            tallies.ttfb[route].observe(exchange.first_byte_s)
         if exchange.rate_limited:
-            prom.child(prom.rate_limited, exchange.client, exchange.rate_limited).inc()
+            tallies.rate_limited[exchange.client, exchange.rate_limited] += 1
         if not span.is_recording():  # tracing off, or this trace not sampled
             return
         span.set_attribute("http.response.status_code", status)

@@ -74,7 +74,7 @@ class Observer:
 
     def attempt_failed(self, span: Span, member: Member, outcome: str) -> None:
         """End an attempt that did not answer 200: ``outcome`` is a status or a failure kind."""
-        self.prom.child(self.prom.attempts, member.model, outcome).inc()
+        self.prom.tallies.attempts[member.model, outcome] += 1
         if outcome == "429":
             self.prom.child(self.prom.quota_429, member.model).inc()
         if span.is_recording():
@@ -85,7 +85,7 @@ class Observer:
             span.end()
 
     def attempt_answered(self, member: Member) -> None:
-        self.prom.child(self.prom.attempts, member.model, "200").inc()
+        self.prom.tallies.attempts[member.model, "200"] += 1
 
     def finish(self, span: Span, exchange: Exchange, output: bytes = b"") -> None:
         """End the winning attempt once its answer is out (a stream: at its end)."""

@@ -1,7 +1,8 @@
 """Prometheus metrics, in a registry of the app's own (no process-global registry).
 
-Counters and histograms are updated as requests pass; cooldown and pace gauges are read from the
-live state at scrape time by a collector, so they are never stale.
+What every request updates is counted in :class:`~proxy.telemetry.tallies.Tallies` (no lock per
+update); rare events (rotations, 429s) are prometheus_client Counters. Cooldown and pace gauges
+are read from the live state at scrape time by a collector, so they are never stale.
 """
 
 from __future__ import annotations
@@ -9,29 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-)
+from proxy.telemetry.tallies import Tallies
 
 # (model, state, cooldown_s, learned requests per minute or None)
 StateRows = Callable[[], Iterable[tuple[str, str, float, float | None]]]
@@ -71,41 +54,16 @@ class Prom:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "l104_requests", "Requests by route and status", ["route", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "l104_request_duration_seconds",
-            "Time to the last byte",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttfb = Histogram(
-            "l104_time_to_first_byte_seconds",
-            "Time to the first byte",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.attempts = Counter(
-            "l104_upstream_attempts",
-            "Upstream attempts by outcome",
-            ["model", "outcome"],
-            registry=r,
-        )
+        self.tallies = Tallies()
+        r.register(self.tallies)
         self.rotations = Counter("l104_rotations", "Moves from one member to the next", registry=r)
         self.quota_429 = Counter(
             "l104_upstream_429", "429 answers from the upstream", ["model"], registry=r
         )
-        self.rate_limited = Counter(
-            "l104_rate_limited", "Requests refused by a rate limit", ["client", "limit"], registry=r
-        )
-        self.in_flight = Gauge("l104_requests_in_flight", "Requests being served", registry=r)
         ProcessCollector(registry=r)  # process_start_time_seconds, RSS, CPU, open fds
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
-    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+    def child(self, metric: Counter, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: the lookup takes a lock and builds a key."""
         key = (id(metric), labels)
         found = self._children.get(key)
