@@ -109,16 +109,16 @@ class ClientRateLimit(Middleware):
             wait = tokens.wait_for(estimate)
             if wait > 0:
                 raise reject(self.counters, exchange, wait, "tokens-per-minute")
+        # Both fit (nothing was awaited since they were asked): count them.
         if limits.requests is not None:
-            limits.requests.take(1)
+            limits.requests.admit(1)
         if tokens is None:
             return await handler(request)
-        entry, _ = tokens.take(estimate)
+        entry = tokens.admit(estimate)
         try:
             return await handler(request)
         finally:
-            if entry is not None:
-                tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
+            tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
 
     async def _shared(
         self,

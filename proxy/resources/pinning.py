@@ -17,12 +17,12 @@ from proxy.responders.base import Pin
 
 # Gemini's file URIs: ``https://…/v1beta/files/abc123`` (or a bare ``files/abc123``).
 _FILE_URI = re.compile(r"(?:^|/)files/([a-z0-9][a-z0-9-]{0,63})$")
-_MARKERS = (b"fileUri", b"file_uri", b"cachedContent", b"cached_content")
+_MARKERS = re.compile(rb"fileUri|file_uri|cachedContent|cached_content")
 
 
 def names_resources(body: bytes) -> bool:
     """A cheap first look, so that plain bodies are never walked."""
-    return any(marker in body for marker in _MARKERS)
+    return _MARKERS.search(body) is not None
 
 
 def _file_names(node: Any, out: list[str]) -> None:

@@ -77,6 +77,11 @@ class SlidingWindow:
         wait = self.wait_for(amount)
         if wait > 0:
             return None, wait
+        return self.admit(amount), 0.0
+
+    def admit(self, amount: float = 1.0) -> Entry:
+        """Count ``amount`` now, unchecked: for a caller that has just seen :meth:`wait_for`
+        say 0 (with nothing awaited since, nothing else was admitted)."""
         now = self.clock()
         bucket = self.buckets[-1] if self.buckets else None
         if bucket is None or now >= bucket.start + self.width:
@@ -85,7 +90,7 @@ class SlidingWindow:
         bucket.last = now
         bucket.amount += amount
         self.total += amount
-        return Entry(bucket, amount), 0.0
+        return Entry(bucket, amount)
 
     def settle(self, entry: Entry, amount: float) -> None:
         """Replace an admitted estimate with the real amount (if still in the window)."""
