@@ -6,8 +6,10 @@ in the kernel's page cache and survives the process (not a power cut: that is wh
 ``synchronous`` setting is about). Each commit records, in the same transaction, how far into the
 journal it reached (``journal_mark``: an epoch and an offset), so a row is in the ledger exactly
 once: at start, what the journal holds past the mark is written, and the file starts afresh.
-When every row is committed, the file is emptied under a new epoch: it never grows past what is
-in flight.
+When every row is committed, the file is emptied under a new epoch. Under a load that never
+lets the queue run empty, a file past :data:`COMPACT_BYTES` is instead rewritten under a new
+epoch with only the rows still queued (and swapped in with one rename): it never grows much past
+what is in flight.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 log = logging.getLogger("l104.store")
 
 Write = tuple[str, tuple[Any, ...]]
+COMPACT_BYTES = 4 * 1024 * 1024
 MARK_UPSERT = "INSERT OR REPLACE INTO journal_mark (worker, epoch, offset) VALUES (?, ?, ?)"
 
 
@@ -77,6 +80,34 @@ class Journal:
             self.size = len(head)
         except OSError as exc:
             self._failed(exc)
+
+    def rewrite(self, writes: list[Write]) -> list[int]:
+        """Replace the file by one of a new epoch holding just ``writes`` (the ones not yet
+        committed, in order); returns the offset past each. A SIGKILL meanwhile leaves either
+        file whole: the old one (its mark says what is committed) or the new one (a new epoch:
+        all of it is replayed)."""
+        epoch = uuid.uuid4().hex
+        lines = [orjson.dumps(write) + b"\n" for write in writes]
+        ends: list[int] = []
+        size = len(epoch) + 1
+        for line in lines:
+            size += len(line)
+            ends.append(size)
+        spare = f"{self.path}.new"
+        try:
+            fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, b"".join([epoch.encode(), b"\n", *lines]))
+                os.replace(spare, self.path)
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            self._failed(exc)  # the old file stays, and goes on growing: nothing is lost
+            return [self.size] * len(writes)
+        os.close(self._fd)
+        self._fd, self.epoch, self.size = fd, epoch, size
+        return ends
 
     def append(self, sql: str, params: tuple[Any, ...]) -> int:
         """Append one write; returns the offset just past it (for the mark)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from proxy.store.journal import MARK_UPSERT, Journal
+from proxy.store.journal import COMPACT_BYTES, MARK_UPSERT, Journal
 
 log = logging.getLogger("l104.store")
 
@@ -103,8 +103,22 @@ class Writer:
             await db.rollback()
             raise
         self.written += len(batch)
-        if journal is not None and self.queue.empty() and journal.size == batch[-1][2]:
+        if journal is None:
+            return
+        if self.queue.empty() and journal.size == batch[-1][2]:
             journal.rotate()  # everything in it is committed (and nothing ran in between)
+        elif journal.size > COMPACT_BYTES:
+            self._compact(journal)
+
+    def _compact(self, journal: Journal) -> None:
+        """Rewrite the journal with only what is still queued: under a steady load the queue
+        never runs empty, and the file would otherwise grow for as long as the load lasts."""
+        queued: list[Write] = []
+        while not self.queue.empty():
+            queued.append(self.queue.get_nowait())
+        ends = journal.rewrite([(sql, params) for sql, params, _ in queued])
+        for (sql, params, _), end in zip(queued, ends, strict=True):
+            self.queue.put_nowait((sql, params, end))
 
     async def run(self, db: aiosqlite.Connection) -> None:
         """Write batches as they come; after :meth:`stop`, write what is queued and return.
