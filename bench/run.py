@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
+from bench.inprocess import measure as in_process
 from bench.layers import STEPS, layers_upto, measure
 from bench.layers import table as layer_table
 from bench.peers import litellm_command, litellm_lua
@@ -553,6 +555,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for (name, _), rows in zip(targets_, samples, strict=True)
         ]
         results["layer_budget"] = budget
+        # The same layers alone, in this process, with no network: a µs apart between runs.
+        conf, _ = write_conf("in-process", up_port, "otlp")
+        requests = 200 if args.smoke else 5000
+        results["layers_in_process"] = uvloop.run(in_process(str(conf), requests))
     finally:
         procs.stop_all()
     errors = [line for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line]
@@ -745,6 +751,10 @@ def table(r: dict[str, Any]) -> str:
     ]
     if "layer_budget" in r:
         lines += [layer_table(r["layer_budget"]), ""]
+    if "layers_in_process" in r:
+        lines += ["| layer (alone, in process) | µs CPU / request |", "|---|---|"]
+        lines += [f"| {name} | {us:.1f} |" for name, us in r["layers_in_process"]]
+        lines += [""]
     lines += ["| target | measured | holds |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(r)]
     return "\n".join(lines)

@@ -28,3 +28,7 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert budget[0]["name"] == "bare aiohttp (the floor)"
     assert all(row["cpu_us_per_request"] > 0 for row in budget)
     assert "| layers | µs CPU / request | added | RPS |" in stdout
+    in_process = dict(data["layers_in_process"])
+    for layer in ("Telemetry", "Ledger", "ClientAuth", "ClientRateLimit", "GlobalAdmission"):
+        # Every layer ran; a cheap one can read a little under the handler alone at 200 requests.
+        assert -20 < in_process[layer] < 1000, layer
