@@ -557,7 +557,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results["layer_budget"] = budget
         # The same layers alone, in this process, with no network: a µs apart between runs.
         conf, _ = write_conf("in-process", up_port, "otlp")
-        requests = 200 if args.smoke else 5000
+        requests = 200 if args.smoke else 2000
         results["layers_in_process"] = uvloop.run(in_process(str(conf), requests))
     finally:
         procs.stop_all()
