@@ -21,11 +21,16 @@ def samples(text: bytes, family: str) -> dict[tuple[str, tuple[tuple[str, str], 
     return out
 
 
-def test_a_histogram_matches_prometheus_clients_own() -> None:
+def registries() -> tuple[CollectorRegistry, Tallies, CollectorRegistry]:
+    """Ours (with the tallies in it), and an empty one for prometheus_client's own metric."""
     ours = CollectorRegistry()
     tallies = Tallies()
     ours.register(tallies)
-    theirs = CollectorRegistry()
+    return ours, tallies, CollectorRegistry()
+
+
+def test_a_histogram_matches_prometheus_clients_own() -> None:
+    ours, tallies, theirs = registries()
     reference = Histogram(
         "l104_request_duration_seconds",
         "Time to the last byte",
@@ -44,10 +49,7 @@ def test_a_histogram_matches_prometheus_clients_own() -> None:
 
 
 def test_counts_and_the_gauge_read_as_prometheus_counters_do() -> None:
-    ours = CollectorRegistry()
-    tallies = Tallies()
-    ours.register(tallies)
-    theirs = CollectorRegistry()
+    ours, tallies, theirs = registries()
     reference = Counter(
         "l104_requests", "Requests by route and status", ["route", "status"], registry=theirs
     )
