@@ -28,7 +28,7 @@ class Deadlines:
         deadlines.leave(task)
     """
 
-    __slots__ = ("_due", "_expired", "_sweep", "resolution", "seconds")
+    __slots__ = ("_due", "_expired", "_sweep", "_sweep_loop", "resolution", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -36,6 +36,7 @@ class Deadlines:
         self._due: dict[Task, float] = {}
         self._expired: set[Task] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
     def enter(self) -> Task:
         """Start the current task's deadline; returns the task, for :meth:`leave`."""
@@ -43,8 +44,10 @@ class Deadlines:
         assert task is not None, "a deadline outside a task"
         loop = task.get_loop()
         self._due[task] = loop.time() + self.seconds
-        if self._sweep is None:
+        # A sweep of a loop since closed never comes back: such a one does not count.
+        if self._sweep is None or self._sweep_loop is not loop:
             self._sweep = loop.call_later(self.resolution, self._check, loop)
+            self._sweep_loop = loop
         return task
 
     def leave(self, task: Task) -> None:

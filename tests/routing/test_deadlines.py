@@ -61,3 +61,11 @@ async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not deadlines._due
+
+
+def test_a_second_event_loop_gets_a_sweep_of_its_own() -> None:
+    deadlines = Deadlines(0.05)
+    # The first loop closes with its sweep still scheduled (the work ended in time).
+    assert asyncio.run(guarded(deadlines, 0.001)) == "done"
+    with pytest.raises(Late):
+        asyncio.run(guarded(deadlines, 1))
