@@ -66,8 +66,9 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 20) -> 
 def split_cpus() -> dict[str, set[int]]:
     """The CPUs of each side: on two or more, the servers measured run on the last CPU and the
     load (wrk, upstreams, collector, Redis, the bench itself) on the others, so one side's work
-    never takes the other's time; a run's samples then agree within a few per cent instead of
-    a fifth. On one CPU, every side has it."""
+    never takes the other's time (in an A/B here, the least and the median of eight rounds came
+    within 5 % of each other instead of 20 %; between runs the machine still moves a ratio by a
+    fifth). On one CPU, every side has it."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return {"load": set(cpus), "measured": set(cpus), "any": set(cpus)}
