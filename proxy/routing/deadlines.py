@@ -15,17 +15,14 @@ Task = asyncio.Task[Any]
 
 
 class Deadlines:
-    """Deadlines of ``seconds`` for the tasks that :meth:`enter`; used as::
+    """Deadlines of ``seconds``, used as ``asyncio.timeout`` is (a plain ``with`` will do: no
+    timer is armed on the way in)::
 
-    task = deadlines.enter()
-    try:
-        ...
-    except asyncio.CancelledError:
-        if deadlines.expired(task):
-            raise TheTimeout from None
-        raise
-    finally:
-        deadlines.leave(task)
+        try:
+            with deadlines.bound():
+                ...
+        except TimeoutError:
+            ...
     """
 
     __slots__ = ("_due", "_expired", "_sweep", "_sweep_loop", "resolution", "seconds")
@@ -38,8 +35,11 @@ class Deadlines:
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
-    def enter(self) -> Task:
-        """Start the current task's deadline; returns the task, for :meth:`leave`."""
+    def bound(self) -> _Bound:
+        """The current task's deadline, for the ``with`` block."""
+        return _Bound(self)
+
+    def _enter(self) -> Task:
         task = asyncio.current_task()
         assert task is not None, "a deadline outside a task"
         loop = task.get_loop()
@@ -50,15 +50,10 @@ class Deadlines:
             self._sweep_loop = loop
         return task
 
-    def leave(self, task: Task) -> None:
+    def _leave(self, task: Task) -> bool:
+        """End ``task``'s deadline; whether the deadline cancelled it (and nobody else did as
+        well). When so the cancel is taken back, as ``asyncio.timeout`` does."""
         self._due.pop(task, None)
-        self._expired.discard(task)
-
-    def expired(self, task: Task) -> bool:
-        """Whether ``task`` was cancelled by its deadline (and not by anyone else as well).
-
-        When so, the cancellation is taken back, as ``asyncio.timeout`` does, so the caller
-        raises its own timeout error instead."""
         if task not in self._expired:
             return False
         self._expired.discard(task)
@@ -72,3 +67,20 @@ class Deadlines:
                 self._expired.add(task)
                 task.cancel()
         self._sweep = loop.call_later(self.resolution, self._check, loop) if self._due else None
+
+
+class _Bound:
+    __slots__ = ("deadlines", "task")
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self.deadlines = deadlines
+
+    def __enter__(self) -> None:
+        self.task = self.deadlines._enter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        late = self.deadlines._leave(self.task)
+        if late and kind is asyncio.CancelledError:
+            raise TimeoutError from exc

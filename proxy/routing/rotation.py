@@ -76,18 +76,14 @@ class Rotator(Learning):
         """
         if call.pin is not None:
             plan = pinned(plan, call.pin)
-        task = self.deadlines.enter()
         try:
-            return await self._run(plan, call)
-        except asyncio.CancelledError:
-            if self.deadlines.expired(task):
-                raise UpstreamTimeout(
-                    f"No model of '{plan.name}' answered within rotation.deadline_s "
-                    f"({self.rotation.deadline_s:g}s)."
-                ) from None
-            raise
-        finally:
-            self.deadlines.leave(task)
+            with self.deadlines.bound():
+                return await self._run(plan, call)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"No model of '{plan.name}' answered within rotation.deadline_s "
+                f"({self.rotation.deadline_s:g}s)."
+            ) from None
 
     async def _run(self, plan: Plan, call: Call) -> Outcome:
         waited = 0.0
