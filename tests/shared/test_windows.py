@@ -20,6 +20,16 @@ def _yaml(upstream: Upstream, redis: RedisServer, chains: str, extra: str = "") 
     )
 
 
+def _client_limit_yaml(upstream: Upstream, redis: RedisServer, rpm: int) -> str:
+    """One member, and the client ``app`` (key ``app-key``) limited to ``rpm``."""
+    return _yaml(
+        upstream,
+        redis,
+        'default: ["up:m1"]',
+        f'clients: [{{name: app, key: "app-key", requests_per_minute: {rpm}}}]',
+    )
+
+
 async def _replicas(start: StartProcess, yaml: str, count: int = 3) -> list[str]:
     """``count`` proxy processes on one config (one Redis); their URLs."""
     return [(await asyncio.to_thread(start, yaml)).url for _ in range(count)]
@@ -41,12 +51,7 @@ async def _burst(urls: list[str], count: int, headers: dict[str, str]) -> Counte
 async def test_a_clients_limit_holds_exactly_across_three_replicas(
     proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    yaml = _yaml(
-        upstream,
-        redis_server,
-        'default: ["up:m1"]',
-        'clients: [{name: app, key: "app-key", requests_per_minute: 10}]',
-    )
+    yaml = _client_limit_yaml(upstream, redis_server, rpm=10)
     urls = await _replicas(proxy_process, yaml)
     statuses = await _burst(urls, 30, {"x-goog-api-key": "app-key"})
     assert statuses == Counter({200: 10, 429: 20})  # 10 in all, not 10 each
@@ -65,12 +70,7 @@ async def test_a_declared_rpm_holds_across_three_replicas(
 async def test_workers_on_one_host_share_the_limit(
     proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
 ) -> None:
-    yaml = _yaml(
-        upstream,
-        redis_server,
-        'default: ["up:m1"]',
-        'clients: [{name: app, key: "app-key", requests_per_minute: 8}]',
-    )
+    yaml = _client_limit_yaml(upstream, redis_server, rpm=8)
     proxy = await asyncio.to_thread(proxy_process, yaml, args=("--workers", "2"))
     statuses = await _burst([proxy.url], 24, {"x-goog-api-key": "app-key"})
     assert statuses == Counter({200: 8, 429: 16})
