@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-# ``response`` is the Live API's name for the output count.
-_COUNT = re.compile(rb'"(prompt|candidates|response|total)TokenCount"\s*:\s*(\d+)')
+# ``response`` is the Live API's name for the output count. One pattern finds the counts and
+# the model in a single pass over what follows ``usageMetadata`` (the model usually comes next).
+_USAGE = re.compile(
+    rb'"(prompt|candidates|response|total)TokenCount"\s*:\s*(\d+)'
+    rb'|"modelVersion"\s*:\s*"([^"]{1,128})"'
+)
 _MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
 _FIELDS = {
     b"prompt": "input_tokens",
@@ -45,6 +49,7 @@ class Exchange:
     first_byte_s: float | None = None
     response_model: str = ""
     rate_limited: str = ""  # which limit refused the request, if one did
+    trace_id: str = ""  # the request's span's, when it is traced (for the ledger)
 
     def sniff_usage(self, data: bytes) -> None:
         """Read ``usageMetadata`` counts from a body or a stream chunk, without parsing JSON.
@@ -56,11 +61,17 @@ class Exchange:
         if at < 0:
             self._sniff_openai(data)
             return
-        for match in _COUNT.finditer(data, at):
-            setattr(self, _FIELDS[match.group(1)], int(match.group(2)))
-        model = _MODEL.search(data, max(0, at - 64)) or _MODEL.search(data)
+        model = b""
+        for field_name, count, version in _USAGE.findall(data, at):
+            if version:
+                model = version
+            else:
+                setattr(self, _FIELDS[field_name], int(count))
+        if not model:  # it came before the usage, as some servers order the fields
+            found = _MODEL.search(data)
+            model = found.group(1) if found else b""
         if model:
-            self.response_model = model.group(1).decode(errors="replace")
+            self.response_model = model.decode(errors="replace")
 
     def _sniff_openai(self, data: bytes) -> None:
         at = data.rfind(b'"usage"')

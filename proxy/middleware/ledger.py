@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from opentelemetry import trace
 
 from proxy.exchange import exchange_of
 from proxy.middleware import Handler, Middleware, is_open
@@ -29,7 +28,6 @@ class Ledger(Middleware):
             status = exchange.status or response.status
             return response
         finally:
-            context = trace.get_current_span().get_span_context()
             ttfb = exchange.first_byte_s
             self.writer.put(
                 LEDGER_INSERT,
@@ -44,6 +42,6 @@ class Ledger(Middleware):
                     exchange.output_tokens,
                     round((time.perf_counter() - exchange.started) * 1000, 3),
                     None if ttfb is None else round(ttfb * 1000, 3),
-                    f"{context.trace_id:032x}" if context.is_valid else "",
+                    exchange.trace_id,
                 ),
             )

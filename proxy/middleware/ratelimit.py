@@ -111,7 +111,7 @@ class ClientRateLimit(Middleware):
                 raise reject(self.counters, exchange, wait, "tokens-per-minute")
         # Both fit (nothing was awaited since they were asked): count them.
         if limits.requests is not None:
-            limits.requests.admit(1)
+            limits.requests.count(1)
         if tokens is None:
             return await handler(request)
         entry = tokens.admit(estimate)

@@ -78,6 +78,7 @@ class Telemetry(Middleware):
         span = self._start(request, route)
         try:
             if span.is_recording():
+                exchange.trace_id = f"{span.get_span_context().trace_id:032x}"
                 with trace.use_span(span, end_on_exit=False):
                     response = await handler(request)
             else:

@@ -82,6 +82,10 @@ class SlidingWindow:
     def admit(self, amount: float = 1.0) -> Entry:
         """Count ``amount`` now, unchecked: for a caller that has just seen :meth:`wait_for`
         say 0 (with nothing awaited since, nothing else was admitted)."""
+        return Entry(self.count(amount), amount)
+
+    def count(self, amount: float = 1.0) -> Bucket:
+        """:meth:`admit` for an amount that is never settled (no entry is made for it)."""
         now = self.clock()
         bucket = self.buckets[-1] if self.buckets else None
         if bucket is None or now >= bucket.start + self.width:
@@ -90,7 +94,7 @@ class SlidingWindow:
         bucket.last = now
         bucket.amount += amount
         self.total += amount
-        return Entry(bucket, amount)
+        return bucket
 
     def settle(self, entry: Entry, amount: float) -> None:
         """Replace an admitted estimate with the real amount (if still in the window)."""
