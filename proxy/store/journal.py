@@ -10,11 +10,21 @@ When every row is committed, the file is emptied under a new epoch. Under a load
 lets the queue run empty, a file past :data:`COMPACT_BYTES` is instead rewritten under a new
 epoch with only the rows still queued (and swapped in with one rename): it never grows much past
 what is in flight.
+
+The file is written through a shared memory map, not a ``write()`` a row: a store into a mapped
+page is in the same page cache a ``write()`` reaches, so it survives the process just as well,
+and it costs no system call (a ``write()`` a request measured 28 to 36 µs of the proxy's CPU under
+load, about a tenth of it). The file is allocated ahead (:data:`MAP_BYTES` at a time, with
+``posix_fallocate``, so a full disk fails there, never as a ``SIGBUS`` on a store) and its
+never-written tail is zeros, which a reader drops. Where the file cannot be allocated or mapped
+(a file system without ``fallocate``), each row is written with ``pwrite`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
 import uuid
 from typing import Any
@@ -25,6 +35,7 @@ log = logging.getLogger("l104.store")
 
 Write = tuple[str, tuple[Any, ...]]
 COMPACT_BYTES = 4 * 1024 * 1024
+MAP_BYTES = 1024 * 1024
 MARK_UPSERT = "INSERT OR REPLACE INTO journal_mark (worker, epoch, offset) VALUES (?, ?, ?)"
 
 
@@ -39,6 +50,9 @@ class Journal:
         self.size = 0
         self.failing = False
         self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._room = 0  # bytes allocated and mapped: an append past them grows the file
+        self._mappable = True  # False once allocating or mapping failed, until a new epoch
 
     def pending(self, marks: dict[int, tuple[str, int]]) -> tuple[list[Write], str, int]:
         """The writes in the file that ``marks`` (worker -> (epoch, offset), from the store)
@@ -49,6 +63,7 @@ class Journal:
                 data = f.read()
         except FileNotFoundError:
             return [], "", 0
+        data = data.rstrip(b"\0")  # the allocated tail that was never written
         head, _, body = data.partition(b"\n")
         epoch = head.decode(errors="replace")
         start = 0
@@ -67,16 +82,17 @@ class Journal:
     def start(self) -> None:
         """Open the file, emptied, under a new epoch."""
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.rotate()
 
     def rotate(self) -> None:
         """Empty the file under a new epoch (every row in it is committed)."""
         self.epoch = uuid.uuid4().hex
         head = self.epoch.encode() + b"\n"
+        self._unmap()
         try:
             os.ftruncate(self._fd, 0)
-            os.write(self._fd, head)
+            os.pwrite(self._fd, head, 0)
             self.size = len(head)
         except OSError as exc:
             self._failed(exc)
@@ -95,7 +111,7 @@ class Journal:
             ends.append(size)
         spare = f"{self.path}.new"
         try:
-            fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            fd = os.open(spare, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, b"".join([epoch.encode(), b"\n", *lines]))
                 os.replace(spare, self.path)
@@ -105,23 +121,50 @@ class Journal:
         except OSError as exc:
             self._failed(exc)  # the old file stays, and goes on growing: nothing is lost
             return [self.size] * len(writes)
+        self._unmap()
         os.close(self._fd)
         self._fd, self.epoch, self.size = fd, epoch, size
         return ends
 
     def append(self, sql: str, params: tuple[Any, ...]) -> int:
         """Append one write; returns the offset just past it (for the mark)."""
-        line = orjson.dumps((sql, params)) + b"\n"
+        line = orjson.dumps((sql, params), option=orjson.OPT_APPEND_NEWLINE)
+        start = self.size
+        end = start + len(line)
         try:
-            os.write(self._fd, line)
+            if end <= self._room or (self._mappable and self._grow(end)):
+                assert self._map is not None
+                self._map[start:end] = line
+            else:
+                os.pwrite(self._fd, line, start)
         except OSError as exc:
             self._failed(exc)  # the row still goes to the queue: it only lacks the journal
-            return self.size
+            return start
         if self.failing:
             self.failing = False
             log.warning("the store's journal works again")
-        self.size += len(line)
-        return self.size
+        self.size = end
+        return end
+
+    def _grow(self, need: int) -> bool:
+        """Allocate and map the file to hold at least ``need`` bytes; False if it cannot be
+        (the caller writes instead, and the next epoch tries again)."""
+        room = -(-need // MAP_BYTES) * MAP_BYTES
+        try:
+            os.posix_fallocate(self._fd, 0, room)
+            mapped = mmap.mmap(self._fd, room)
+        except (OSError, ValueError) as exc:
+            self._mappable = False
+            log.info("the store's journal is written without a memory map (%s)", exc)
+            return False
+        self._unmap()
+        self._map, self._room = mapped, room
+        return True
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        self._map, self._room, self._mappable = None, 0, True
 
     def _failed(self, exc: OSError) -> None:
         if not self.failing:
@@ -130,5 +173,8 @@ class Journal:
 
     def close(self) -> None:
         if self._fd >= 0:
+            self._unmap()
+            with contextlib.suppress(OSError):  # the zeros past the rows are not kept
+                os.ftruncate(self._fd, self.size)
             os.close(self._fd)
             self._fd = -1
