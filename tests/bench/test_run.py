@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from bench.run import in_rounds
 from tests.bench import smoke
 
 
@@ -32,3 +34,16 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     for layer in ("Telemetry", "Ledger", "ClientAuth", "ClientRateLimit", "GlobalAdmission"):
         # Every layer ran; a cheap one can read a little under the handler alone at 200 requests.
         assert -20 < in_process[layer] < 1000, layer
+
+
+def test_in_rounds_takes_the_targets_in_turn_and_the_median_of_each() -> None:
+    order: list[str] = []
+    values = {"a": iter([5.0, 1.0, 3.0]), "b": iter([10.0, 30.0, 20.0])}
+
+    def run(name: str) -> dict[str, float]:
+        order.append(name)
+        return {"p50_ms": next(values[name]), "rps": 1.0}
+
+    out = in_rounds(3, {name: partial(run, name) for name in ("a", "b")})
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert out == {"a": {"p50_ms": 3.0, "rps": 1.0}, "b": {"p50_ms": 20.0, "rps": 1.0}}
