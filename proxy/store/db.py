@@ -130,6 +130,15 @@ class Store:
     async def replay(self, journal: Journal) -> int:
         """Write what ``journal`` holds past its committed mark (rows of a process that was
         killed), then start the journal afresh and hand it to the writer. Returns the count."""
+        if not journal.claim():
+            # Another live process has this journal (the same store.path and worker number):
+            # its rows are not ours to replay, and its file is not ours to empty.
+            log.error(
+                "the store's journal %s is held by another process: this one runs without it "
+                "(give each process its own store.path, or run them as --workers)",
+                journal.path,
+            )
+            return 0
         async with self.db.execute("SELECT worker, epoch, offset FROM journal_mark") as cursor:
             marks = {int(w): (str(e), int(o)) for w, e, o in await cursor.fetchall()}
         pending, epoch, size = journal.pending(marks)

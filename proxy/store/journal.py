@@ -23,6 +23,7 @@ never-written tail is zeros, which a reader drops. Where the file cannot be allo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import mmap
 import os
@@ -54,6 +55,21 @@ class Journal:
         self._room = 0  # bytes allocated and mapped: an append past them grows the file
         self._mappable = True  # False once allocating or mapping failed, until a new epoch
 
+    def claim(self) -> bool:
+        """Open the file and lock it for this process; False if another process holds it.
+
+        A second process on the same file would replay the first one's rows, and its fresh
+        start would cut the file under the first one's memory map (a SIGBUS there)."""
+        if self._fd < 0:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            self._fd = fd
+        return True
+
     def pending(self, marks: dict[int, tuple[str, int]]) -> tuple[list[Write], str, int]:
         """The writes in the file that ``marks`` (worker -> (epoch, offset), from the store)
         does not cover: those of a process that stopped before they were committed. Also the
@@ -80,9 +96,9 @@ class Journal:
         return out, epoch, len(data)
 
     def start(self) -> None:
-        """Open the file, emptied, under a new epoch."""
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Open the file (see :meth:`claim`), emptied, under a new epoch."""
+        if not self.claim():
+            raise OSError(f"the journal {self.path} is held by another process")
         self.rotate()
 
     def rotate(self) -> None:
@@ -113,6 +129,7 @@ class Journal:
         try:
             fd = os.open(spare, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock moves with the file
                 os.write(fd, b"".join([epoch.encode(), b"\n", *lines]))
                 os.replace(spare, self.path)
             except BaseException:

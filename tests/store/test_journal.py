@@ -160,3 +160,28 @@ def test_where_the_file_cannot_be_allocated_rows_are_written_instead(
     assert path.stat().st_size == journal.size  # written, not mapped: no allocated tail
     assert [p for _, p in Journal(str(path)).pending({})[0]] == [(0,), (1,), (2,)]
     journal.close()
+
+
+async def test_a_journal_another_process_holds_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "s.db")
+    holder = Journal(f"{path}-queue-0")  # as a live proxy on the same store.path would
+    holder.start()
+    holder.append("INSERT INTO t (a) VALUES (?)", (1,))
+    assert not Journal(f"{path}-queue-0").claim()
+    writer = Writer(linger_s=0)
+    store = await Store.open(path, writer)
+    assert await store.replay(Journal(f"{path}-queue-0")) == 0  # not its rows to write
+    assert writer.journal is None
+    assert "held by another process" in caplog.text
+    # The holder's file is untouched, and this store still writes its own rows.
+    assert [p for _, p in Journal(f"{path}-queue-0").pending({})[0]] == [(1,)]
+    task = asyncio.create_task(writer.run(store.db))
+    assert store.record(row(7))
+    writer.stop()
+    await task
+    assert await _count(store) == 1
+    await store.close()
+    holder.close()
+    assert Journal(f"{path}-queue-0").claim()  # released with the holder
