@@ -109,16 +109,19 @@ async def stream(
                 abort(request)
                 return resp
             exchange.mark_first_byte()
-            if tail:  # usage cut by a network read: read across the boundary too
-                exchange.sniff_usage(tail + data[:SEAM])
-            exchange.sniff_usage(data)
-            tail = data[-SEAM:]
             try:
                 await resp.write(data)
             except ConnectionError:  # the client left: nothing is wrong upstream
                 exchange.status = 499
                 log.debug("the client left a stream of %s", exchange.served or "?")
                 return resp
+            finally:
+                # The chunk goes on first, its usage is read after: the client waits for none
+                # of this (what the upstream counted still counts if the client left).
+                if tail:  # usage cut by a network read: read across the boundary too
+                    exchange.sniff_usage(tail + data[:SEAM])
+                exchange.sniff_usage(data)
+                tail = data[-SEAM:]
         await resp.write_eof()
     finally:
         reply.release()
