@@ -77,8 +77,12 @@ class Telemetry(Middleware):
         self.prom.tallies.in_flight += 1
         span = self._start(request, route)
         try:
+            context = span.get_span_context()
             if span.is_recording():
-                exchange.trace_id = f"{span.get_span_context().trace_id:032x}"
+                exchange.trace_id = f"{context.trace_id:032x}"
+            if context.is_valid:
+                # Current for the attempts: a recorded span is their parent; a client's
+                # unsampled trace makes no spans here, but its context still goes upstream.
                 with trace.use_span(span, end_on_exit=False):
                     response = await handler(request)
             else:

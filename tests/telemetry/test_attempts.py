@@ -168,3 +168,27 @@ async def test_head_sampling_skips_unsampled_requests_entirely(
     ):
         assert r.status == 200
     assert {s.trace_id for s in spans(exporter)} == {CLIENT_TRACE}
+
+
+async def test_a_clients_unsampled_trace_goes_upstream_without_spans(
+    start_proxy: StartProxy, upstream: Upstream, exporter: InMemorySpanExporter
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra=ALL), provider=provider_for(exporter))
+    unsampled = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            headers={"traceparent": unsampled},
+            json={"contents": []},
+        ) as r,
+    ):
+        assert r.status == 200
+    assert spans(exporter) == []  # the client chose not to sample: nothing is recorded
+    # W3C Trace Context: the trace goes on, still unsampled, so the upstream's spans (if it
+    # makes any) join the client's trace.
+    sent = upstream.requests()[-1]["headers"]["traceparent"]
+    version, trace_id, parent, flags = sent.split("-")
+    assert (version, trace_id, flags) == ("00", CLIENT_TRACE, "00")
+    assert len(parent) == 16
+    assert parent != "0" * 16
