@@ -119,7 +119,7 @@ class Journal:
         file whole: the old one (its mark says what is committed) or the new one (a new epoch:
         all of it is replayed)."""
         epoch = uuid.uuid4().hex
-        lines = [orjson.dumps(write) + b"\n" for write in writes]
+        lines = [orjson.dumps(write, option=orjson.OPT_APPEND_NEWLINE) for write in writes]
         ends: list[int] = []
         size = len(epoch) + 1
         for line in lines:
