@@ -19,7 +19,7 @@ import orjson
 from proxy.routing.cooldown import KeyRef
 from proxy.store.journal import MARK_UPSERT, Journal
 from proxy.store.schema import migrate
-from proxy.store.writer import Writer, statements
+from proxy.store.writer import Writer, execute_writes
 
 log = logging.getLogger("l104.store")
 
@@ -143,12 +143,7 @@ class Store:
             marks = {int(w): (str(e), int(o)) for w, e, o in await cursor.fetchall()}
         pending, epoch, size = journal.pending(marks)
         if pending:
-            groups: dict[str, list[tuple[Any, ...]]] = {}
-            for sql, params in pending:
-                groups.setdefault(sql, []).append(params)
-            for sql, rows in groups.items():
-                for statement, values in statements(sql, rows):
-                    await self.db.execute(statement, values)
+            await execute_writes(self.db, pending)
             await self.db.execute(MARK_UPSERT, (journal.worker, epoch, size))
             await self.db.commit()
         journal.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import aiosqlite
@@ -46,6 +46,19 @@ def statements(sql: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, lis
         chunk = rows[start : start + ROWS_A_STATEMENT]
         values = ", ".join([one] * len(chunk))
         yield f"{sql[: plain.start(1)]}{values}", [value for row in chunk for value in row]
+
+
+async def execute_writes(
+    db: aiosqlite.Connection, writes: Iterable[tuple[str, tuple[Any, ...]]]
+) -> None:
+    """``writes`` (sql, params), grouped by statement and sent as :func:`statements` makes
+    them; the caller commits."""
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in writes:
+        groups.setdefault(sql, []).append(params)
+    for sql, rows in groups.items():
+        for statement, values in statements(sql, rows):
+            await db.execute(statement, values)
 
 
 class Writer:
@@ -87,14 +100,9 @@ class Writer:
         return batch
 
     async def _write(self, db: aiosqlite.Connection, batch: list[Write]) -> None:
-        groups: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params, _ in batch:
-            groups.setdefault(sql, []).append(params)
         journal = self.journal
         try:
-            for sql, rows in groups.items():
-                for statement, values in statements(sql, rows):
-                    await db.execute(statement, values)
+            await execute_writes(db, ((sql, params) for sql, params, _ in batch))
             if journal is not None:
                 # In the same transaction: the rows and how far the journal is committed.
                 await db.execute(MARK_UPSERT, (journal.worker, journal.epoch, batch[-1][2]))
