@@ -23,17 +23,7 @@ import tempfile
 from pathlib import Path
 
 from bench.layers import cpu_s
-from bench.run import BODY, CLIENT_KEY, split_cpus
-
-
-def _lua(path: Path) -> Path:
-    path.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["x-goog-api-key"] = "{CLIENT_KEY}"\n'
-    )
-    return path
+from bench.run import split_cpus, write_lua
 
 
 def _requests(out: str) -> int:
@@ -70,7 +60,7 @@ def main() -> None:
     os.sched_setaffinity(0, split_cpus()["load"])  # wrk inherits it
     rows: list[list[float]] = []
     with tempfile.TemporaryDirectory() as work:
-        lua = _lua(Path(work) / "post.lua")
+        lua = write_lua(Path(work) / "post.lua")
         for number in range(1, args.rounds + 1):
             a, b = one_round(targets, args.seconds, args.conns, lua)
             rows.append([a, b])

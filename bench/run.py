@@ -238,6 +238,24 @@ store: {{path: "{store}"{shared}}}
 """
 
 
+def write_lua(path: Path) -> Path:
+    """wrk's script for the bench's request: the body, as JSON, with the client key."""
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{BODY}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["x-goog-api-key"] = "{CLIENT_KEY}"\n'
+    )
+    return path
+
+
+def rps_ratio(a: str, b: str, seconds: float, lua: Path) -> float:
+    """RPS of ``a`` over RPS of ``b`` at 32 connections, in two interleaved rounds (a, b, a,
+    b): a small difference between two noisy numbers is only worth taking side by side."""
+    rps = in_rounds(2, {url: partial(wrk, url, 32, seconds / 2, lua) for url in (a, b)})
+    return rps[a]["rps"] / rps[b]["rps"]
+
+
 def in_rounds(
     rounds: int, runs: dict[str, Callable[[], dict[str, float]]]
 ) -> dict[str, dict[str, float]]:
@@ -339,13 +357,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     procs = Procs()
     os.sched_setaffinity(0, procs.cpus["load"])  # wrk and the stream clients are load too
     py = sys.executable
-    lua = work / "post.lua"
-    lua.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["x-goog-api-key"] = "{CLIENT_KEY}"\n'
-    )
+    lua = write_lua(work / "post.lua")
     results: dict[str, Any] = {"seconds": seconds, "smoke": args.smoke, "workers": args.workers}
     try:
         up_port, ng_port, px_port, slow_port = (free_port() for _ in range(4))
@@ -494,23 +506,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results["small_32"] = small
         # Tracing's cost is a small difference between two noisy numbers: measure the pair
         # interleaved (on, off, on, off) and compare the sums.
-        on = off = 0.0
-        for _ in range(2):
-            on += wrk(via_proxy, 32, seconds / 2, lua)["rps"]
-            off += wrk(untraced_url, 32, seconds / 2, lua)["rps"]
-        results["tracing_cost"] = round(1 - on / off, 4)
+        results["tracing_cost"] = round(1 - rps_ratio(via_proxy, untraced_url, seconds, lua), 4)
         # Shared state's cost, the same way: the proxy with and without Redis behind it.
-        local = fleet = 0.0
-        for _ in range(2):
-            local += wrk(via_proxy, 32, seconds / 2, lua)["rps"]
-            fleet += wrk(shared_url_px, 32, seconds / 2, lua)["rps"]
-        results["shared_cost"] = round(1 - fleet / local, 4)
+        results["shared_cost"] = round(1 - 1 / rps_ratio(via_proxy, shared_url_px, seconds, lua), 4)
         # The headline ratio, measured interleaved like the costs: the proxy against the floor.
-        px = floor = 0.0
-        for _ in range(2):
-            px += wrk(via_proxy, 32, seconds / 2, lua)["rps"]
-            floor += wrk(via_bare, 32, seconds / 2, lua)["rps"]
-        results["proxy_over_bare"] = round(px / floor, 4)
+        results["proxy_over_bare"] = round(rps_ratio(via_proxy, via_bare, seconds, lua), 4)
         # The overheads at one connection are differences between targets: measured in rounds
         # that take the targets in turn, so a slow minute of this shared machine falls on all
         # of them, not on one; each figure is the median over the rounds.
