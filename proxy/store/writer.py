@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,19 +23,23 @@ log = logging.getLogger("l104.store")
 
 Write = tuple[str, tuple[Any, ...], int]  # sql, params, the journal's offset past it
 BATCH = 512
-# Rows a multi-row INSERT carries: 128 of the ledger's 11 columns stay far under SQLite's
-# limit of 32,766 bound values, and a full chunk always reuses one cached statement.
+# Rows a multi-row INSERT carries at most: 128 of the ledger's 11 columns stay far under
+# SQLite's limit of 32,766 bound values.
 ROWS_A_STATEMENT = 128
 _PLAIN_INSERT = re.compile(r"INSERT INTO \w+ \([\w, ]+\) VALUES (\((?:\?, )*\?\))")
 
 
 def statements(sql: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
     """``sql`` over ``rows`` as few statements: a plain ``INSERT … VALUES (?, …)`` becomes
-    multi-row INSERTs of up to :data:`ROWS_A_STATEMENT` rows, anything else one per row.
+    multi-row INSERTs of :data:`ROWS_A_STATEMENT` rows and then of halving sizes (64, 32 … 1)
+    for the rest, anything else one statement a row.
 
     Why not ``executemany``: it releases and retakes the GIL around every row, and while the
     event loop is busy each retake waits for a switch interval; measured with a busy loop, 65
-    µs of CPU a row and seconds of wall time a batch, against 5 µs for one statement.
+    µs of CPU a row and seconds of wall time a batch, against 5 µs for one statement. Why the
+    halving sizes: a statement of any other row count is new text that SQLite parses again
+    (the parse of a batch's odd-sized tail cost about 3,000 instructions a row); eight sizes
+    stay in the connection's statement cache.
     """
     plain = _PLAIN_INSERT.fullmatch(sql)
     if plain is None:
@@ -42,9 +47,14 @@ def statements(sql: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, lis
             yield sql, list(row)
         return
     one = plain.group(1)
-    for start in range(0, len(rows), ROWS_A_STATEMENT):
-        chunk = rows[start : start + ROWS_A_STATEMENT]
-        values = ", ".join([one] * len(chunk))
+    start, size = 0, ROWS_A_STATEMENT
+    while start < len(rows):
+        if len(rows) - start < size:
+            size //= 2
+            continue
+        chunk = rows[start : start + size]
+        start += size
+        values = ", ".join([one] * size)
         yield f"{sql[: plain.start(1)]}{values}", [value for row in chunk for value in row]
 
 
@@ -67,37 +77,35 @@ class Writer:
     # budget measured at 104 -> 32 µs of CPU a request. The journal keeps what waits safe.
     def __init__(self, size: int = 10_000, linger_s: float = 0.25) -> None:
         self.linger_s = linger_s
-        self.queue: asyncio.Queue[Write] = asyncio.Queue(size)
+        self.size = size
+        # A plain deque: the writer is the only reader, and asyncio.Queue's put and get (half a
+        # dozen Python calls each) cost more than the rest of a row's way to the journal.
+        self.queue: deque[Write] = deque()
         self.dropped = 0
         self.written = 0
         self.stopping = False
         self.failing = False  # the last batch failed: said once, until a batch works again
         self._wake = asyncio.Event()
+        self._asleep = False  # the writer waits on _wake: a put must set it
         self.journal: Journal | None = None  # set once the store is open
 
     def put(self, sql: str, params: tuple[Any, ...]) -> bool:
         """Queue a write (and journal it); False if the queue was full (the drop is counted)."""
-        try:
-            if self.queue.full():  # dropped: so not journaled either
-                raise asyncio.QueueFull
-            end = self.journal.append(sql, params) if self.journal is not None else 0
-            self.queue.put_nowait((sql, params, end))
-            self._wake.set()
-            return True
-        except asyncio.QueueFull:
+        if len(self.queue) >= self.size:  # dropped: so not journaled either
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("store queue full: %d writes dropped so far", self.dropped)
             return False
+        end = self.journal.append(sql, params) if self.journal is not None else 0
+        self.queue.append((sql, params, end))
+        if self._asleep:
+            self._asleep = False
+            self._wake.set()
+        return True
 
-    def _batch(self, first: Write) -> list[Write]:
-        batch = [first]
-        while len(batch) < BATCH:
-            try:
-                batch.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
+    def _batch(self) -> list[Write]:
+        take = self.queue.popleft
+        return [take() for _ in range(min(BATCH, len(self.queue)))]
 
     async def _write(self, db: aiosqlite.Connection, batch: list[Write]) -> None:
         journal = self.journal
@@ -113,7 +121,7 @@ class Writer:
         self.written += len(batch)
         if journal is None:
             return
-        if self.queue.empty() and journal.size == batch[-1][2]:
+        if not self.queue and journal.size == batch[-1][2]:
             journal.rotate()  # everything in it is committed (and nothing ran in between)
         elif journal.size > COMPACT_BYTES:
             self._compact(journal)
@@ -121,12 +129,11 @@ class Writer:
     def _compact(self, journal: Journal) -> None:
         """Rewrite the journal with only what is still queued: under a steady load the queue
         never runs empty, and the file would otherwise grow for as long as the load lasts."""
-        queued: list[Write] = []
-        while not self.queue.empty():
-            queued.append(self.queue.get_nowait())
+        queued = list(self.queue)
         ends = journal.rewrite([(sql, params) for sql, params, _ in queued])
-        for (sql, params, _), end in zip(queued, ends, strict=True):
-            self.queue.put_nowait((sql, params, end))
+        self.queue = deque(
+            (sql, params, end) for (sql, params, _), end in zip(queued, ends, strict=True)
+        )
 
     async def run(self, db: aiosqlite.Connection) -> None:
         """Write batches as they come; after :meth:`stop`, write what is queued and return.
@@ -134,16 +141,17 @@ class Writer:
         It is stopped, never cancelled, so no batch is cut off half-written.
         """
         while True:
-            if self.queue.empty():
+            if not self.queue:
                 if self.stopping:
                     return
                 self._wake.clear()
+                self._asleep = True
                 await self._wake.wait()
                 continue
-            if self.queue.qsize() < BATCH and not self.stopping:
+            if len(self.queue) < BATCH and not self.stopping:
                 # Let a batch gather: one transaction for many rows costs the loop far less.
                 await asyncio.sleep(self.linger_s)
-            batch = self._batch(self.queue.get_nowait())
+            batch = self._batch()
             try:
                 await self._write(db, batch)
             except Exception as exc:

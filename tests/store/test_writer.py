@@ -103,3 +103,12 @@ def test_only_plain_inserts_are_merged() -> None:
     # An upsert keeps one statement a row: its conflict clause must see each row in turn.
     upsert = f"{plain} ON CONFLICT (a) DO UPDATE SET b = excluded.b"
     assert list(statements(upsert, [(1, 2), (1, 5)])) == [(upsert, [1, 2]), (upsert, [1, 5])]
+
+
+def test_an_odd_batch_goes_in_halving_statement_sizes() -> None:
+    # Eight sizes at most, whatever the batch: SQLite parses each once and caches it.
+    plain = "INSERT INTO t (a) VALUES (?)"
+    rows = [(i,) for i in range(ROWS_A_STATEMENT + 64 + 8 + 3)]
+    sizes = [len(values) for _, values in statements(plain, rows)]
+    assert sizes == [ROWS_A_STATEMENT, 64, 8, 2, 1]
+    assert [v for _, values in statements(plain, rows) for v in values] == list(range(len(rows)))
