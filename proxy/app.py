@@ -16,7 +16,7 @@ from proxy.generation import Current
 from proxy.lifecycle import runtime_ctx
 from proxy.metrics import Counters
 from proxy.middleware import Middleware
-from proxy.middleware.errors import mark_started
+from proxy.middleware.errors import STARTED
 from proxy.middleware.ledger import Ledger
 from proxy.middleware.telemetry import Telemetry
 from proxy.routing.budget import Budget
@@ -101,8 +101,10 @@ def create_app(
     live = Live()
 
     async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        # One handler for both jobs: each handler is a coroutine a response.
+        request[STARTED] = True  # what mark_started does
         if live.generation is not None:
-            await live.generation.browser.on_prepare(request, response)
+            live.generation.browser.decorate(request, response)
 
     async def drain(app: web.Application) -> None:
         live.draining = True
@@ -113,7 +115,6 @@ def create_app(
     app[LIVE] = live
     app.cleanup_ctx.append(runtime_ctx(parts, now))
     app.on_response_prepare.append(on_prepare)
-    app.on_response_prepare.append(mark_started)
     app.on_shutdown.append(drain)
     # One plain prefix per version (no regex) keeps aiohttp's indexed route lookup fast.
     for version in VERSIONS:

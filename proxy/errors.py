@@ -6,6 +6,7 @@ into Gemini's JSON body, so the google-genai SDK raises its usual ``ClientError`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -106,7 +107,7 @@ class ChainExhausted(ProxyError):
     code = 429
 
 
-def quota_details(models: list[tuple[str, str]], retry_s: float) -> list[Any]:
+def quota_details(models: Sequence[tuple[str, str]], retry_s: float) -> list[Any]:
     """Gemini's ``QuotaFailure`` (one violation per ``(model, why)``) and ``RetryInfo``."""
     return [
         {

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 # ``response`` is the Live API's name for the output count. One pattern finds the counts and
 # the model in a single pass over what follows ``usageMetadata`` (the model usually comes next).
+# The quote both branches open with is outside the alternation: the scan then stops only at
+# quotes, not at every byte (a third of the pattern's time).
 _USAGE = re.compile(
-    rb'"(prompt|candidates|response|total)TokenCount"\s*:\s*(\d+)'
-    rb'|"modelVersion"\s*:\s*"([^"]{1,128})"'
+    rb'"(?:(prompt|candidates|response|total)TokenCount"\s*:\s*(\d+)'
+    rb'|modelVersion"\s*:\s*"([^"]{1,128})")'
 )
 _MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"]{1,128})"')
 _FIELDS = {
@@ -34,8 +35,10 @@ _OPENAI_FIELDS = {
 }
 
 
-@dataclass(slots=True)
 class Exchange:
+    """Every request makes one: its fields are class-level defaults until a layer sets them
+    (a dataclass's ``__init__`` assigned fourteen fields a request, most never changed)."""
+
     client: str = "anonymous"
     requested: str = ""
     served: str = ""
@@ -44,12 +47,14 @@ class Exchange:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    wall: float = field(default_factory=time.time)
     first_byte_s: float | None = None
     response_model: str = ""
     rate_limited: str = ""  # which limit refused the request, if one did
     trace_id: str = ""  # the request's span's, when it is traced (for the ledger)
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.wall = time.time()
 
     def sniff_usage(self, data: bytes) -> None:
         """Read ``usageMetadata`` counts from a body or a stream chunk, without parsing JSON.

@@ -88,7 +88,8 @@ class Browser(Middleware):
         # SECURITY: a page on an unlisted origin gets nothing, and nothing goes upstream.
         raise PermissionDenied(f"Origin '{origin[:100]}' is not allowed (listen.cors_origins).")
 
-    async def on_prepare(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+    def decorate(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """The CORS headers of an allowed origin, and the page headers of the proxy's pages."""
         path = request.path
         if path.startswith(CORS_PREFIXES):
             origin = self.allowed(request)

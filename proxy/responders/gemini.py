@@ -113,10 +113,11 @@ class GeminiResponder:
         """The whole answer, or ``AttemptFailed`` past ``limits.max_response_bytes``: a huge
         answer must not be held whole in memory."""
         cap = self.max_response_bytes
-        if resp.content_length is not None:
-            if resp.content_length > cap:
+        length = resp.content_length  # parsed from the header at every ask
+        if length is not None:
+            if length > cap:
                 resp.close()
-                raise AttemptFailed("too_large", f"an answer of {resp.content_length} bytes")
+                raise AttemptFailed("too_large", f"an answer of {length} bytes")
             return await resp.read()
         body = bytearray()
         async for piece in resp.content.iter_chunked(256 * 1024):
@@ -157,13 +158,12 @@ class GeminiResponder:
         url = self._url(call)
         # The client's query goes on as it came (``key`` already removed); a call the proxy
         # made itself (``/api/v6``) only needs ``alt=sse``.
-        query = call.query or ("alt=sse" if call.streaming and call.sse else "")
+        streaming = call.streaming
+        query = call.query or ("alt=sse" if streaming and call.sse else "")
         if query:
             url = f"{url}?{query}"
-        headers = {"content-type": "application/json"}
-        headers.update(call.headers)  # the handler chose which client headers go on
-        headers.update(call.trace_headers)
-        streaming = call.streaming
+        # The handler chose which client headers go on; then the trace, if any.
+        headers = {"content-type": "application/json", **call.headers, **call.trace_headers}
         if not streaming:
             # A client that leaves mid-call: the upstream has the call and counts it either
             # way. Letting it finish puts its connection back in the pool rather than closing

@@ -76,14 +76,22 @@ class Rotator(Learning):
         """
         if call.pin is not None:
             plan = pinned(plan, call.pin)
+        deadlines = self.deadlines
+        task = deadlines.enter()
         try:
-            with self.deadlines.bound():
-                return await self._run(plan, call)
+            return await self._run(plan, call)
+        except asyncio.CancelledError:
+            if not deadlines.leave(task):  # cancelled by someone else: not a timeout
+                raise
         except TimeoutError:
-            raise UpstreamTimeout(
-                f"No model of '{plan.name}' answered within rotation.deadline_s "
-                f"({self.rotation.deadline_s:g}s)."
-            ) from None
+            pass  # a deadline within the walk: the same answer
+        finally:
+            deadlines.leave(task)
+        # No context object for the deadline: one per request cost more than the rest of it.
+        raise UpstreamTimeout(
+            f"No model of '{plan.name}' answered within rotation.deadline_s "
+            f"({self.rotation.deadline_s:g}s)."
+        ) from None
 
     async def _run(self, plan: Plan, call: Call) -> Outcome:
         waited = 0.0
@@ -115,13 +123,15 @@ class Rotator(Learning):
             if outcome is not None:
                 return outcome
             if walk.attempts >= self.rotation.max_attempts:
-                walk.notes.append(f"gave up after {walk.attempts} attempts")
+                walk.note(f"gave up after {walk.attempts} attempts")
                 break
         return None
 
-    async def _resting(self, ref: KeyRef, walk: Walk, tokens: int) -> bool:
-        """Skip ``ref`` for now? The pace is asked first: a key at its pace is skipped before
-        a probe is taken, so no probe is ever taken and then left unanswered."""
+    def _rest_now(self, ref: KeyRef, walk: Walk, tokens: int) -> bool | asyncio.Event:
+        """Skip ``ref`` for now (True), or not (False); an ``Event`` when a probe is out on it
+        and its answer is worth a wait (:meth:`_after_probe`). The pace is asked first: a key
+        at its pace is skipped before a probe is taken, so no probe is ever taken and then
+        left unanswered. A plain function: the usual answer needs no await."""
         paced = self.pacer.wait_for(ref)
         if paced > 0:
             walk.resting(ref[1], "at its learned pace for", paced)
@@ -130,42 +140,49 @@ class Rotator(Learning):
         if full > 0:
             walk.resting(ref[1], why, full)
             return True
-        gated = not self.pacer.knows(ref)
-        admitted = self.cooldowns.admit(ref, gated=gated)
+        admitted = self.cooldowns.admit(ref, gated=not self.pacer.knows(ref))
         if isinstance(admitted, asyncio.Event):
-            # A probe is out on a key whose quota is unknown: wait for its answer (bounded),
-            # rather than refuse a request while the key may have room.
-            try:
-                async with asyncio.timeout(self.queue_timeout_s):
-                    await admitted.wait()
-            except TimeoutError:
-                walk.resting(ref[1], "probing", self.queue_timeout_s)
-                return True
-            admitted = self.cooldowns.admit(ref, gated=gated)
-            if isinstance(admitted, asyncio.Event):
-                walk.resting(ref[1], "probing", self.queue_timeout_s)
-                return True
+            return admitted
         if admitted > 0:
             walk.resting(ref[1], "cooling", admitted)
             return True
-        coordination = self.coordination
-        # This request would probe a key whose cooldown just ended: one probe a fleet.
-        if (
-            coordination is not None
-            and ref in self.cooldowns.probes
-            and not await coordination.claim_probe(ref)
-        ):
+        return False
+
+    async def _after_probe(self, ref: KeyRef, walk: Walk, probe: asyncio.Event) -> bool:
+        """A probe is out on a key whose quota is unknown: wait for its answer (bounded),
+        rather than refuse a request while the key may have room. True: ``ref`` rests."""
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await probe.wait()
+        except TimeoutError:
+            walk.resting(ref[1], "probing", self.queue_timeout_s)
+            return True
+        admitted = self.cooldowns.admit(ref, gated=not self.pacer.knows(ref))
+        if isinstance(admitted, asyncio.Event):
+            walk.resting(ref[1], "probing", self.queue_timeout_s)
+            return True
+        if admitted > 0:
+            walk.resting(ref[1], "cooling", admitted)
+            return True
+        return False
+
+    async def _fleet_probe(self, ref: KeyRef, walk: Walk, coordination: Coordination) -> bool:
+        """This request would probe a key whose cooldown just ended: one probe a fleet.
+        True: another replica has it, so ``ref`` rests."""
+        if ref in self.cooldowns.probes and not await coordination.claim_probe(ref):
             walk.resting(ref[1], "probed by another replica", self.queue_timeout_s)
             return True
         return False
 
-    async def _fleet_quota(self, ref: KeyRef, walk: Walk, tokens: int) -> object | None:
+    async def _fleet_quota(
+        self, ref: KeyRef, walk: Walk, tokens: int, coordination: Coordination
+    ) -> object | None:
         """With store.shared, a slot of ``ref``'s known quota across the fleet (None: no quota
         is known, or Redis is away); False: the fleet is at the quota, so ``ref`` rests."""
-        limits = self.budget.limits(ref) if self.coordination is not None else None
-        if limits is None or self.coordination is None:
+        limits = self.budget.limits(ref)
+        if limits is None:
             return None
-        wait, why, slot = await self.coordination.take_quota(ref, tokens, limits)
+        wait, why, slot = await coordination.take_quota(ref, tokens, limits)
         if wait > 0:
             self.cooldowns.answered(ref)  # a probe taken for nothing is given back
             walk.resting(ref[1], why, wait)
@@ -196,18 +213,25 @@ class Rotator(Learning):
                 walk.failures += 1
                 walk.left(member.model, f"key {key} disabled {off:.0f}s")
                 continue
-            if await self._resting(ref, walk, call.estimated_tokens):
+            tokens = call.estimated_tokens
+            rest = self._rest_now(ref, walk, tokens)
+            if rest is True or (rest is not False and await self._after_probe(ref, walk, rest)):
                 continue
-            slot = await self._fleet_quota(ref, walk, call.estimated_tokens)
-            if slot is False:
-                continue
+            slot: object | None = None
+            coordination = self.coordination
+            if coordination is not None:
+                if await self._fleet_probe(ref, walk, coordination):
+                    continue
+                slot = await self._fleet_quota(ref, walk, tokens, coordination)
+                if slot is False:
+                    continue
             walk.attempts += 1
             self.counters.model_usage[member.model] += 1
             call.aim(member.model)  # the call is this request's own: no copy needed
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
             stamp = self.pacer.sent(ref)
-            ticket = self.budget.take(ref, call.estimated_tokens)
+            ticket = self.budget.take(ref, tokens)
             if ticket is not None and slot is not None:
                 ticket.fleet = slot
             span = self.observer.start_attempt(member, key, call)

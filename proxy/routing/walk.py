@@ -8,7 +8,8 @@ plan to what a request naming a file or cached content may use.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from opentelemetry.trace import INVALID_SPAN, Span
 
@@ -42,9 +43,10 @@ class Outcome:
     ticket: Ticket | None = None
 
 
-@dataclass(slots=True)
 class Walk:
-    """What one request saw on its way along the chain."""
+    """What one request saw on its way along the chain. Every request makes one and most
+    only count an attempt on it: the fields are class-level defaults until set, and the two
+    lists are made by the first note."""
 
     attempts: int = 0
     soonest: float | None = None
@@ -52,12 +54,15 @@ class Walk:
     timeouts: int = 0
     bad_answers: int = 0
     failures: int = 0
-    notes: list[str] = field(default_factory=list)
-    out_of_quota: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
+    notes: Sequence[str] = ()
+    out_of_quota: Sequence[tuple[str, str]] = ()  # (model, why)
     reason: str = ""  # why the last member was left, for the rotation event
     rest_s: float = 0.0
     key_refusal: Outcome | None = None  # a key the upstream refused: its answer, if all fail
     rested: int = 0  # keys skipped as resting, with no round trip
+
+    def note(self, text: str) -> None:
+        self.notes = [*self.notes, text]  # a few at most: max_attempts bounds them
 
     @property
     def resting_only(self) -> bool:
@@ -65,7 +70,7 @@ class Walk:
         return self.attempts == 0 and self.failures == 0 and self.rested > 0
 
     def left(self, model: str, reason: str, rest_s: float = 0.0) -> None:
-        self.notes.append(f"{model} ({reason})")
+        self.note(f"{model} ({reason})")
         self.reason, self.rest_s = reason, rest_s
 
     def resting(self, model: str, reason: str, left_s: float) -> None:
@@ -76,7 +81,7 @@ class Walk:
     def out_of_quota_for(self, model: str, why: str, rest_s: float) -> None:
         self.quota = True
         self.soonest = rest_s if self.soonest is None else min(self.soonest, rest_s)
-        self.out_of_quota.append((model, why))
+        self.out_of_quota = [*self.out_of_quota, (model, why)]
         self.left(model, why, rest_s)
 
 

@@ -13,6 +13,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 import aiosqlite
@@ -55,7 +56,7 @@ def statements(sql: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, lis
         chunk = rows[start : start + size]
         start += size
         values = ", ".join([one] * size)
-        yield f"{sql[: plain.start(1)]}{values}", [value for row in chunk for value in row]
+        yield f"{sql[: plain.start(1)]}{values}", list(chain.from_iterable(chunk))
 
 
 async def execute_writes(
