@@ -129,7 +129,11 @@ class GeminiResponder:
 
     async def _finish(self, resp: aiohttp.ClientResponse) -> Reply:
         try:
-            body = await self._read(resp)
+            length = resp.content_length  # parsed from the header at every ask
+            if length is not None and length <= self.max_response_bytes:
+                body = await resp.read()  # the usual answer: its length is known and fits
+            else:
+                body = await self._read(resp)
         except TimeoutError as exc:
             raise AttemptFailed("timeout", "the answer stopped coming") from exc
         except aiohttp.ClientError as exc:
@@ -208,10 +212,11 @@ class GeminiResponder:
     async def _unary_call(
         self, url: str, key_index: int, body: bytes | None, headers: dict[str, str]
     ) -> Reply:
-        resp = await self._request(
-            "POST", url, key_index, body=body, headers=headers, params=None, limits=self._unary
+        return await self._finish(
+            await self._request(
+                "POST", url, key_index, body=body, headers=headers, params=None, limits=self._unary
+            )
         )
-        return await self._finish(resp)
 
     async def forward(
         self,
