@@ -1,0 +1,215 @@
+"""Python bytecodes a request, by function: a cost that repeats to the unit where CPU time under
+load moves by a third between runs.
+
+The server runs under a tracer that counts every bytecode its main thread executes (``sys.settrace``
+with opcode events), armed after a warm-up: the same requests give the same count, run after run.
+A bytecode is not a fixed amount of CPU, but the proxy's time is almost all the interpreter's, so
+counts say where its work is and whether a change removed some; ``bench.ab`` then says what that
+is worth under load.
+
+``python -m bench.opcodes compare --config FILE --upstream URL [--requests N] [--top K]`` starts
+aiohttp's floor (``bench.bare``) and the proxy (``serve --config FILE``, its upstream at ``URL``)
+each under the counter, sends both the same requests, and prints the bytecodes a request of each
+and the functions that make the difference. ``python -m bench.opcodes count --out FILE MODULE
+[ARGS...]`` is the counter alone: it runs ``python -m MODULE ARGS``, counts from ``SIGUSR1`` and
+writes ``count<TAB>file:line:function`` lines to FILE on ``SIGUSR2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import aiohttp
+
+BODY = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}'
+PATH = "/v1beta/models/default:generateContent"
+WARM_UP = 200
+CONCURRENT = 8
+
+
+def count(out: str, module: str, args: list[str]) -> None:
+    """Run ``module`` as ``__main__``, counting its bytecodes between SIGUSR1 and SIGUSR2."""
+    counts: Counter[CodeType] = Counter()
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            counts[frame.f_code] += 1
+        return local
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return local
+
+    def start(signum: int, frame: FrameType | None) -> None:
+        counts.clear()
+        sys.settrace(trace)
+        # The frames running now (the event loop's own) are traced from here on too.
+        while frame is not None:
+            frame.f_trace, frame.f_trace_opcodes, frame.f_trace_lines = local, True, False
+            frame = frame.f_back
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        sys.settrace(None)
+        lines = [
+            f"{n}\t{c.co_filename}:{c.co_firstlineno}:{c.co_qualname}" for c, n in counts.items()
+        ]
+        Path(out).write_text("\n".join(lines) + "\n")
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def load(path: Path, requests: int) -> dict[str, float]:
+    """``function -> bytecodes a request`` from a file :func:`count` wrote."""
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    out: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        n, _, where = line.partition("\t")
+        where = where.replace(root, "")
+        if "site-packages/" in where:
+            where = where.split("site-packages/", 1)[1]
+        out[where] = out.get(where, 0.0) + int(n) / requests
+    return out
+
+
+async def _send(url: str, key: str, requests: int) -> int:
+    """``requests`` POSTs, a few at a time; returns how many were not 200."""
+    left, bad = requests, 0
+    headers = {"x-goog-api-key": key, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal left, bad
+            while left > 0:
+                left -= 1
+                async with session.post(url, data=BODY) as resp:
+                    await resp.read()
+                    bad += resp.status != 200
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENT)))
+    return bad
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def measure(server: list[str], port: int, key: str, requests: int, out: Path) -> dict[str, float]:
+    """Start ``python -m bench.opcodes count`` over ``server``, warm it up, count ``requests``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.opcodes", "count", "--out", str(out), *server],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc)
+        url = f"http://127.0.0.1:{port}{PATH}"
+        asyncio.run(_send(url, key, WARM_UP))
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        bad = asyncio.run(_send(url, key, requests))
+        proc.send_signal(signal.SIGUSR2)
+        for _ in range(100):
+            if out.exists() and out.stat().st_size:
+                break
+            time.sleep(0.05)
+        if bad:
+            raise RuntimeError(f"{bad} of {requests} requests were not answered 200")
+        return load(out, requests)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def compare(config: str, upstream: str, requests: int, top: int) -> str:
+    """The table ``compare`` prints: each server's bytecodes a request, then the functions
+    whose counts differ most (the floor's, the proxy's, the difference)."""
+    from proxy.config import load_config
+
+    loaded = load_config(config)
+    key = loaded.clients[0].key if loaded.clients else ""
+    bare_port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = measure(
+            ["bench.bare", "--port", str(bare_port), "--upstream", upstream],
+            bare_port,
+            key,
+            requests,
+            Path(tmp, "bare"),
+        )
+        proxy = measure(
+            ["proxy", "serve", "--config", config],
+            loaded.listen.port,
+            key,
+            requests,
+            Path(tmp, "proxy"),
+        )
+    total_b, total_p = sum(bare.values()), sum(proxy.values())
+    lines = [
+        f"bytecodes a request: bare aiohttp {total_b:.0f}, proxy {total_p:.0f} "
+        f"({total_p / total_b:.2f} x)",
+        "",
+        "| function | bare | proxy | proxy - bare |",
+        "|---|---|---|---|",
+    ]
+    rows = sorted(set(bare) | set(proxy), key=lambda f: -abs(proxy.get(f, 0.0) - bare.get(f, 0.0)))
+    for where in rows[:top]:
+        b, p = bare.get(where, 0.0), proxy.get(where, 0.0)
+        lines.append(f"| {where} | {b:.1f} | {p:.1f} | {p - b:+.1f} |")
+    return "\n".join(lines)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("count")
+    run.add_argument("--out", required=True)
+    run.add_argument("module")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    cmp = sub.add_parser("compare")
+    cmp.add_argument("--config", required=True)
+    cmp.add_argument("--upstream", required=True, help="the base URL the config's responder uses")
+    cmp.add_argument("--requests", type=int, default=1000)
+    cmp.add_argument("--top", type=int, default=40)
+    args = parser.parse_args()
+    if args.command == "count":
+        count(args.out, args.module, args.args)
+    else:
+        print(compare(args.config, args.upstream, args.requests, args.top))
+
+
+if __name__ == "__main__":
+    main()
