@@ -31,7 +31,8 @@ def is_upload_piece(request: web.Request) -> bool:
 
 
 def is_open(request: web.Request) -> bool:
-    return request.path in OPEN_PATHS or request.path.startswith("/static/")
+    path = request.path
+    return path in OPEN_PATHS or path.startswith("/static/")
 
 
 class Middleware:

@@ -13,6 +13,7 @@ from proxy.responders.base import ACTIONS
 from proxy.state import runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body, model_rewriter, without_key
+from proxy.surfaces.held import client_headers
 
 BODY_NAMES_MODEL = frozenset({"embedContent", "batchEmbedContents", "countTokens"})
 # Client headers worth passing on; everything else (keys above all) stays here.
@@ -54,7 +55,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         version=api_version(request),
         body=body,
         sse=request.query.get("alt") == "sse" if raw_query else False,
-        headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
+        headers=client_headers(request, FORWARDED),
         query=without_key(raw_query) if raw_query else "",
         body_for=model_rewriter(action, data) if action in BODY_NAMES_MODEL else None,
         hold=relay.hold_of(request),

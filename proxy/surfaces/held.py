@@ -36,7 +36,9 @@ def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
 
 
 def client_headers(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
-    return {h: request.headers[h] for h in names if h in request.headers}
+    """The client's headers of ``names`` that it sent (one lookup each)."""
+    headers = request.headers
+    return {h: v for h in names if (v := headers.get(h)) is not None}
 
 
 async def open_upstream(

@@ -25,6 +25,7 @@ from proxy.state import runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body
 from proxy.surfaces.gemini_api import FORWARDED, check_model
+from proxy.surfaces.held import client_headers
 from proxy.surfaces.models_api import fetch_upstream, local_entries, upstream_of
 
 log = logging.getLogger("l104.openai")
@@ -70,7 +71,7 @@ async def _call(
         action=action,
         model=model,
         body=body,
-        headers={h: request.headers[h] for h in FORWARDED if h in request.headers},
+        headers=client_headers(request, FORWARDED),
         body_for=_rewriter(data),
         hold=relay.hold_of(request),
     )
