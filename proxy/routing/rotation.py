@@ -132,6 +132,11 @@ class Rotator(Learning):
         and its answer is worth a wait (:meth:`_after_probe`). The pace is asked first: a key
         at its pace is skipped before a probe is taken, so no probe is ever taken and then
         left unanswered. A plain function: the usual answer needs no await."""
+        cooldowns, budget = self.cooldowns, self.budget
+        if not (cooldowns.until or cooldowns.probes or budget.lanes or budget.quotas):
+            lane = self.pacer.lanes.get(ref)
+            if lane is None or lane.pace is None:
+                return False  # nothing is known that could make any key rest: ask no one
         paced = self.pacer.wait_for(ref)
         if paced > 0:
             walk.resting(ref[1], "at its learned pace for", paced)
@@ -231,7 +236,8 @@ class Rotator(Learning):
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
             stamp = self.pacer.sent(ref)
-            ticket = self.budget.take(ref, tokens)
+            budget = self.budget
+            ticket = budget.take(ref, tokens) if budget.quotas or budget.lanes else None
             if ticket is not None and slot is not None:
                 ticket.fleet = slot
             span = self.observer.start_attempt(member, key, call)
@@ -254,14 +260,15 @@ class Rotator(Learning):
                 self.cooldowns.answered(ref)
                 self.observer.attempt_failed(span, member, "cancelled")
                 raise
-            self.budget.answered(ref, ticket)
-            if ticket is not None and ticket.fleet is not None and self.coordination is not None:
-                self.coordination.quota_answered(ticket.fleet)
+            if ticket is not None:
+                budget.answered(ref, ticket)
+                if ticket.fleet is not None and self.coordination is not None:
+                    self.coordination.quota_answered(ticket.fleet)
             if self.streaks:
                 self.streaks.pop(ref, None)
                 self.rests.pop(ref, None)
-            if reply.status != 429:  # a 429 re-cools it, which also ends the probe
-                self.cooldowns.answered(ref)
+            if reply.status != 429 and self.cooldowns.probes:  # a 429 re-cools it (and
+                self.cooldowns.answered(ref)  # ends the probe); only a probe has to end
             if reply.status == 200:
                 self.pacer.succeeded(ref)
                 self.observer.attempt_answered(member)
@@ -295,8 +302,8 @@ class Rotator(Learning):
 
     def settle(self, outcome: Outcome, tokens: int) -> None:
         """The answer is out: its token estimate becomes what ``usageMetadata`` counted."""
-        if outcome.ref is not None:
-            self.budget.settle(outcome.ref, outcome.ticket, tokens)
-            fleet = outcome.ticket.fleet if outcome.ticket is not None else None
-            if fleet is not None and self.coordination is not None:
-                self.coordination.quota_settle(fleet, tokens)
+        ticket = outcome.ticket
+        if outcome.ref is not None and ticket is not None:  # no ticket: no quota is known
+            self.budget.settle(outcome.ref, ticket, tokens)
+            if ticket.fleet is not None and self.coordination is not None:
+                self.coordination.quota_settle(ticket.fleet, tokens)
