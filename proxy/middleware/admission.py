@@ -40,10 +40,9 @@ class GlobalAdmission(Middleware):
         if is_open(request):
             return await handler(request)
         if self.rate is not None:
-            wait = self.rate.wait_for(1)
+            wait = self.rate.count_if_room(1)
             if wait > 0:
                 raise self._reject(request, "requests-per-second", wait)
-            self.rate.count(1)
         if self.slots is None:
             return await handler(request)
         if self.slots.locked():

@@ -99,19 +99,17 @@ class ClientRateLimit(Middleware):
     async def _local(
         self, request: web.Request, handler: Handler, exchange: Exchange, limits: _ClientLimits
     ) -> web.StreamResponse:
-        if limits.requests is not None:
-            wait = limits.requests.wait_for(1)
-            if wait > 0:
-                raise reject(self.counters, exchange, wait, "requests-per-minute")
         tokens: SlidingWindow | None = limits.tokens
         estimate = estimate_tokens(request)
         if tokens is not None:
             wait = tokens.wait_for(estimate)
             if wait > 0:
                 raise reject(self.counters, exchange, wait, "tokens-per-minute")
-        # Both fit (nothing was awaited since they were asked): count them.
+        # The tokens fit (nothing was awaited since): the request is counted if it fits too.
         if limits.requests is not None:
-            limits.requests.count(1)
+            wait = limits.requests.count_if_room(1)
+            if wait > 0:
+                raise reject(self.counters, exchange, wait, "requests-per-minute")
         if tokens is None:
             return await handler(request)
         entry = tokens.admit(estimate)

@@ -74,6 +74,20 @@ class SlidingWindow:
                 return bucket.last + self.window_s - now
         return self.buckets[-1].last + self.window_s - now
 
+    def count_if_room(self, amount: float = 1.0) -> float:
+        """:meth:`wait_for` and :meth:`count` in one call: 0 when ``amount`` fitted and was
+        counted, else the seconds to wait (and nothing was counted)."""
+        now = self.clock()
+        buckets = self.buckets
+        if buckets and buckets[0].last + self.window_s <= now:
+            self._expire(now)
+        if buckets and self.total + amount > self.limit:
+            wait = self.wait_for(amount)
+            if wait > 0:
+                return wait
+        self._count(now, amount)
+        return 0.0
+
     def take(self, amount: float = 1.0) -> tuple[Entry | None, float]:
         """Admit ``amount`` now (returns its entry, 0) or refuse (None, seconds to wait)."""
         wait = self.wait_for(amount)
@@ -88,7 +102,9 @@ class SlidingWindow:
 
     def count(self, amount: float = 1.0) -> Bucket:
         """:meth:`admit` for an amount that is never settled (no entry is made for it)."""
-        now = self.clock()
+        return self._count(self.clock(), amount)
+
+    def _count(self, now: float, amount: float) -> Bucket:
         bucket = self.buckets[-1] if self.buckets else None
         if bucket is None or now >= bucket.start + self.width:
             bucket = Bucket(now, now)

@@ -68,3 +68,19 @@ def test_one_request_larger_than_the_limit_fits_an_empty_window() -> None:
     window = SlidingWindow(10, 60.0, FakeClock())
     assert window.take(50)[0] is not None
     assert window.take(1)[1] == pytest.approx(60.0)
+
+
+@given(steps, st.integers(min_value=1, max_value=20))
+def test_count_if_room_agrees_with_asking_then_counting(
+    ops: list[tuple[float, int]], limit: int
+) -> None:
+    # The one-call form used on the hot path must admit and wait exactly as the two calls do.
+    clock = FakeClock()
+    one, two = SlidingWindow(limit, 60.0, clock), SlidingWindow(limit, 60.0, clock)
+    for advance, amount in ops:
+        clock.advance(advance)
+        expected = two.wait_for(amount)
+        if expected <= 0:
+            two.count(amount)
+        assert one.count_if_room(amount) == expected
+        assert one.used() == two.used()
