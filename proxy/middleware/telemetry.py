@@ -76,6 +76,16 @@ class Telemetry(Middleware):
         status = 500
         self.prom.tallies.in_flight += 1
         span = self._start(request, route)
+        if span is trace.INVALID_SPAN:  # most requests (1 % are sampled): nothing to ask it
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except (asyncio.CancelledError, ConnectionResetError):
+                status = 499
+                raise
+            finally:
+                self._count(exchange, route, status)
         try:
             context = span.get_span_context()
             if span.is_recording():
@@ -95,7 +105,8 @@ class Telemetry(Middleware):
         finally:
             self._finish(exchange, route, status, span)
 
-    def _finish(self, exchange: Exchange, route: str, status: int, span: trace.Span) -> None:
+    def _count(self, exchange: Exchange, route: str, status: int) -> None:
+        """The request's metrics, traced or not."""
         tallies = self.prom.tallies
         tallies.in_flight -= 1
         tallies.requests[route, status] += 1
@@ -104,6 +115,9 @@ class Telemetry(Middleware):
             tallies.ttfb[route].observe(exchange.first_byte_s)
         if exchange.rate_limited:
             tallies.rate_limited[exchange.client, exchange.rate_limited] += 1
+
+    def _finish(self, exchange: Exchange, route: str, status: int, span: trace.Span) -> None:
+        self._count(exchange, route, status)
         if not span.is_recording():  # tracing off, or this trace not sampled
             return
         span.set_attribute("http.response.status_code", status)
