@@ -30,26 +30,31 @@ def _serve() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the upstream did not start")
 
 
+def run_module(module: str, *args: str, timeout: float = 60) -> str:
+    """``python -m module args`` from the project's root; its output (it must exit 0)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    ).stdout
+
+
 def test_two_servers_are_measured_in_the_same_rounds() -> None:
     servers = [_serve(), _serve()]
     try:
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "bench.ab"),
-                *(f"{proc.pid}={url}" for proc, url in servers),
-                *("--rounds", "2", "--seconds", "1", "--conns", "4"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+        out = run_module(
+            "bench.ab",
+            *(f"{proc.pid}={url}" for proc, url in servers),
+            *("--rounds", "2", "--seconds", "1", "--conns", "4"),
         )
     finally:
         for proc, _ in servers:
             proc.kill()
             proc.wait()
-    rounds = re.findall(r"round \d: A ([\d.]+) µs  B ([\d.]+) µs", result.stdout)
+    rounds = re.findall(r"round \d: A ([\d.]+) µs  B ([\d.]+) µs", out)
     assert len(rounds) == 2
     assert all(float(a) > 0 and float(b) > 0 for a, b in rounds)
-    assert re.search(r"median: A [\d.]+ µs  B [\d.]+ µs  B - A [-+][\d.]+ µs", result.stdout)
+    assert re.search(r"median: A [\d.]+ µs  B [\d.]+ µs  B - A [-+][\d.]+ µs", out)

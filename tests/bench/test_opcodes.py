@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.bench.test_ab import _serve
-from tests.conftest import ROOT, free_port
+from tests.bench.test_ab import _serve, run_module
+from tests.conftest import free_port
 
 
 def test_the_floor_and_the_proxy_are_counted_by_function(tmp_path: Path) -> None:
@@ -23,26 +21,20 @@ def test_the_floor_and_the_proxy_are_counted_by_function(tmp_path: Path) -> None
         f'store: {{path: "{tmp_path / "s.db"}"}}\n'
     )
     try:
-        result = subprocess.run(
-            [
-                *(sys.executable, "-m", "bench.opcodes", "compare", "--config", str(config)),
-                *("--upstream", base, "--requests", "40", "--top", "15"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        out = run_module(
+            *("bench.opcodes", "compare", "--config", str(config), "--upstream", base),
+            *("--requests", "40", "--top", "15"),
             timeout=120,
-            check=True,
         )
     finally:
         upstream.kill()
         upstream.wait()
-    totals = re.search(r"bare aiohttp (\d+), proxy (\d+)", result.stdout)
-    assert totals is not None, result.stdout
+    totals = re.search(r"bare aiohttp (\d+), proxy (\d+)", out)
+    assert totals is not None, out
     bare, proxy = int(totals.group(1)), int(totals.group(2))
     # Both served every request through aiohttp; the proxy's own layers come on top.
     assert 1000 < bare < proxy
-    rows = re.findall(r"^\| (\S+) \| ([\d.]+) \| ([\d.]+) \| ([-+][\d.]+) \|$", result.stdout, re.M)
+    rows = re.findall(r"^\| (\S+) \| ([\d.]+) \| ([\d.]+) \| ([-+][\d.]+) \|$", out, re.M)
     assert len(rows) == 15
     assert any(where.startswith("proxy/") and float(p) > 0 for where, _, p, _ in rows)
     assert any(where.startswith("bench/bare.py") and float(b) > 0 for where, b, _, _ in rows)
