@@ -42,16 +42,13 @@ class Deadlines:
     def enter(self) -> Task:
         """Start the current task's deadline (what ``bound`` does on entry, for a hot path that
         would rather not make a context object a call); end it with :meth:`leave`."""
-        return self._enter()
-
-    def leave(self, task: Task) -> bool:
-        """End ``task``'s deadline; True when the deadline cancelled it (a ``CancelledError``
-        it raises is then a ``TimeoutError``). Ending it twice is harmless."""
-        return self._leave(task)
-
-    def _enter(self) -> Task:
-        task = asyncio.current_task()
-        assert task is not None, "a deadline outside a task"
+        # Asked of the loop last used, current_task does not look the running loop up: that
+        # look-up is a getpid() system call a request. Another loop since: asked plainly.
+        last = self._sweep_loop
+        task = asyncio.current_task(last) if last is not None and last.is_running() else None
+        if task is None:
+            task = asyncio.current_task()
+            assert task is not None, "a deadline outside a task"
         loop = task.get_loop()
         self._due[task] = loop.time() + self.seconds
         # A sweep of a loop since closed never comes back: such a one does not count.
@@ -60,9 +57,10 @@ class Deadlines:
             self._sweep_loop = loop
         return task
 
-    def _leave(self, task: Task) -> bool:
+    def leave(self, task: Task) -> bool:
         """End ``task``'s deadline; whether the deadline cancelled it (and nobody else did as
-        well). When so the cancel is taken back, as ``asyncio.timeout`` does."""
+        well: a ``CancelledError`` it raises is then a ``TimeoutError``). When so the cancel is
+        taken back, as ``asyncio.timeout`` does. Ending it twice is harmless."""
         self._due.pop(task, None)
         if task not in self._expired:
             return False
@@ -86,11 +84,11 @@ class _Bound:
         self.deadlines = deadlines
 
     def __enter__(self) -> None:
-        self.task = self.deadlines._enter()
+        self.task = self.deadlines.enter()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        late = self.deadlines._leave(self.task)
+        late = self.deadlines.leave(self.task)
         if late and kind is asyncio.CancelledError:
             raise TimeoutError from exc
