@@ -32,6 +32,9 @@ from typing import Any
 
 import aiohttp
 
+from bench.ports import free_port, wait_port
+from proxy.config import load_config
+
 BODY = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}'
 PATH = "/v1beta/models/default:generateContent"
 WARM_UP = 200
@@ -104,20 +107,6 @@ async def _send(url: str, key: str, requests: int) -> int:
     return bad
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def measure(server: list[str], port: int, key: str, requests: int, out: Path) -> dict[str, float]:
     """Start ``python -m bench.opcodes count`` over ``server``, warm it up, count ``requests``."""
     proc = subprocess.Popen(
@@ -126,7 +115,7 @@ def measure(server: list[str], port: int, key: str, requests: int, out: Path) ->
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc, 30)
         url = f"http://127.0.0.1:{port}{PATH}"
         asyncio.run(_send(url, key, WARM_UP))
         proc.send_signal(signal.SIGUSR1)
@@ -145,14 +134,12 @@ def measure(server: list[str], port: int, key: str, requests: int, out: Path) ->
         proc.wait(timeout=20)
 
 
-def compare(config: str, upstream: str, requests: int, top: int) -> str:
-    """The table ``compare`` prints: each server's bytecodes a request, then the functions
-    whose counts differ most (the floor's, the proxy's, the difference)."""
-    from proxy.config import load_config
-
+def counted(config: str, upstream: str, requests: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Bytecodes a request by function of the floor (``bench.bare`` to ``upstream``) and of the
+    proxy (``serve --config``, whose responder must be at ``upstream``), same requests each."""
     loaded = load_config(config)
     key = loaded.clients[0].key if loaded.clients else ""
-    bare_port = _free_port()
+    bare_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         bare = measure(
             ["bench.bare", "--port", str(bare_port), "--upstream", upstream],
@@ -168,6 +155,19 @@ def compare(config: str, upstream: str, requests: int, top: int) -> str:
             requests,
             Path(tmp, "proxy"),
         )
+    return bare, proxy
+
+
+def largest(
+    bare: dict[str, float], proxy: dict[str, float], top: int
+) -> list[tuple[str, float, float]]:
+    """The ``top`` functions whose counts differ most: (function, the floor's, the proxy's)."""
+    rows = sorted(set(bare) | set(proxy), key=lambda f: -abs(proxy.get(f, 0.0) - bare.get(f, 0.0)))
+    return [(where, bare.get(where, 0.0), proxy.get(where, 0.0)) for where in rows[:top]]
+
+
+def table(bare: dict[str, float], proxy: dict[str, float], top: int) -> str:
+    """Each server's bytecodes a request, then the functions whose counts differ most."""
     total_b, total_p = sum(bare.values()), sum(proxy.values())
     lines = [
         f"bytecodes a request: bare aiohttp {total_b:.0f}, proxy {total_p:.0f} "
@@ -176,20 +176,9 @@ def compare(config: str, upstream: str, requests: int, top: int) -> str:
         "| function | bare | proxy | proxy - bare |",
         "|---|---|---|---|",
     ]
-    rows = sorted(set(bare) | set(proxy), key=lambda f: -abs(proxy.get(f, 0.0) - bare.get(f, 0.0)))
-    for where in rows[:top]:
-        b, p = bare.get(where, 0.0), proxy.get(where, 0.0)
+    for where, b, p in largest(bare, proxy, top):
         lines.append(f"| {where} | {b:.1f} | {p:.1f} | {p - b:+.1f} |")
     return "\n".join(lines)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def main() -> None:
@@ -208,7 +197,7 @@ def main() -> None:
     if args.command == "count":
         count(args.out, args.module, args.args)
     else:
-        print(compare(args.config, args.upstream, args.requests, args.top))
+        print(table(*counted(args.config, args.upstream, args.requests), args.top))
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ import aiohttp
 from aiohttp import web
 
 from bench.peers import MASTER_KEY, litellm_router_command
+from bench.ports import free_port
 from bench.quota_upstream import Quota, QuotaUpstream, best_possible
-from bench.run import ROOT, Procs, free_port
+from bench.run import ROOT, Procs
 
 KEYS = {"bench-key-project-a": "a"}
 QUOTAS = {"m1": Quota(30), "m2": Quota(20), "m3": Quota(10)}

@@ -18,7 +18,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -39,28 +38,13 @@ import uvloop
 from bench.inprocess import measure as in_process
 from bench.layers import STEPS, layers_upto, measure
 from bench.layers import table as layer_table
+from bench.opcodes import counted, largest
 from bench.peers import litellm_command, litellm_lua
+from bench.ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
 CLIENT_KEY = "bench-client-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], limit_s: float = 20) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
 def split_cpus() -> dict[str, set[int]]:
@@ -586,6 +570,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         conf, _ = write_conf("in-process", up_port, "otlp")
         requests = 200 if args.smoke else 2000
         results["layers_in_process"] = uvloop.run(in_process(str(conf), requests))
+        # The work a request counted, not timed: the floor's and the proxy's bytecodes repeat
+        # to the unit between runs where the timed rows above move by tens of µs.
+        conf, _ = write_conf("opcodes", up_port, "otlp")
+        bare_ops, proxy_ops = counted(
+            str(conf), f"http://127.0.0.1:{up_port}", 50 if args.smoke else 1000
+        )
+        results["opcodes"] = {
+            "bare": round(sum(bare_ops.values())),
+            "proxy": round(sum(proxy_ops.values())),
+            "largest": [
+                [where, round(b, 1), round(p, 1)]
+                for where, b, p in largest(bare_ops, proxy_ops, 20)
+            ],
+        }
     finally:
         procs.stop_all()
     errors = [line for line in (work / "proxy.log").read_text().splitlines() if " ERROR " in line]
@@ -781,6 +779,17 @@ def table(r: dict[str, Any]) -> str:
     if "layers_in_process" in r:
         lines += ["| layer (alone, in process) | µs CPU / request |", "|---|---|"]
         lines += [f"| {name} | {us:.1f} |" for name, us in r["layers_in_process"]]
+        lines += [""]
+    if "opcodes" in r:
+        ops = r["opcodes"]
+        lines += [
+            f"bytecodes a request (bench.opcodes): bare aiohttp {ops['bare']}, proxy "
+            f"{ops['proxy']} ({ops['proxy'] / ops['bare']:.2f} x)",
+            "",
+            "| function | bare | proxy | proxy - bare |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {w} | {b} | {p} | {p - b:+.1f} |" for w, b, p in ops["largest"]]
         lines += [""]
     lines += ["| target | measured | holds |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(r)]

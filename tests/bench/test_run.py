@@ -34,6 +34,10 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     for layer in ("Telemetry", "Ledger", "ClientAuth", "ClientRateLimit", "GlobalAdmission"):
         # Every layer ran; a cheap one can read a little under the handler alone at 200 requests.
         assert -20 < in_process[layer] < 1000, layer
+    ops = data["opcodes"]  # the work counted: the proxy's layers come on top of aiohttp's
+    assert 1000 < ops["bare"] < ops["proxy"]
+    assert any(where.startswith("proxy/") and p > 0 for where, _, p in ops["largest"])
+    assert "bytecodes a request (bench.opcodes)" in stdout
 
 
 def test_in_rounds_takes_the_targets_in_turn_and_the_median_of_each() -> None:
