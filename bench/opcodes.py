@@ -166,18 +166,16 @@ def largest(
     return [(where, bare.get(where, 0.0), proxy.get(where, 0.0)) for where in rows[:top]]
 
 
-def table(bare: dict[str, float], proxy: dict[str, float], top: int) -> str:
-    """Each server's bytecodes a request, then the functions whose counts differ most."""
-    total_b, total_p = sum(bare.values()), sum(proxy.values())
+def table(total_b: float, total_p: float, rows: list[tuple[str, float, float]]) -> str:
+    """Each server's bytecodes a request, then ``rows`` (from :func:`largest`)."""
     lines = [
-        f"bytecodes a request: bare aiohttp {total_b:.0f}, proxy {total_p:.0f} "
+        f"bytecodes a request (bench.opcodes): bare aiohttp {total_b:.0f}, proxy {total_p:.0f} "
         f"({total_p / total_b:.2f} x)",
         "",
         "| function | bare | proxy | proxy - bare |",
         "|---|---|---|---|",
     ]
-    for where, b, p in largest(bare, proxy, top):
-        lines.append(f"| {where} | {b:.1f} | {p:.1f} | {p - b:+.1f} |")
+    lines += [f"| {where} | {b:.1f} | {p:.1f} | {p - b:+.1f} |" for where, b, p in rows]
     return "\n".join(lines)
 
 
@@ -197,7 +195,9 @@ def main() -> None:
     if args.command == "count":
         count(args.out, args.module, args.args)
     else:
-        print(table(*counted(args.config, args.upstream, args.requests), args.top))
+        bare, proxy = counted(args.config, args.upstream, args.requests)
+        rows = largest(bare, proxy, args.top)
+        print(table(sum(bare.values()), sum(proxy.values()), rows))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from bench.inprocess import measure as in_process
 from bench.layers import STEPS, layers_upto, measure
 from bench.layers import table as layer_table
 from bench.opcodes import counted, largest
+from bench.opcodes import table as opcode_table
 from bench.peers import litellm_command, litellm_lua
 from bench.ports import free_port, wait_port
 
@@ -782,15 +783,8 @@ def table(r: dict[str, Any]) -> str:
         lines += [""]
     if "opcodes" in r:
         ops = r["opcodes"]
-        lines += [
-            f"bytecodes a request (bench.opcodes): bare aiohttp {ops['bare']}, proxy "
-            f"{ops['proxy']} ({ops['proxy'] / ops['bare']:.2f} x)",
-            "",
-            "| function | bare | proxy | proxy - bare |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {w} | {b} | {p} | {p - b:+.1f} |" for w, b, p in ops["largest"]]
-        lines += [""]
+        rows = [(where, b, p) for where, b, p in ops["largest"]]
+        lines += [opcode_table(ops["bare"], ops["proxy"], rows), ""]
     lines += ["| target | measured | holds |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(r)]
     return "\n".join(lines)
