@@ -16,7 +16,7 @@ from proxy.generation import Current
 from proxy.lifecycle import runtime_ctx
 from proxy.metrics import Counters
 from proxy.middleware import Middleware
-from proxy.middleware.errors import STARTED
+from proxy.middleware.errors import note_started
 from proxy.middleware.ledger import Ledger
 from proxy.middleware.telemetry import Telemetry
 from proxy.routing.budget import Budget
@@ -102,7 +102,7 @@ def create_app(
 
     async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
         # One handler for both jobs: each handler is a coroutine a response.
-        request[STARTED] = True  # what mark_started does
+        note_started(request)
         if live.generation is not None:
             live.generation.browser.decorate(request, response)
 

@@ -51,9 +51,14 @@ _HTTP_MESSAGES = {
 STARTED = web.RequestKey("l104_response_started", bool)
 
 
-async def mark_started(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: from here on, the status line has gone out."""
+def note_started(request: web.BaseRequest) -> None:
+    """From here on, the status line has gone out: an error is no longer answered."""
     request[STARTED] = True
+
+
+async def mark_started(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: :func:`note_started`."""
+    note_started(request)
 
 
 class ErrorMiddleware(Middleware):
