@@ -10,9 +10,11 @@ is worth under load.
 ``python -m bench.opcodes compare --config FILE --upstream URL [--requests N] [--top K]`` starts
 aiohttp's floor (``bench.bare``) and the proxy (``serve --config FILE``, its upstream at ``URL``)
 each under the counter, sends both the same requests, and prints the bytecodes a request of each
-and the functions that make the difference. ``python -m bench.opcodes count --out FILE MODULE
-[ARGS...]`` is the counter alone: it runs ``python -m MODULE ARGS``, counts from ``SIGUSR1`` and
-writes ``count<TAB>file:line:function`` lines to FILE on ``SIGUSR2``.
+and the functions that make the difference. ``python -m bench.opcodes steps --config FILE
+--upstream URL [--requests N]`` counts the floor and then the proxy with its layers added one at
+a time (``bench.layers``' steps): the layer budget, counted. ``python -m bench.opcodes count
+--out FILE MODULE [ARGS...]`` is the counter alone: it runs ``python -m MODULE ARGS``, counts
+from ``SIGUSR1`` and writes ``count<TAB>file:line:function`` lines to FILE on ``SIGUSR2``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.layers import STEPS, layers_upto
 from bench.ports import free_port, wait_port
 from proxy.config import load_config
 
@@ -134,20 +137,19 @@ def measure(server: list[str], port: int, key: str, requests: int, out: Path) ->
         proc.wait(timeout=20)
 
 
+def _floor(upstream: str, key: str, requests: int, out: Path) -> dict[str, float]:
+    port = free_port()
+    server = ["bench.bare", "--port", str(port), "--upstream", upstream]
+    return measure(server, port, key, requests, out)
+
+
 def counted(config: str, upstream: str, requests: int) -> tuple[dict[str, float], dict[str, float]]:
     """Bytecodes a request by function of the floor (``bench.bare`` to ``upstream``) and of the
     proxy (``serve --config``, whose responder must be at ``upstream``), same requests each."""
     loaded = load_config(config)
     key = loaded.clients[0].key if loaded.clients else ""
-    bare_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        bare = measure(
-            ["bench.bare", "--port", str(bare_port), "--upstream", upstream],
-            bare_port,
-            key,
-            requests,
-            Path(tmp, "bare"),
-        )
+        bare = _floor(upstream, key, requests, Path(tmp, "bare"))
         proxy = measure(
             ["proxy", "serve", "--config", config],
             loaded.listen.port,
@@ -156,6 +158,46 @@ def counted(config: str, upstream: str, requests: int) -> tuple[dict[str, float]
             Path(tmp, "proxy"),
         )
     return bare, proxy
+
+
+def counted_steps(
+    config: str, upstream: str, requests: int
+) -> tuple[list[tuple[str, float]], dict[str, float], dict[str, float]]:
+    """The floor, then the proxy with its layers added as ``bench.layers`` adds them (each step
+    on the config's port): ``(step, bytecodes a request)`` rows, then the floor's counts by
+    function and the last step's (every layer on)."""
+    loaded = load_config(config)
+    key = loaded.clients[0].key if loaded.clients else ""
+    port = loaded.listen.port
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = _floor(upstream, key, requests, Path(tmp, "bare"))
+        rows.append(("bare aiohttp (the floor)", sum(bare.values())))
+        last: dict[str, float] = {}
+        for step, _ in STEPS:
+            only = ",".join(layers_upto(step))
+            last = measure(
+                ["bench.layers", "serve", "--config", config, "--port", str(port), "--only", only],
+                port,
+                key,
+                requests,
+                Path(tmp, f"step-{len(rows)}"),
+            )
+            rows.append((step, sum(last.values())))
+    return rows, bare, last
+
+
+def steps_table(rows: list[tuple[str, float]]) -> str:
+    """The counted layer budget: bytecodes a request at each step, what it added, and the step
+    over the floor."""
+    floor = rows[0][1]
+    lines = ["| layers | bytecodes / request | added | over the floor |", "|---|---|---|---|"]
+    before: float | None = None
+    for name, n in rows:
+        added = "" if before is None else f"{n - before:+.0f}"
+        lines.append(f"| {name} | {n:.0f} | {added} | {n / floor:.2f} x |")
+        before = n
+    return "\n".join(lines)
 
 
 def largest(
@@ -191,9 +233,15 @@ def main() -> None:
     cmp.add_argument("--upstream", required=True, help="the base URL the config's responder uses")
     cmp.add_argument("--requests", type=int, default=1000)
     cmp.add_argument("--top", type=int, default=40)
+    steps = sub.add_parser("steps")
+    steps.add_argument("--config", required=True)
+    steps.add_argument("--upstream", required=True, help="the base URL the config's responder uses")
+    steps.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
     if args.command == "count":
         count(args.out, args.module, args.args)
+    elif args.command == "steps":
+        print(steps_table(counted_steps(args.config, args.upstream, args.requests)[0]))
     else:
         bare, proxy = counted(args.config, args.upstream, args.requests)
         rows = largest(bare, proxy, args.top)

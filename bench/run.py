@@ -38,7 +38,7 @@ import uvloop
 from bench.inprocess import measure as in_process
 from bench.layers import STEPS, layers_upto, measure
 from bench.layers import table as layer_table
-from bench.opcodes import counted, largest
+from bench.opcodes import counted_steps, largest, steps_table
 from bench.opcodes import table as opcode_table
 from bench.peers import litellm_command, litellm_lua
 from bench.ports import free_port, wait_port
@@ -223,6 +223,23 @@ store: {{path: "{store}"{shared}}}
 """
 
 
+# The same layers and limits, the streams answered by the proxy's own ``fake`` responder: one
+# socket a stream instead of two, so 10,000 fit under an open-file limit of 20,000.
+LOCAL_STREAMS_CONF = """
+listen: {{host: 127.0.0.1, port: {port}, max_connections: {streams}}}
+responders:
+  local: {{type: fake, chunks: 6, chunk_delay_ms: 500}}
+chains:
+  default: ["local:m1"]
+clients:
+  - {{name: bench, key: "{client_key}", requests_per_minute: 100000000,
+     tokens_per_minute: 100000000000}}
+limits: {{max_concurrent: 16384, requests_per_second: 1000000, max_body_bytes: 10485760}}
+tracing: {{exporter: otlp, endpoint: "http://127.0.0.1:{collector}"}}
+store: {{path: "{store}"}}
+"""
+
+
 def write_lua(path: Path) -> Path:
     """wrk's script for the bench's request: the body, as JSON, with the client key."""
     path.write_text(
@@ -332,6 +349,33 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want)), hard))
+
+
+def local_streams(work: Path, procs: Procs, collector: int, count: int) -> dict[str, Any]:
+    """``count`` streams held open at once by one proxy process whose ``fake`` responder
+    answers them (no upstream socket): what the process holds for that many, none dropped."""
+    port = free_port()
+    conf = work / "local-streams.yaml"
+    conf.write_text(
+        LOCAL_STREAMS_CONF.format(
+            port=port,
+            streams=count + 64,
+            client_key=CLIENT_KEY,
+            collector=collector,
+            store=work / "local-streams.db",
+        )
+    )
+    proc = procs.start(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(conf)],
+        port,
+        log=work / "local-streams.log",
+        side="measured",
+    )
+    reset_peak(proc.pid)
+    url = f"http://127.0.0.1:{port}/v1beta/models/default:streamGenerateContent"
+    opened = asyncio.run(open_streams(url, count, 6))
+    opened["peak_rss_mb"] = int(peak_rss_mb(proc.pid))
+    return opened
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -526,6 +570,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         opened = asyncio.run(open_streams(slow_url, open_n, 6))
         opened["peak_rss_mb"] = int(peak_rss_mb(proxy_slow.pid))
         results["open_streams"] = opened
+        results["open_streams_local"] = local_streams(work, procs, collector, open_n)
         rot = f"http://127.0.0.1:{px_port}/v1beta/models/rot:generateContent"
         wrk(rot, 1, 1, lua)  # the first request cools cold-m1 for an hour
         results["rotation_32"] = wrk(rot, 32, seconds, lua)
@@ -571,15 +616,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         conf, _ = write_conf("in-process", up_port, "otlp")
         requests = 200 if args.smoke else 2000
         results["layers_in_process"] = uvloop.run(in_process(str(conf), requests))
-        # The work a request counted, not timed: the floor's and the proxy's bytecodes repeat
+        # The work a request counted, not timed: the floor's and each step's bytecodes repeat
         # to the unit between runs where the timed rows above move by tens of µs.
         conf, _ = write_conf("opcodes", up_port, "otlp")
-        bare_ops, proxy_ops = counted(
-            str(conf), f"http://127.0.0.1:{up_port}", 50 if args.smoke else 1000
+        counts, bare_ops, proxy_ops = counted_steps(
+            str(conf), f"http://127.0.0.1:{up_port}", 50 if args.smoke else 500
         )
         results["opcodes"] = {
             "bare": round(sum(bare_ops.values())),
             "proxy": round(sum(proxy_ops.values())),
+            "steps": [[name, round(n)] for name, n in counts],
             "largest": [
                 [where, round(b, 1), round(p, 1)]
                 for where, b, p in largest(bare_ops, proxy_ops, 20)
@@ -723,6 +769,31 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
             f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",
             op["peak_rss_mb"] <= 600 and op["dropped"] == 0,
         ),
+        *local_streams_target(r),
+    ]
+
+
+def local_streams_target(r: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    if "open_streams_local" not in r:
+        return []
+    op = r["open_streams_local"]
+    return [
+        (
+            f"{op['streams']} streams held by one process (fake responder) <= 600 MB, none dropped",
+            f"{op['peak_rss_mb']} MB, {op['dropped']} dropped",
+            op["peak_rss_mb"] <= 600 and op["dropped"] == 0,
+        )
+    ]
+
+
+def local_streams_line(r: dict[str, Any]) -> list[str]:
+    if "open_streams_local" not in r:
+        return []
+    op = r["open_streams_local"]
+    return [
+        f"open streams held by one proxy, answered by its fake responder (no upstream socket): "
+        f"{op['streams']}, completed {op['completed']}, dropped {op['dropped']} "
+        f"{op.get('why') or ''}, peak RSS {op['peak_rss_mb']} MB"
     ]
 
 
@@ -765,6 +836,7 @@ def table(r: dict[str, Any]) -> str:
         f"open streams through the proxy: {op['streams']}, completed "
         f"{op['completed']}, dropped {op['dropped']} {op.get('why') or ''}, peak RSS "
         f"{op['peak_rss_mb']} MB",
+        *local_streams_line(r),
         f"ledger rows after stop: {r['ledger']['rows']} for {r['ledger']['requests']} requests",
         "",
     ]
@@ -783,6 +855,8 @@ def table(r: dict[str, Any]) -> str:
         lines += [""]
     if "opcodes" in r:
         ops = r["opcodes"]
+        if "steps" in ops:
+            lines += [steps_table([(name, n) for name, n in ops["steps"]]), ""]
         rows = [(where, b, p) for where, b, p in ops["largest"]]
         lines += [opcode_table(ops["bare"], ops["proxy"], rows), ""]
     lines += ["| target | measured | holds |", "|---|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bench.opcodes import steps_table
 from tests.bench.test_ab import _serve, run_module
 from tests.conftest import free_port
 
@@ -38,3 +39,12 @@ def test_the_floor_and_the_proxy_are_counted_by_function(tmp_path: Path) -> None
     assert len(rows) == 15
     assert any(where.startswith("proxy/") and float(p) > 0 for where, _, p, _ in rows)
     assert any(where.startswith("bench/bare.py") and float(b) > 0 for where, b, _, _ in rows)
+
+
+def test_the_counted_layer_budget_shows_each_step_against_the_one_before_and_the_floor() -> None:
+    rows = [("bare aiohttp (the floor)", 6000.0), ("handler", 7500.0), ("+ auth", 7620.4)]
+    lines = steps_table(rows).splitlines()
+    assert lines[0] == "| layers | bytecodes / request | added | over the floor |"
+    assert lines[2] == "| bare aiohttp (the floor) | 6000 |  | 1.00 x |"
+    assert lines[3] == "| handler | 7500 | +1500 | 1.25 x |"
+    assert lines[4] == "| + auth | 7620 | +120 | 1.27 x |"

@@ -11,7 +11,7 @@ from bench.run import in_rounds
 from tests.bench import smoke
 
 
-@pytest.mark.timeout(150)  # about 60 processes and a second of wrk for each scenario
+@pytest.mark.timeout(240)  # about 70 processes, a second of wrk a scenario, 10 counted runs
 def test_bench_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     stdout, data = smoke("bench.run", out)
@@ -20,6 +20,9 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         assert data["small_32"][name]["non_2xx"] == 0
     assert data["rotation_32"]["non_2xx"] == 0
     assert data["open_streams"]["dropped"] == 0
+    local = data["open_streams_local"]  # held by one process, its fake responder answering
+    assert local["completed"] == local["streams"] == 50
+    assert local["peak_rss_mb"] > 0
     assert data["proxy_log_errors"] == 0
     assert data["ledger"]["rows"] == data["ledger"]["requests"] > 0
     assert "| target | measured | holds |" in stdout
@@ -38,6 +41,12 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert 1000 < ops["bare"] < ops["proxy"]
     assert any(where.startswith("proxy/") and p > 0 for where, _, p in ops["largest"])
     assert "bytecodes a request (bench.opcodes)" in stdout
+    steps = dict(ops["steps"])  # the layer budget counted: the floor, then every step
+    assert steps["bare aiohttp (the floor)"] == ops["bare"]
+    assert ops["bare"] < steps["handler (rotation, responder, usage)"] < ops["proxy"]
+    assert list(steps)[-1].startswith("+ telemetry")
+    assert list(steps.values())[-1] == ops["proxy"]
+    assert "| layers | bytecodes / request | added | over the floor |" in stdout
 
 
 def test_in_rounds_takes_the_targets_in_turn_and_the_median_of_each() -> None:
