@@ -18,7 +18,7 @@ from proxy.exchange import Exchange, exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_upload_piece
 from proxy.routing.pacing import client_window
-from proxy.routing.window import SlidingWindow
+from proxy.routing.window import Entry, SlidingWindow
 from proxy.shared.windows import LaneLimits, Windows
 
 
@@ -90,16 +90,27 @@ class ClientRateLimit(Middleware):
         limits = self.limits.get(exchange.client)
         if limits is None or is_upload_piece(request):
             return await handler(request)
-        if limits.requests is None and limits.tokens is None:
+        tokens = limits.tokens
+        if limits.requests is None and tokens is None:
             return await handler(request)  # a client with no limit: nothing to count
         if self.windows is not None and self.windows.link.up:
             return await self._shared(request, handler, exchange, limits, self.windows)
-        return await self._local(request, handler, exchange, limits)
+        # Judged in a plain call: the usual request needs no coroutine of its own for it.
+        entry = self._local(request, exchange, limits)
+        if entry is None:
+            return await handler(request)
+        try:
+            return await handler(request)
+        finally:
+            if tokens is not None:
+                tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
 
-    async def _local(
-        self, request: web.Request, handler: Handler, exchange: Exchange, limits: _ClientLimits
-    ) -> web.StreamResponse:
-        tokens: SlidingWindow | None = limits.tokens
+    def _local(
+        self, request: web.Request, exchange: Exchange, limits: _ClientLimits
+    ) -> Entry | None:
+        """Count the request in the client's windows (raises its 429 if it does not fit);
+        the tokens' entry, to settle once the answer is known."""
+        tokens = limits.tokens
         estimate = estimate_tokens(request)
         if tokens is not None:
             wait = tokens.wait_for(estimate)
@@ -110,13 +121,7 @@ class ClientRateLimit(Middleware):
             wait = limits.requests.count_if_room(1)
             if wait > 0:
                 raise reject(self.counters, exchange, wait, "requests-per-minute")
-        if tokens is None:
-            return await handler(request)
-        entry = tokens.admit(estimate)
-        try:
-            return await handler(request)
-        finally:
-            tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
+        return None if tokens is None else tokens.admit(estimate)
 
     async def _shared(
         self,
@@ -132,7 +137,12 @@ class ClientRateLimit(Middleware):
         limits = LaneLimits(rpm=client.requests_per_minute, tpm=client.tokens_per_minute)
         taken = await windows.take(f"c:{client.name}", limits, estimate)
         if taken is None:  # Redis went away just now: this request is judged locally
-            return await self._local(request, handler, exchange, local)
+            entry = self._local(request, exchange, local)
+            try:
+                return await handler(request)
+            finally:
+                if entry is not None and local.tokens is not None:
+                    local.tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
         wait, why, slot = taken
         if slot is None:
             what = "requests-per-minute" if why == "rpm" else "tokens-per-minute"

@@ -15,12 +15,12 @@ BUCKETS = 60
 
 
 class Bucket:
-    __slots__ = ("amount", "last", "live", "start")
+    __slots__ = ("amount", "end", "last", "live")
 
-    def __init__(self, start: float, at: float) -> None:
-        self.start = start
+    def __init__(self, end: float, at: float, amount: float) -> None:
+        self.end = end  # admissions before then go into this bucket
         self.last = at
-        self.amount = 0.0
+        self.amount = amount
         self.live = True
 
 
@@ -35,12 +35,18 @@ class Entry:
 
 
 class SlidingWindow:
+    """The window. What has left it is taken out lazily: ``total`` may still hold it, so an
+    amount that fits ``total`` fits the window, and only an amount that does not (or a new
+    bucket) makes the window look at what has left. The usual admission is then a few
+    operations: the hot path has one such window for the proxy and two for each client."""
+
     def __init__(self, limit: float, window_s: float, clock: Callable[[], float]) -> None:
         self.limit = limit
         self.window_s = window_s
         self.width = window_s / BUCKETS
         self.clock = clock
         self.buckets: deque[Bucket] = deque()
+        self.current: Bucket | None = None  # the newest bucket
         self.total = 0.0
 
     def _expire(self, now: float) -> None:
@@ -60,6 +66,8 @@ class SlidingWindow:
     def wait_for(self, amount: float = 1.0) -> float:
         """Seconds until ``amount`` fits (0 if it fits now). More than the limit fits only into
         an empty window, so one large request is never refused for ever."""
+        if self.total + amount <= self.limit:
+            return 0.0  # it fits even counting what may have left the window
         now = self.clock()
         buckets = self.buckets
         if buckets and buckets[0].last + self.window_s <= now:  # the test _expire loops on
@@ -77,15 +85,18 @@ class SlidingWindow:
     def count_if_room(self, amount: float = 1.0) -> float:
         """:meth:`wait_for` and :meth:`count` in one call: 0 when ``amount`` fitted and was
         counted, else the seconds to wait (and nothing was counted)."""
-        now = self.clock()
-        buckets = self.buckets
-        if buckets and buckets[0].last + self.window_s <= now:
-            self._expire(now)
-        if buckets and self.total + amount > self.limit:
+        if self.total + amount > self.limit:
             wait = self.wait_for(amount)
             if wait > 0:
                 return wait
-        self._count(now, amount)
+        now = self.clock()
+        bucket = self.current
+        if bucket is None or now >= bucket.end:
+            self._open(now, amount)
+            return 0.0
+        bucket.last = now
+        bucket.amount += amount
+        self.total += amount
         return 0.0
 
     def take(self, amount: float = 1.0) -> tuple[Entry | None, float]:
@@ -98,19 +109,29 @@ class SlidingWindow:
     def admit(self, amount: float = 1.0) -> Entry:
         """Count ``amount`` now, unchecked: for a caller that has just seen :meth:`wait_for`
         say 0 (with nothing awaited since, nothing else was admitted)."""
-        return Entry(self.count(amount), amount)
+        return Entry(self._count(self.clock(), amount), amount)
 
     def count(self, amount: float = 1.0) -> Bucket:
         """:meth:`admit` for an amount that is never settled (no entry is made for it)."""
         return self._count(self.clock(), amount)
 
     def _count(self, now: float, amount: float) -> Bucket:
-        bucket = self.buckets[-1] if self.buckets else None
-        if bucket is None or now >= bucket.start + self.width:
-            bucket = Bucket(now, now)
-            self.buckets.append(bucket)
+        bucket = self.current
+        if bucket is None or now >= bucket.end:
+            return self._open(now, amount)
         bucket.last = now
         bucket.amount += amount
+        self.total += amount
+        return bucket
+
+    def _open(self, now: float, amount: float) -> Bucket:
+        """A new bucket holding ``amount``; what has left the window goes first, so the buckets
+        stay about ``BUCKETS`` however long no admission needs a wait."""
+        buckets = self.buckets
+        if buckets and buckets[0].last + self.window_s <= now:
+            self._expire(now)
+        bucket = self.current = Bucket(now + self.width, now, amount)
+        buckets.append(bucket)
         self.total += amount
         return bucket
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from proxy.routing.window import SlidingWindow
+from proxy.routing.window import BUCKETS, SlidingWindow
 from tests.conftest import FakeClock
 
 steps = st.lists(
@@ -84,3 +84,30 @@ def test_count_if_room_agrees_with_asking_then_counting(
             two.count(amount)
         assert one.count_if_room(amount) == expected
         assert one.used() == two.used()
+
+
+@given(st.lists(st.floats(min_value=0, max_value=5), max_size=400))
+def test_what_left_the_window_goes_even_when_nothing_needs_a_wait(advances: list[float]) -> None:
+    # Far under its limit, a window never has to look at what left it to admit; it must still
+    # let it go, or a busy window would keep a bucket for every second it ever saw.
+    clock = FakeClock()
+    window = SlidingWindow(10**9, 60.0, clock)
+    for advance in advances:
+        clock.advance(advance)
+        assert window.count_if_room(1) == 0
+        assert len(window.buckets) <= BUCKETS + 2
+    used = window.used()
+    assert used == sum(b.amount for b in window.buckets)
+    # What it still counts: every admission in the window, and at most a bucket's width more
+    # (a bucket leaves with its last admission).
+    times = _times(1000.0, advances)
+    assert sum(1 for t in times if t + 60.0 > clock()) <= used
+    assert used <= sum(1 for t in times if t + 60.0 + 1.0 > clock())
+
+
+def _times(start: float, advances: list[float]) -> list[float]:
+    out, now = [], start
+    for advance in advances:
+        now += advance
+        out.append(now)
+    return out
