@@ -68,7 +68,7 @@ class Call:
     sse: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
     retry_after_s: float = 0.0
-    trace_headers: Mapping[str, str] = field(default_factory=dict)
+    trace_headers: Mapping[str, str] | None = None  # the trace's context, when there is one
     query: str = ""
     body_for: Callable[[str], bytes] | None = None
     pin: Pin | None = None

@@ -167,7 +167,9 @@ class GeminiResponder:
         if query:
             url = f"{url}?{query}"
         # The handler chose which client headers go on; then the trace, if any.
-        headers = {"content-type": "application/json", **call.headers, **call.trace_headers}
+        headers = {"content-type": "application/json", **call.headers}
+        if call.trace_headers:
+            headers.update(call.trace_headers)
         if not streaming:
             # A client that leaves mid-call: the upstream has the call and counts it either
             # way. Letting it finish puts its connection back in the pool rather than closing

@@ -127,7 +127,7 @@ class Rotator(Learning):
                 break
         return None
 
-    def _rest_now(self, ref: KeyRef, walk: Walk, tokens: int) -> bool | asyncio.Event:
+    def _rest_now(self, ref: KeyRef, walk: Walk, call: Call) -> bool | asyncio.Event:
         """Skip ``ref`` for now (True), or not (False); an ``Event`` when a probe is out on it
         and its answer is worth a wait (:meth:`_after_probe`). The pace is asked first: a key
         at its pace is skipped before a probe is taken, so no probe is ever taken and then
@@ -141,7 +141,7 @@ class Rotator(Learning):
         if paced > 0:
             walk.resting(ref[1], "at its learned pace for", paced)
             return True
-        full, why = self.budget.wait_for(ref, tokens)
+        full, why = self.budget.wait_for(ref, call.estimated_tokens)
         if full > 0:
             walk.resting(ref[1], why, full)
             return True
@@ -207,19 +207,18 @@ class Rotator(Learning):
 
     async def _member(self, plan: Plan, member: Member, call: Call, walk: Walk) -> Outcome | None:
         responder = self.responders[member.responder]
-        rot = self.rotation
+        rot, cooldowns = self.rotation, self.cooldowns
         for key in self._keys(member, call, responder.key_count):
             # Cooldowns and paces are per project: every key of it shares them.
             ref = (member.responder, member.model, responder.projects[key])
             if walk.attempts >= rot.max_attempts:
                 return None
-            off = self.cooldowns.disabled_for(member.responder, key)
+            off = self.cooldowns.disabled_for(member.responder, key) if cooldowns.disabled else 0
             if off > 0:
                 walk.failures += 1
                 walk.left(member.model, f"key {key} disabled {off:.0f}s")
                 continue
-            tokens = call.estimated_tokens
-            rest = self._rest_now(ref, walk, tokens)
+            rest = self._rest_now(ref, walk, call)
             if rest is True or (rest is not False and await self._after_probe(ref, walk, rest)):
                 continue
             slot: object | None = None
@@ -227,7 +226,7 @@ class Rotator(Learning):
             if coordination is not None:
                 if await self._fleet_probe(ref, walk, coordination):
                     continue
-                slot = await self._fleet_quota(ref, walk, tokens, coordination)
+                slot = await self._fleet_quota(ref, walk, call.estimated_tokens, coordination)
                 if slot is False:
                     continue
             walk.attempts += 1
@@ -237,7 +236,9 @@ class Rotator(Learning):
                 call.retry_after_s = walk.soonest or 0.0
             stamp = self.pacer.sent(ref)
             budget = self.budget
-            ticket = budget.take(ref, tokens) if budget.quotas or budget.lanes else None
+            ticket = (
+                budget.take(ref, call.estimated_tokens) if budget.quotas or budget.lanes else None
+            )
             if ticket is not None and slot is not None:
                 ticket.fleet = slot
             span = self.observer.start_attempt(member, key, call)
