@@ -94,7 +94,9 @@ class ClientRateLimit(Middleware):
         if limits.requests is None and tokens is None:
             return await handler(request)  # a client with no limit: nothing to count
         if self.windows is not None and self.windows.link.up:
-            return await self._shared(request, handler, exchange, limits, self.windows)
+            shared = await self._shared(request, handler, exchange, self.windows)
+            if shared is not None:
+                return shared
         # Judged in a plain call: the usual request needs no coroutine of its own for it.
         entry = self._local(request, exchange, limits)
         if entry is None:
@@ -128,21 +130,16 @@ class ClientRateLimit(Middleware):
         request: web.Request,
         handler: Handler,
         exchange: Exchange,
-        local: _ClientLimits,
         windows: Windows,
-    ) -> web.StreamResponse:
-        """The same limits, held across every replica (one round trip)."""
+    ) -> web.StreamResponse | None:
+        """The same limits, held across every replica (one round trip); None when Redis went
+        away just now, and the request is to be judged locally."""
         client = self.clients[exchange.client]
         estimate = estimate_tokens(request)
         limits = LaneLimits(rpm=client.requests_per_minute, tpm=client.tokens_per_minute)
         taken = await windows.take(f"c:{client.name}", limits, estimate)
-        if taken is None:  # Redis went away just now: this request is judged locally
-            entry = self._local(request, exchange, local)
-            try:
-                return await handler(request)
-            finally:
-                if entry is not None and local.tokens is not None:
-                    local.tokens.settle(entry, exchange.total_tokens or exchange.input_tokens)
+        if taken is None:
+            return None
         wait, why, slot = taken
         if slot is None:
             what = "requests-per-minute" if why == "rpm" else "tokens-per-minute"

@@ -213,7 +213,7 @@ class Rotator(Learning):
             ref = (member.responder, member.model, responder.projects[key])
             if walk.attempts >= rot.max_attempts:
                 return None
-            off = self.cooldowns.disabled_for(member.responder, key) if cooldowns.disabled else 0
+            off = cooldowns.disabled_for(member.responder, key) if cooldowns.disabled else 0
             if off > 0:
                 walk.failures += 1
                 walk.left(member.model, f"key {key} disabled {off:.0f}s")

@@ -89,14 +89,7 @@ class SlidingWindow:
             wait = self.wait_for(amount)
             if wait > 0:
                 return wait
-        now = self.clock()
-        bucket = self.current
-        if bucket is None or now >= bucket.end:
-            self._open(now, amount)
-            return 0.0
-        bucket.last = now
-        bucket.amount += amount
-        self.total += amount
+        self._count(self.clock(), amount)
         return 0.0
 
     def take(self, amount: float = 1.0) -> tuple[Entry | None, float]:
