@@ -1,8 +1,10 @@
-"""Python bytecodes a request, by function: a cost that repeats to the unit where CPU time under
-load moves by a third between runs.
+"""Python bytecodes a request, by function: a cost that repeats within a fraction of a percent
+where CPU time under load moves by a third between runs.
 
 The server runs under a tracer that counts every bytecode its main thread executes (``sys.settrace``
-with opcode events), armed after a warm-up: the same requests give the same count, run after run.
+with opcode events), armed after a warm-up: the same requests give the same count, run after run,
+but for work that comes with time (a window's new bucket, the writer's batch, a sampled span;
+a traced request is slow, so these weigh more than they do at full speed).
 A bytecode is not a fixed amount of CPU, but the proxy's time is almost all the interpreter's, so
 counts say where its work is and whether a change removed some; ``bench.ab`` then says what that
 is worth under load.

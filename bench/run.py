@@ -617,7 +617,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         requests = 200 if args.smoke else 2000
         results["layers_in_process"] = uvloop.run(in_process(str(conf), requests))
         # The work a request counted, not timed: the floor's and each step's bytecodes repeat
-        # to the unit between runs where the timed rows above move by tens of µs.
+        # within about 20 between runs (time-driven work: a window's new bucket, a sampled
+        # span) where the timed rows above move by tens of µs.
         conf, _ = write_conf("opcodes", up_port, "otlp")
         counts, bare_ops, proxy_ops = counted_steps(
             str(conf), f"http://127.0.0.1:{up_port}", 50 if args.smoke else 500
