@@ -38,7 +38,7 @@ import aiohttp
 
 from bench.layers import STEPS, layers_upto
 from bench.ports import free_port, wait_port
-from proxy.config import load_config
+from proxy.config import Config, load_config
 
 BODY = b'{"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}'
 PATH = "/v1beta/models/default:generateContent"
@@ -139,6 +139,11 @@ def measure(server: list[str], port: int, key: str, requests: int, out: Path) ->
         proc.wait(timeout=20)
 
 
+def _client_key(config: Config) -> str:
+    """The key the counted requests present: the config's first client's, if it has clients."""
+    return config.clients[0].key if config.clients else ""
+
+
 def _floor(upstream: str, key: str, requests: int, out: Path) -> dict[str, float]:
     port = free_port()
     server = ["bench.bare", "--port", str(port), "--upstream", upstream]
@@ -149,7 +154,7 @@ def counted(config: str, upstream: str, requests: int) -> tuple[dict[str, float]
     """Bytecodes a request by function of the floor (``bench.bare`` to ``upstream``) and of the
     proxy (``serve --config``, whose responder must be at ``upstream``), same requests each."""
     loaded = load_config(config)
-    key = loaded.clients[0].key if loaded.clients else ""
+    key = _client_key(loaded)
     with tempfile.TemporaryDirectory() as tmp:
         bare = _floor(upstream, key, requests, Path(tmp, "bare"))
         proxy = measure(
@@ -169,7 +174,7 @@ def counted_steps(
     on the config's port): ``(step, bytecodes a request)`` rows, then the floor's counts by
     function and the last step's (every layer on)."""
     loaded = load_config(config)
-    key = loaded.clients[0].key if loaded.clients else ""
+    key = _client_key(loaded)
     port = loaded.listen.port
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,15 +235,13 @@ def main() -> None:
     run.add_argument("--out", required=True)
     run.add_argument("module")
     run.add_argument("args", nargs=argparse.REMAINDER)
-    cmp = sub.add_parser("compare")
-    cmp.add_argument("--config", required=True)
-    cmp.add_argument("--upstream", required=True, help="the base URL the config's responder uses")
-    cmp.add_argument("--requests", type=int, default=1000)
-    cmp.add_argument("--top", type=int, default=40)
-    steps = sub.add_parser("steps")
-    steps.add_argument("--config", required=True)
-    steps.add_argument("--upstream", required=True, help="the base URL the config's responder uses")
-    steps.add_argument("--requests", type=int, default=500)
+    for name, requests in (("compare", 1000), ("steps", 500)):
+        counting = sub.add_parser(name)
+        counting.add_argument("--config", required=True)
+        counting.add_argument("--upstream", required=True, help="the config's responder's URL")
+        counting.add_argument("--requests", type=int, default=requests)
+        if name == "compare":
+            counting.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     if args.command == "count":
         count(args.out, args.module, args.args)
