@@ -15,9 +15,24 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
-def _show(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f"'{value}'"
-    return text if len(text) <= 80 else text[:77] + "..."
+_KINDS = {str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+def show(source: Source, path: Path_, value: Any) -> str:
+    """``value`` as an error quotes it: ``value 'x'``. In a field that holds a secret, only its
+    type (``a list (not shown: the field holds a secret)``): never the value, whatever its shape."""
+    if source.is_secret(path):
+        kind = (
+            "a list"
+            if isinstance(value, list)
+            else "a mapping"
+            if isinstance(value, dict)
+            else _KINDS.get(type(value), "a value")
+        )
+        return f"{kind} (not shown: the field holds a secret)"
+    # Scrubbed before it is cut: a key cut in two would no longer match.
+    text = source.scrub(repr(value) if not isinstance(value, str) else f"'{value}'")
+    return "value " + (text if len(text) <= 80 else text[:77] + "...")
 
 
 class Reader:
@@ -30,7 +45,9 @@ class Reader:
         self.seen: set[str] = set()
         if data is not None and not isinstance(data, dict):
             source.error(
-                path, f"key '{dotted(path) or '(top)'}' must be a mapping, not {_show(data)}"
+                path,
+                f"key '{dotted(path) or '(top)'}' must be a mapping, "
+                f"not {show(source, path, data).removeprefix('value ')}",
             )
 
     def where(self, key: str | int | None = None) -> Path_:
@@ -40,7 +57,8 @@ class Reader:
         self.source.error(self.where(key), message)
 
     def bad(self, key: str, value: Any, why: str) -> None:
-        self.error(key, f"key '{dotted(self.where(key))}' has value {_show(value)}: {why}")
+        where = self.where(key)
+        self.error(key, f"key '{dotted(where)}' has {show(self.source, where, value)}: {why}")
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -120,7 +138,8 @@ class Reader:
             else:
                 where = (*self.where(key), i)
                 self.source.error(
-                    where, f"key '{dotted(where)}' has value {_show(item)}: must be a string"
+                    where,
+                    f"key '{dotted(where)}' has {show(self.source, where, item)}: must be a string",
                 )
         return tuple(out)
 

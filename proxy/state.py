@@ -100,6 +100,7 @@ class Live:
     rebuild: Callable[[Config, Generation | None], Generation] | None = None
     draining: bool = False
     reload_error: list[str] = field(default_factory=list)  # the last failed reload's errors
+    reload_error_lines: list[int] = field(default_factory=list)  # and the file's lines they name
 
     @property
     def runtime(self) -> Runtime:

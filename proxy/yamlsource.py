@@ -18,6 +18,12 @@ import yaml.reader
 Path_ = tuple[str | int, ...]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Anything shaped like a Google API key: never quoted in a config message, whatever its field.
+_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_-]{35}")
+HIDDEN = "(hidden)"
+# A secret shorter than this is not searched for in messages (it would mangle their words);
+# its own field never shows it anyway (:meth:`Source.is_secret`).
+_MIN_SECRET = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,9 @@ class Source:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
+    # Where the secret fields are, and the values found in them (proxy.config.secrets).
+    secret_paths: set[Path_] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)
 
     def line(self, path: Path_) -> int:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -44,7 +53,24 @@ class Source:
         return self.lines.get(path, 1)
 
     def error(self, path: Path_, message: str) -> None:
-        self.issues.append(Issue(self.line(path), message))
+        self.issues.append(Issue(self.line(path), self.scrub(message)))
+
+    def is_secret(self, path: Path_) -> bool:
+        """Whether ``path`` is in (or is) a field that holds a secret."""
+        return any(path[:n] in self.secret_paths for n in range(len(path) + 1))
+
+    def hide(self, values: set[str]) -> None:
+        """Never quote ``values`` in an issue: those recorded already, and those to come."""
+        self.secrets.update(v for v in values if len(v) >= _MIN_SECRET)
+        self.issues[:] = [Issue(i.line, self.scrub(i.message)) for i in self.issues]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret value (longest first) and anything shaped like a Google
+        API key replaced by ``(hidden)``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, HIDDEN)
+        return _GOOGLE_KEY.sub(HIDDEN, text)
 
 
 def dotted(path: Path_) -> str:
@@ -134,7 +160,10 @@ def load(file: str | Path, env: Mapping[str, str]) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        source.issues.append(Issue(line, f"not valid YAML: {exc.problem or exc}"))
+        # Only the problem: the text around it is a line of the file, which may hold a key.
+        source.issues.append(
+            Issue(line, source.scrub(f"not valid YAML: {exc.problem or 'a syntax error'}"))
+        )
         return source
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a control byte)
         line = text.count("\n", 0, max(0, exc.position)) + 1

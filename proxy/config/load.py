@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.config.secrets import hide_secrets
 from proxy.config.sections import (
     apply_without_keys,
     read_chains,
@@ -24,6 +25,7 @@ from proxy.yamlsource import Issue, Source, load
 
 def parse_config(source: Source) -> Config:
     """Build the :class:`Config` of an already loaded source; raise ``ConfigError`` on issues."""
+    hide_secrets(source)
     top = Reader(source, (), source.data)
     listen = read_listen(top.section("listen"))
     responders = read_responders(top.section("responders"))

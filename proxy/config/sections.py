@@ -18,7 +18,7 @@ from proxy.config.types import (
     Tls,
 )
 from proxy.names import valid_model_name
-from proxy.reader import Reader
+from proxy.reader import Reader, show
 from proxy.responders import REGISTRY
 from proxy.yamlsource import Source, dotted
 
@@ -104,7 +104,8 @@ def _member(
     if not isinstance(text, str) or not text:
         r.source.error(
             (*r.where(chain), i),
-            f"key '{where}' has value {text!r}: must be 'responder:model' or 'responder'",
+            f"key '{where}' has {show(r.source, (*r.where(chain), i), text)}: "
+            "must be 'responder:model' or 'responder'",
         )
         return None
     name, _, model = text.partition(":")
@@ -192,7 +193,8 @@ def read_clients(source: Source, raw: Any) -> tuple[Client, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        source.error(("clients",), f"key 'clients' has value {raw!r}: must be a list of clients")
+        shown = show(source, ("clients",), raw)
+        source.error(("clients",), f"key 'clients' has {shown}: must be a list of clients")
         return ()
     out: list[Client] = []
     for i, item in enumerate(raw):

@@ -13,7 +13,9 @@ class ConfigError(Exception):
     """The config has errors; ``lines`` holds each as ``FILE:LINE: message``."""
 
     def __init__(self, file: str, issues: list[Issue]) -> None:
-        self.lines = [f"{file}:{i.line}: {i.message}" for i in sorted(issues, key=lambda i: i.line)]
+        ordered = sorted(issues, key=lambda i: i.line)
+        self.lines = [f"{file}:{i.line}: {i.message}" for i in ordered]
+        self.line_numbers = [i.line for i in ordered]
         super().__init__("\n".join(self.lines))
 
 

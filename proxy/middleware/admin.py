@@ -33,7 +33,8 @@ class AdminGate(Middleware):
         self.key = admin_key.encode()
         self.cookie = _digest(admin_key)
 
-    def _presented(self, request: web.Request) -> bool:
+    def presented(self, request: web.Request) -> bool:
+        """Whether ``request`` carries the admin key (a header or the page's cookie)."""
         given = request.headers.get("x-l104-admin-key", "")
         auth = request.headers.get("Authorization", "")
         if not given and auth[:7].lower() == "bearer ":
@@ -58,7 +59,7 @@ class AdminGate(Middleware):
                 COOKIE, self.cookie, httponly=True, samesite="Strict", path="/", secure=False
             )
             return resp
-        if not self._presented(request):
+        if not self.presented(request):
             raise Unauthenticated(
                 "This page needs the admin key (x-l104-admin-key, Authorization: Bearer, or "
                 "?admin_key= once in a browser)."

@@ -37,7 +37,7 @@ def _keys(r: Reader) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]
     (``${GEMINI_API_KEY:-}``): not a key."""
     raw = r.raw("api_keys", [])
     if not isinstance(raw, list):
-        r.bad("api_keys", raw, "must be a list of keys, or of {key, project}")
+        r.bad("api_keys", raw, "must be a list of keys, or of {key, project}")  # shows no key
         return (), (), ()
     keys: list[str] = []
     named: list[str] = []

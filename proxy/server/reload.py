@@ -62,13 +62,13 @@ class Reloader:
                 config = load_config(self.path)
                 check_bind(config, self.host)
             except ConfigError as exc:
-                return self._refuse(exc.lines)
+                return self._refuse(exc.lines, exc.line_numbers)
             except BindRefused as exc:
-                return self._refuse([f"{self.path}: {exc}"])
+                return self._refuse([f"{self.path}: {exc}"], [])
             for key in read_at_start(old, config):
                 log.warning("reload: %s changed in %s; it takes effect at restart", key, self.path)
             live.generation = live.rebuild(config, live.generation)
-            live.reload_error = []
+            live.reload_error, live.reload_error_lines = [], []
             for notice in config.notices:
                 log.warning("%s", notice)
             log.info(
@@ -79,11 +79,11 @@ class Reloader:
             )
             return True
 
-    def _refuse(self, lines: list[str]) -> bool:
+    def _refuse(self, lines: list[str], numbers: list[int]) -> bool:
         log.error("reload refused; the running config stays (%d errors):", len(lines))
         for line in lines:
             log.error("%s", line)
-        self.live.reload_error = lines
+        self.live.reload_error, self.live.reload_error_lines = lines, numbers
         return False
 
     async def watch(self) -> None:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from proxy.middleware.admin import AdminGate
 from proxy.responders import Responder
 from proxy.state import LIVE, Live, Runtime, runtime_of
 
@@ -94,7 +95,13 @@ async def health(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     models = model_states(live.runtime)
     ok = all(m["state"] == "ready" for m in models.values())
-    body = {"status": "ok" if ok else "degraded", "models": models, "config": _config(live)}
+    gate = live.generation.layers.find(AdminGate) if live.generation is not None else None
+    admin = gate is not None and gate.presented(request)
+    body = {
+        "status": "ok" if ok else "degraded",
+        "models": models,
+        "config": _config(live, admin),
+    }
     shared = live.runtime.shared
     if shared is not None:
         # The models' states above are the fleet's: cooldowns reach every replica.
@@ -104,9 +111,11 @@ async def health(request: web.Request) -> web.Response:
     return _json(body)
 
 
-def _config(live: Live) -> dict[str, Any]:
+def _config(live: Live, admin: bool) -> dict[str, Any]:
     """Which config is running: its version (1 at start, +1 a reload), the digest of its
-    file, when it was loaded, and the errors of the last reload refused since."""
+    file, when it was loaded, and the errors of the last reload refused since: their count and
+    lines for anyone, their text only for a request with the admin key (``/health`` is open
+    to probes, and an error may name what the file holds)."""
     generation = live.generation
     assert generation is not None
     out: dict[str, Any] = {
@@ -116,7 +125,12 @@ def _config(live: Live) -> dict[str, Any]:
         "loaded_at": datetime.fromtimestamp(generation.loaded_at, UTC).isoformat(),
     }
     if live.reload_error:
-        out["reload_error"] = live.reload_error
+        out["reload_error"] = {
+            "count": len(live.reload_error),
+            "lines": sorted(set(live.reload_error_lines)),
+        }
+        if admin:
+            out["reload_error"]["messages"] = live.reload_error
     return out
 
 
