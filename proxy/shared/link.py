@@ -4,6 +4,11 @@ Redis down is a state, not an error: every call through :meth:`Link.call` return
 and the caller decides on local state. The link says so once when Redis goes and once when it
 comes back, reconnects on its own (backing off to 5 s), and on reconnect runs its ``on_up``
 hooks (which write local state back and read the fleet's).
+
+"Up" has one owner, :meth:`Link.run`, and only real round trips move it: the subscription
+ending, or a PING failing. A command that fails only tells the owner to PING: after a restart
+a pooled connection that went stale fails once, and must not take the link down while Redis
+answers (a replica once stayed "unreachable" for good that way).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ LUA_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
+HEARTBEAT_S = 5.0  # a PING this often while nothing else says the link is alive
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
 
@@ -49,6 +55,7 @@ class Link:
         self.on_up: list[Callable[[], Awaitable[None]]] = []
         self._pending: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Event()
+        self._suspect = asyncio.Event()  # a command failed: the owner checks with a PING
 
     def describe(self) -> dict[str, Any]:
         """For ``/health``: where, whether reachable, since when."""
@@ -65,6 +72,7 @@ class Link:
         return out
 
     def _down(self, exc: BaseException) -> None:
+        """Only :meth:`run` calls this: a round trip of its own failed."""
         self.error = f"{type(exc).__name__}: {exc}"[:300]
         if self.up:
             self.up, self.since = False, time.time()
@@ -79,7 +87,8 @@ class Link:
         try:
             return await fn(self.redis)
         except (RedisError, OSError) as exc:
-            self._down(exc)
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
+            self._suspect.set()
             return None
 
     def spawn(self, fn: Callable[[Redis], Awaitable[Any]]) -> None:
@@ -100,10 +109,16 @@ class Link:
         return orjson.dumps({"k": kind, "r": self.replica, **data})
 
     async def run(self) -> None:
-        """Keep the channel subscribed, reconnecting with backoff; never returns."""
+        """Keep the channel subscribed, reconnecting with backoff; never returns. The one
+        place that sets :attr:`up`."""
         backoff = 0.2
         while True:
+            # Connections pooled before are from an older server, or the same one before a
+            # restart: none of them is trusted again.
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.connection_pool.disconnect()
             pubsub = self.redis.pubsub()
+            listener: asyncio.Task[None] | None = None
             try:
                 await pubsub.subscribe(CHANNEL)
                 await self.redis.ping()
@@ -114,16 +129,42 @@ class Link:
                 if came_back:
                     log.warning("shared state: Redis reachable again; local state written back")
                 self._connected.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._dispatch(message["data"])
+                listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
+                await self._watch(listener)
             except (RedisError, OSError) as exc:
                 self._down(exc)
             finally:
+                if listener is not None:
+                    listener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                        await listener
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(5.0, backoff * 2)
+
+    async def _listen(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                self._dispatch(message["data"])
+        raise ConnectionError("the subscription ended")
+
+    async def _watch(self, listener: asyncio.Task[None]) -> None:
+        """While subscribed: return (by raising) when the subscription breaks, or when a PING
+        fails after a command failed, or on the heartbeat (a link that hangs sends nothing)."""
+        while True:
+            self._suspect.clear()
+            suspect = asyncio.ensure_future(self._suspect.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {listener, suspect}, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                suspect.cancel()
+            if listener in done:
+                listener.result()  # raises what broke it
+            # A command failed (or it is time): Redis is up while it answers a PING.
+            await self.redis.ping()
 
     async def connected(self, within_s: float) -> bool:
         """Wait up to ``within_s`` for the first connection (at start-up)."""

@@ -3,8 +3,12 @@ converge again; with ``shared_fail: closed`` they refuse instead."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +16,7 @@ from typing import Any
 
 import trustme
 
+from proxy.shared.link import Link
 from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, free_port, http
 
 StartProcess = Callable[..., ProxyProcess]
@@ -126,3 +131,126 @@ def test_rediss_with_a_password_from_the_environment(
     finally:
         server.kill()
         server.wait(5)
+
+
+def _alive_replicas(redis: RedisServer) -> int:
+    """Replicas whose heartbeat reached Redis in the last few seconds (each pushes one a second
+    while its link is up: a replica that thinks Redis is away pushes none)."""
+    now_ms = int(time.time() * 1000)
+    raw = redis.command("HVALS", "l104:alive").split()
+    return sum(1 for until in raw if int(until) - 15_000 > now_ms - 3_000)
+
+
+def _answered(sent: list[int], more: int) -> None:
+    """Wait (10 s at most) until the load has had ``more`` answers."""
+    start = len(sent)
+    _wait(lambda: len(sent) >= start + more)
+
+
+def _load(url: str, stop: threading.Event, sent: list[int]) -> None:
+    """One client sending requests as fast as it is answered, until ``stop`` (bounded by the
+    caller's own time limit)."""
+    while not stop.is_set():
+        with contextlib.suppress(OSError):
+            status, _, _ = http(
+                "POST",
+                f"{url}/v1beta/models/default:generateContent",
+                BODY,
+                headers={"x-goog-api-key": "load-key"},
+                timeout=5,
+            )
+            sent.append(status)
+
+
+def test_every_worker_rejoins_redis_after_restarts_under_load(
+    proxy_process: StartProcess, redis_server: RedisServer
+) -> None:
+    """Redis killed and started again under load, several times in a row: every one of 8
+    workers reports Redis reachable and shares limits again within 10 s of Redis answering.
+    ``L104_REDIS_RESTARTS`` and ``L104_REDIS_WORKERS`` make the by-hand run longer (the suite
+    does 3 restarts of 8 workers)."""
+    restarts = int(os.environ.get("L104_REDIS_RESTARTS", "3"))
+    workers = int(os.environ.get("L104_REDIS_WORKERS", "8"))
+    yaml = f"""
+responders:
+  local: {{type: fake, chunks: 1}}
+chains:
+  default: [local]
+clients:
+  - {{name: load, key: load-key, requests_per_minute: 1000000}}
+  - {{name: probe, key: probe-key, requests_per_minute: 20}}
+store: {{path: "", shared: "{redis_server.url}", shared_fail: closed}}
+"""
+    proxy = proxy_process(yaml, args=("--workers", str(workers)))
+    _wait(lambda: _alive_replicas(redis_server) == workers, limit_s=30)
+    rejoin_s: list[float] = []
+    for _ in range(restarts):
+        stop, sent = threading.Event(), list[int]()
+        load = [threading.Thread(target=_load, args=(proxy.url, stop, sent)) for _ in range(16)]
+        for thread in load:
+            thread.start()
+        try:
+            _answered(sent, 200)
+            redis_server.stop()
+            time.sleep(1.5)  # every replica notices and refuses (shared_fail: closed)
+            _answered(sent, 50)
+            redis_server.start()
+            back = time.monotonic()
+            _wait(lambda: _alive_replicas(redis_server) == workers, limit_s=10)
+            rejoin_s.append(time.monotonic() - back)
+            # Serving again on every worker: the last 200 answers all 200s.
+            _answered(sent, 300)
+            assert set(sent[-200:]) == {200}, sorted(set(sent[-200:]))
+        finally:
+            stop.set()
+            for thread in load:
+                thread.join(10)
+        # Every worker says so on /health (each new connection lands on some worker).
+        states = {_health(proxy)["shared"]["state"] for _ in range(40)}
+        assert states == {"connected"}
+    # Limits are the fleet's again: 20 a minute for the probe client over all 8 workers (a
+    # worker on local state would let 20 more through on its own).
+    answers = [
+        http(
+            "POST",
+            f"{proxy.url}/v1beta/models/default:generateContent",
+            BODY,
+            headers={"x-goog-api-key": "probe-key"},
+        )[0]
+        for _ in range(40)
+    ]
+    assert answers.count(200) == 20, answers
+    assert answers.count(429) == 20
+    print(f"rejoin after each Redis restart (s): {[round(s, 2) for s in rejoin_s]}")
+    assert proxy.stop() == 0
+    assert "Traceback" not in proxy.log.read_text()
+
+
+async def test_a_call_on_a_stale_connection_does_not_take_the_link_down(
+    redis_server: RedisServer,
+) -> None:
+    """Redis drops the pooled connections (as a restart does) while the subscription stays:
+    the call that meets a stale one returns None, a PING of the link's own says Redis answers,
+    and the link stays up. Before, it was marked down and nothing marked it up again."""
+    link = Link(redis_server.url)
+    running = asyncio.get_running_loop().create_task(link.run())
+    try:
+        assert await link.connected(5)
+        for _ in range(8):  # several pooled connections, as under load
+            await asyncio.gather(*(link.call(lambda r: r.incr("n")) for _ in range(8)))
+        assert int(redis_server.command("GET", "n")) == 64
+        redis_server.command("CLIENT", "KILL", "TYPE", "normal")  # the pubsub one survives
+        results = [await link.call(lambda r: r.incr("n")) for _ in range(12)]
+        assert None in results  # a stale connection failed, once at least
+        deadline = time.monotonic() + 3
+        while (value := await link.call(lambda r: r.incr("n"))) is None:
+            assert time.monotonic() < deadline, "the link never answered again"
+            await asyncio.sleep(0.05)
+        assert link.up
+        assert value > 64
+        assert link.describe()["state"] == "connected"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await link.close()
