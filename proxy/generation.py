@@ -59,6 +59,7 @@ def config_layers(
     browser: Browser,
     before: Layers | None = None,
     shared: Shared | None = None,
+    uploads: Uploads | None = None,
 ) -> Layers:
     """The layers that read the config, outermost first."""
     limits = config.limits
@@ -75,7 +76,7 @@ def config_layers(
         # The proxy's own pages are the admin's, when an admin key is set.
         *([("admin", AdminGate(config.listen.admin_key))] if config.listen.admin_key else []),
         # Auth before limits: limits are per client, so the client must be known first.
-        ("auth", ClientAuth(config.clients)),
+        ("auth", ClientAuth(config.clients, uploads)),
         (
             "client_limits",
             ClientRateLimit(
@@ -193,7 +194,9 @@ def build(
     runtime.rotator.coordination = shared
     return Generation(
         runtime=runtime,
-        layers=config_layers(config, parts, browser, before.layers if before else None, shared),
+        layers=config_layers(
+            config, parts, browser, before.layers if before else None, shared, runtime.uploads
+        ),
         browser=browser,
         version=before.version + 1 if before is not None else 1,
         digest=digest(config.file),

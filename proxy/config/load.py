@@ -52,6 +52,7 @@ def parse_config(source: Source) -> Config:
         Limits,
         {
             "max_concurrent": num,
+            "max_concurrent_per_client": lambda r, k, d: r.whole(k, d, low=-1, high=10_000_000),
             "requests_per_second": num,
             "max_body_bytes": num,
             "adaptive": flag,
@@ -59,6 +60,8 @@ def parse_config(source: Source) -> Config:
             "max_upload_bytes": num,
             "max_live_sessions": num,
             "max_response_bytes": num,
+            "max_live_frame_bytes": lambda r, k, d: r.whole(k, d, low=1024, high=2**31),
+            "max_live_bytes_in_flight": lambda r, k, d: r.whole(k, d, low=1024, high=2**40),
         },
     )
     tracing = read_section(

@@ -3,6 +3,7 @@ its line, key and value (see :class:`proxy.reader.Reader`)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,35 @@ def read_listen(r: Reader) -> Listen:
         shutdown_grace_s=r.number("shutdown_grace_s", 10.0, high=3600),
         header_timeout_s=r.number("header_timeout_s", 10.0, low=1, high=3600),
         body_timeout_s=r.number("body_timeout_s", 30.0, low=1, high=3600),
+        body_deadline_s=r.number("body_deadline_s", 60.0, low=1, high=86_400),
         max_connections=r.whole("max_connections", 0, low=0, high=10_000_000),
+        public_url=_public_url(r),
+        trusted_proxies=_networks(r),
         tls=_read_tls(r.section("tls")) if r.has("tls") else None,
     )
     r.finish()
     return out
+
+
+def _public_url(r: Reader) -> str:
+    url = r.text("public_url", "").rstrip("/")
+    if url and (not url.startswith(("http://", "https://")) or "@" in url):
+        r.bad("public_url", url, "must be an http:// or https:// URL with no user part")
+        return ""
+    return url
+
+
+def _networks(r: Reader) -> tuple[str, ...]:
+    out = []
+    for i, text in enumerate(r.texts("trusted_proxies")):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            where = (*r.where("trusted_proxies"), i)
+            r.source.error(where, f"key '{dotted(where)}' has value '{text}': not an address")
+            continue
+        out.append(text)
+    return tuple(out)
 
 
 def _read_tls(r: Reader) -> Tls | None:

@@ -37,14 +37,22 @@ class Listen:
     shutdown_grace_s: float = 10.0  # on SIGTERM, how long requests in flight may finish
     header_timeout_s: float = 10.0  # from a request's first byte to its complete head
     body_timeout_s: float = 30.0  # the longest pause inside a request body
+    # The longest a whole request body may take (uploads get more, by their size).
+    body_deadline_s: float = 60.0
     max_connections: int = 0  # open client connections; 0: what the open-file limit allows
+    # The proxy's address as clients reach it (behind a TLS terminator): upload URLs use it.
+    public_url: str = ""
+    # Peers whose X-Forwarded-Proto/-Host are believed (addresses or networks, CIDR).
+    trusted_proxies: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # SECURITY: the admin key never reaches a log line.
         return (
             f"Listen(host={self.host!r}, port={self.port}, cors_origins={self.cors_origins!r}, "
             f"tls={self.tls!r}, admin_key={'set' if self.admin_key else 'unset'}, "
             f"shutdown_grace_s={self.shutdown_grace_s}, header_timeout_s={self.header_timeout_s}, "
-            f"body_timeout_s={self.body_timeout_s}, max_connections={self.max_connections})"
+            f"body_timeout_s={self.body_timeout_s}, body_deadline_s={self.body_deadline_s}, "
+            f"max_connections={self.max_connections}, public_url={self.public_url!r}, "
+            f"trusted_proxies={self.trusted_proxies!r})"
         )
 
     @property
@@ -121,6 +129,8 @@ class Client:
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_concurrent: int = 256
+    # One client's share of max_concurrent; -1: a quarter of it (0: no cap of its own).
+    max_concurrent_per_client: int = -1
     requests_per_second: float = 0.0
     # Above Gemini's own 20 MB request limit: the proxy never refuses what Gemini takes.
     max_body_bytes: int = 24 * 1024 * 1024
@@ -130,6 +140,17 @@ class Limits:
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     max_live_sessions: int = 16  # per client; 0: no cap
     max_response_bytes: int = 64 * 1024 * 1024  # a unary answer larger than this is a 502
+    # A Live frame larger than this closes its session with 1009 (audio chunks are a few KB).
+    max_live_frame_bytes: int = 4 * 1024 * 1024
+    # Live frames read but not yet sent on, over every session: past it, reading waits.
+    max_live_bytes_in_flight: int = 64 * 1024 * 1024
+
+    @property
+    def per_client_slots(self) -> int:
+        """Slots one client may hold (0: no cap of its own)."""
+        if self.max_concurrent_per_client >= 0:
+            return self.max_concurrent_per_client
+        return max(1, self.max_concurrent // 4) if self.max_concurrent else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""Global admission: ``limits.requests_per_second`` and ``limits.max_concurrent``.
+"""Global admission: ``limits.requests_per_second``, ``limits.max_concurrent``, and one
+client's share of the slots (``limits.max_concurrent_per_client``), so that one client (a client
+key, or a peer address when the proxy has no clients) cannot hold every slot.
 
 Over the rate, or still without a slot after a bounded wait (``limits.queue_timeout_s``), a
 request gets 429 with ``Retry-After``: the proxy is the busy party, and the client may retry.
@@ -31,6 +33,8 @@ class GlobalAdmission(Middleware):
         )
         self.slots = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
         self.queue_timeout_s = limits.queue_timeout_s
+        self.per_client = limits.per_client_slots
+        self.held: dict[str, int] = {}  # slots held (or waited for) by each client
 
     def _reject(self, request: web.Request, why: str, wait: float) -> ClientRateLimited:
         message = f"The proxy is over its {why} limit. Retry shortly."
@@ -45,6 +49,25 @@ class GlobalAdmission(Middleware):
                 raise self._reject(request, "requests-per-second", wait)
         if self.slots is None:
             return await handler(request)
+        exchange = exchange_of(request)
+        who = exchange.client
+        if who == "anonymous":
+            who = request.remote or ""
+        held = self.held.get(who, 0)
+        if self.per_client and held >= self.per_client:
+            message = "This client holds its share of the proxy's slots. Retry shortly."
+            raise refuse(self.counters, exchange, "client concurrency", message, 1.0)
+        self.held[who] = held + 1
+        try:
+            return await self._in_slot(request, handler)
+        finally:
+            if self.held[who] == 1:
+                del self.held[who]
+            else:
+                self.held[who] -= 1
+
+    async def _in_slot(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        assert self.slots is not None
         if self.slots.locked():
             try:
                 await asyncio.wait_for(self.slots.acquire(), self.queue_timeout_s)

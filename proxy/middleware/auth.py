@@ -13,9 +13,13 @@ import hmac
 from aiohttp import web
 
 from proxy.config import Client
-from proxy.errors import PermissionDenied, Unauthenticated
+from proxy.errors import NotFound, PermissionDenied, Unauthenticated
 from proxy.exchange import exchange_of
 from proxy.middleware import Handler, Middleware, is_open, is_upload_piece
+from proxy.resources.uploads import Uploads
+
+# The query parameter that carries an upload's token in the proxy's own upload URLs.
+UPLOAD_TOKEN = "upload_token"  # noqa: S105
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -33,8 +37,9 @@ def _digest(key: str) -> bytes:
 
 
 class ClientAuth(Middleware):
-    def __init__(self, clients: tuple[Client, ...]) -> None:
+    def __init__(self, clients: tuple[Client, ...], uploads: Uploads | None = None) -> None:
         self.clients = [(_digest(c.key), c.name) for c in clients]
+        self.uploads = uploads if uploads is not None else Uploads()
 
     def identify(self, key: str) -> str | None:
         digest = _digest(key)
@@ -45,7 +50,15 @@ class ClientAuth(Middleware):
         return found
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self.clients or is_open(request) or is_upload_piece(request):
+        if is_upload_piece(request):
+            # Its upload's token authorises a piece; it is that upload's client's.
+            query = request.query
+            session = self.uploads.authorise(query["upload_id"], query.get(UPLOAD_TOKEN, ""))
+            if session is None:
+                raise NotFound("No such upload: it finished, or the proxy never started it.")
+            exchange_of(request).client = session.client
+            return await handler(request)
+        if not self.clients or is_open(request):
             return await handler(request)
         key = presented_key(request)
         if key is None:

@@ -89,6 +89,8 @@ class ClientRateLimit(Middleware):
         exchange = exchange_of(request)
         limits = self.limits.get(exchange.client)
         if limits is None or is_upload_piece(request):
+            # A piece is a file's bytes, not a request: it takes slots as its client's
+            # (admission), but no request or token of the client's rate.
             return await handler(request)
         tokens = limits.tokens
         if limits.requests is None and tokens is None:

@@ -1,11 +1,15 @@
 """Resumable uploads in progress: which key, client and upstream URL each upload id belongs to.
 
-The upstream's upload id authorises the pieces (they carry no key); the proxy keeps the
+The pieces carry no key (the SDKs send them to the upload URL as it is): the proxy puts an
+unguessable token of its own in the URL it gives the client, and a piece without the right one
+is an upload that does not exist. A piece counts as its upload's client's. The proxy keeps the
 upstream URL to itself and gives the client one on its own origin.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +24,10 @@ class UploadSession:
     client: str
     upstream_url: str
     started: float = field(default_factory=time.time)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __repr__(self) -> str:  # SECURITY: the token authorises the pieces
+        return f"UploadSession(responder={self.responder!r}, client={self.client!r})"
 
 
 class Uploads:
@@ -31,6 +39,13 @@ class Uploads:
 
     def get(self, upload_id: str) -> UploadSession | None:
         return self.open.get(upload_id)
+
+    def authorise(self, upload_id: str, token: str) -> UploadSession | None:
+        """The upload ``upload_id`` if ``token`` is its own (compared in constant time)."""
+        session = self.open.get(upload_id)
+        if session is None or not hmac.compare_digest(session.token.encode(), token.encode()):
+            return None
+        return session
 
     def finish(self, upload_id: str) -> None:
         self.open.pop(upload_id, None)

@@ -269,6 +269,12 @@ class GeminiResponder:
         """``body`` with every upstream key replaced."""
         return self._scrub(body)
 
+    def scrub_text(self, text: str) -> str:
+        """``text`` (a header, a close reason) with every upstream key replaced."""
+        for key in self._scrubbed:
+            text = text.replace(key.decode(), "[redacted]")
+        return text
+
     async def fetch(
         self, version: str, path: str, query: Mapping[str, str], key_index: int
     ) -> Reply:

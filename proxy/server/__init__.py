@@ -128,7 +128,13 @@ async def _serve(
 
     runner = GuardedRunner(
         app,
-        ConnectionLimits(listen.header_timeout_s, listen.body_timeout_s, max_connections(listen)),
+        ConnectionLimits(
+            listen.header_timeout_s,
+            listen.body_timeout_s,
+            max_connections(listen),
+            body_deadline_s=listen.body_deadline_s,
+            max_upload_bytes=config.limits.max_upload_bytes,
+        ),
         access_log=logging.getLogger("l104.access"),
         access_log_class=AccessLogger,
         handler_cancellation=True,

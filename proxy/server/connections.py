@@ -7,6 +7,9 @@ file descriptors, so that ``/health`` itself cannot get in. This guard adds, as 
 - ``header_timeout_s``: from a request's first byte to its complete head;
 - ``body_timeout_s``: the longest pause between two pieces of a request body the proxy is
   waiting for;
+- ``body_deadline_s``: the longest a whole body may take, from the request's head (a body
+  sent a byte every few seconds never pauses long, and would hold an admission slot for ever);
+  an upload gets more, by its size (``UPLOAD_FLOOR_BPS``);
 - ``max_connections``: at the cap, idle keep-alive connections are closed to make room (oldest
   first, as nginx drains its keep-alive pool); with none idle, the new connection is closed.
 
@@ -33,11 +36,25 @@ TICK_S = 1.0
 EVICT_AT_ONCE = 32
 
 
+# An upload's body may take body_deadline_s plus its size at this rate (a 2 GB file: 2.3 h).
+UPLOAD_FLOOR_BPS = 256 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int  # 0: no cap
+    body_deadline_s: float = 60.0
+    max_upload_bytes: int = 2 * 1024**3  # an upload of no stated size is given this much time
+
+    def body_ticks(self, path: str, content_length: str | None) -> int:
+        """Ticks a request's whole body may take."""
+        if not path.startswith("/upload/"):
+            return int(self.body_deadline_s / TICK_S)
+        size = int(content_length) if content_length and content_length.isdigit() else 0
+        size = min(size or self.max_upload_bytes, self.max_upload_bytes)
+        return int((self.body_deadline_s + size / UPLOAD_FLOOR_BPS) / TICK_S)
 
 
 class Episodes:
@@ -70,7 +87,7 @@ class Episodes:
 class Connection(RequestHandler):
     """aiohttp's protocol, stamping when data arrives (by tick, not by clock)."""
 
-    __slots__ = ("busy", "guard", "head_since", "hold", "last_data")
+    __slots__ = ("body_until", "busy", "guard", "head_since", "hold", "last_data")
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -78,6 +95,7 @@ class Connection(RequestHandler):
         self.busy = False
         self.head_since: int | None = None  # tick of a new request's first byte
         self.last_data = 0
+        self.body_until = 0  # the tick by which the request's body must have arrived
         self.hold = Hold()  # one a connection: once its client left, it serves no more
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -126,6 +144,9 @@ class GuardedServer(web.Server):
         request = self._factory(message, payload, protocol, *rest)
         if isinstance(protocol, Connection):
             protocol.busy, protocol.head_since = True, None
+            protocol.body_until = self.tick + self.limits.body_ticks(
+                message.path, message.headers.get("Content-Length")
+            )
             self._open[protocol] = request
         return request
 
@@ -181,13 +202,16 @@ class GuardedServer(web.Server):
                     self._drop(conn)
             elif (
                 request is not None
-                and self.tick - conn.last_data > body_ticks
                 and not request.content.is_eof()
                 # Waiting on the client's body, not on our own back-pressure.
                 and not conn._reading_paused
             ):
-                self.episodes.hit("body_timeout_s", "a request body stalled")
-                self._drop(conn)
+                if self.tick - conn.last_data > body_ticks:
+                    self.episodes.hit("body_timeout_s", "a request body stalled")
+                    self._drop(conn)
+                elif self.tick > conn.body_until:
+                    self.episodes.hit("body_deadline_s", "a request body took too long")
+                    self._drop(conn)
         self.episodes.tick()
         busy = self._open or self.episodes.open
         self._ticker = self._loop.call_later(TICK_S, self._on_tick) if busy else None

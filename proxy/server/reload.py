@@ -32,6 +32,7 @@ def read_at_start(old: Config, new: Config) -> Iterator[str]:
         "listen.tls": (old.listen.tls, new.listen.tls),
         "listen.header_timeout_s": (old.listen.header_timeout_s, new.listen.header_timeout_s),
         "listen.body_timeout_s": (old.listen.body_timeout_s, new.listen.body_timeout_s),
+        "listen.body_deadline_s": (old.listen.body_deadline_s, new.listen.body_deadline_s),
         "listen.max_connections": (old.listen.max_connections, new.listen.max_connections),
         "listen.shutdown_grace_s": (old.listen.shutdown_grace_s, new.listen.shutdown_grace_s),
         "limits.max_body_bytes": (old.limits.max_body_bytes, new.limits.max_body_bytes),

@@ -21,9 +21,9 @@ from proxy.errors import (
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
 )
 from proxy.exchange import exchange_of
+from proxy.middleware.auth import UPLOAD_TOKEN
 from proxy.resources.owners import FILE, Holder, wall_time
 from proxy.resources.uploads import UploadSession
 from proxy.responders.gemini import GeminiResponder
@@ -39,6 +39,7 @@ from proxy.surfaces.held import (
     open_upstream,
     read_body,
 )
+from proxy.surfaces.origin import public_base
 
 PIECE = 256 * 1024
 # What goes upstream from a client's upload request, and what comes back to it.
@@ -63,8 +64,27 @@ def files_responder(runtime: Runtime) -> GeminiResponder:
     return responder
 
 
-def _upload_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in resp.headers.items() if k.lower().startswith("x-goog-upload-")}
+def _upload_headers(
+    request: web.Request, resp: aiohttp.ClientResponse, responder: GeminiResponder, token: str
+) -> dict[str, str]:
+    """The upstream's ``X-Goog-Upload-*`` headers for the client: every URL among them made the
+    proxy's own (with the upload's token), anything else with the keys scrubbed."""
+    out = {}
+    for name, value in resp.headers.items():
+        if not name.lower().startswith("x-goog-upload-"):
+            continue
+        if "://" in value:
+            value = _own_url(request, value, token)
+        out[name] = responder.scrub_text(value)
+    return out
+
+
+def _own_url(request: web.Request, upstream_url: str, token: str) -> str:
+    """The proxy's URL for the pieces of an upload at ``upstream_url``."""
+    version = request.path.split("/")[2]
+    query = without_key(urlsplit(upstream_url).query)
+    base = public_base(request, runtime_of(request).config.listen)
+    return f"{base}/upload/{version}/files?{query}&{UPLOAD_TOKEN}={token}"
 
 
 def _limit(request: web.Request, size_header: str, extra: int = 0) -> None:
@@ -117,36 +137,29 @@ async def upload(request: web.Request) -> web.StreamResponse:
         body = await read_body(responder, resp)
         if resp.status == 200:
             await _remember(runtime, body, responder.name, key, client)
-        return answer(resp, body, _upload_headers(resp))
+        return answer(resp, body, _upload_headers(request, resp, responder, ""))
     if protocol != "resumable" or request.headers.get("X-Goog-Upload-Command") != "start":
         raise InvalidArgument("An upload is 'X-Goog-Upload-Protocol: resumable' or 'multipart'.")
     _limit(request, "X-Goog-Upload-Header-Content-Length")
     start = await request.read()
     resp = await open_upstream(responder, "POST", f"upload/{version}/files", key, headers, start)
     body = await read_body(responder, resp)
-    headers = _upload_headers(resp)
     upstream_url = resp.headers.get("X-Goog-Upload-URL", "")
     upstream_id = parse_qs(urlsplit(upstream_url).query).get("upload_id", [""])[0]
+    session = UploadSession(responder.name, key, client, upstream_url)
     if resp.status == 200 and upstream_id:
-        runtime.uploads.start(upstream_id, UploadSession(responder.name, key, client, upstream_url))
-        query = urlsplit(upstream_url).query
-        # The pieces must come back here, to the same key: the URL is on the proxy's origin.
-        own = f"{request.scheme}://{request.host}/upload/{version}/files?{query}"
-        for name in list(headers):
-            if name.lower() == "x-goog-upload-url":
-                headers[name] = own
-    return answer(resp, body, headers)
+        # The pieces must come back here, to the same key: every URL is the proxy's own.
+        runtime.uploads.start(upstream_id, session)
+    return answer(resp, body, _upload_headers(request, resp, responder, session.token))
 
 
 async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
     runtime = runtime_of(request)
-    session = runtime.uploads.get(upload_id)
-    exchange = exchange_of(request)
+    # The token is the piece's authority (client auth checked it too, and named the client).
+    session = runtime.uploads.authorise(upload_id, request.query.get(UPLOAD_TOKEN, ""))
     if session is None:
         raise NotFound("No such upload: it finished, or the proxy never started it.")
-    if exchange.client not in ("anonymous", session.client):
-        raise PermissionDenied("This upload belongs to another client.")
-    exchange.client = session.client
+    exchange_of(request).client = session.client
     offset = request.headers.get("X-Goog-Upload-Offset", "0")
     _limit(request, "Content-Length", int(offset) if offset.isdigit() else 0)
     responder = gemini_of(runtime, session.responder)
@@ -164,7 +177,7 @@ async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
         await _remember(runtime, body, session.responder, session.key_index, session.client)
     elif status != "active":
         runtime.uploads.finish(upload_id)
-    return answer(resp, body, _upload_headers(resp))
+    return answer(resp, body, _upload_headers(request, resp, responder, session.token))
 
 
 async def one_file(request: web.Request) -> web.StreamResponse:

@@ -113,7 +113,14 @@ async def upload(request: web.Request) -> web.StreamResponse:
         f"{request.scheme}://{request.host}/upload/{request.match_info['version']}/files"
         f"?upload_id={new_id}&upload_protocol=resumable"
     )
-    return web.Response(headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+    headers = {
+        "X-Goog-Upload-URL": url,
+        "X-Goog-Upload-Control-URL": url,  # as Gemini sends it: the same upload, by its id
+        "X-Goog-Upload-Status": "active",
+    }
+    if b"reflect-key" in body:  # a careless upstream that echoes the key
+        headers["X-Goog-Upload-Chunk-Granularity"] = f"262144; k={key}"
+    return web.Response(headers=headers)
 
 
 async def _piece(request: web.Request, resources: Resources, upload_id: str) -> web.Response:

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 
+from proxy.config import Limits
 from tests.conftest import StartProxy, Upstream, base_yaml
 
 URL = "/v1beta/models/default:generateContent"
@@ -21,7 +22,10 @@ async def test_concurrency_cap_waits_then_refuses(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy(
-        base_yaml(upstream.url, extra="limits: {max_concurrent: 2, queue_timeout_s: 0.2}")
+        base_yaml(
+            upstream.url,
+            extra="limits: {max_concurrent: 2, max_concurrent_per_client: 0, queue_timeout_s: 0.2}",
+        )
     )
     upstream.script("m1", {"hang": 1}, {"hang": 1})
     results = await asyncio.gather(*(post(proxy.url + URL) for _ in range(3)))
@@ -40,3 +44,38 @@ async def test_requests_per_second_cap(start_proxy: StartProxy, upstream: Upstre
     assert (await post(proxy.url + URL))[0] == 200
     async with aiohttp.ClientSession() as s, s.get(f"{proxy.url}/metrics") as r:
         assert (await r.json())["rate_limited_by_client"] == {"anonymous": 2}
+
+
+async def test_one_client_holds_its_share_of_slots_and_no_more(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    extra = (
+        "limits: {max_concurrent: 8, max_concurrent_per_client: 2, queue_timeout_s: 0.2}\n"
+        "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
+    )
+    proxy = await start_proxy(base_yaml(upstream.url, extra=extra))
+    upstream.script("m1", {"hang": 1}, {"hang": 1})
+
+    async def as_(key: str) -> int:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(proxy.url + URL, json={"contents": []}, headers={"x-goog-api-key": key}) as r,
+        ):
+            await r.read()
+            return r.status
+
+    alice = [asyncio.ensure_future(as_("alice-key")) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    # Alice's third is refused at once, while bob still gets a slot of the six left.
+    assert [t.done() for t in alice].count(True) == 1
+    assert await as_("bob-key") == 200
+    assert sorted(await asyncio.gather(*alice)) == [200, 200, 429]
+    async with aiohttp.ClientSession() as s, s.get(f"{proxy.url}/metrics") as r:
+        assert (await r.json())["rate_limited_by_client"] == {"alice": 1}
+
+
+def test_the_default_share_is_a_quarter_of_the_slots() -> None:
+    assert Limits(max_concurrent=256).per_client_slots == 64
+    assert Limits(max_concurrent=2).per_client_slots == 1
+    assert Limits(max_concurrent=0).per_client_slots == 0
+    assert Limits(max_concurrent=256, max_concurrent_per_client=0).per_client_slots == 0

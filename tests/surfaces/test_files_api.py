@@ -150,3 +150,86 @@ async def test_the_map_is_shared_through_the_store(
     async with aiohttp.ClientSession() as s, s.get(first.url + "/metrics") as r:
         resources = (await r.json())["resources"]
     assert resources == {"files": 1, "cached_contents": 0, "live_sessions": 0}
+
+
+async def _start_upload(
+    url: str, headers: dict[str, str] | None = None, name: str = "notes"
+) -> tuple[int, dict[str, str]]:
+    """A resumable upload's ``start`` as the SDK sends it; the answer's status and headers."""
+    sent = {
+        "x-goog-api-key": "alice-key",
+        "X-Goog-Upload-Protocol": "resumable",
+        "X-Goog-Upload-Command": "start",
+        "X-Goog-Upload-Header-Content-Length": "5",
+        **(headers or {}),
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{url}/upload/v1beta/files", json={"file": {"displayName": name}}, headers=sent
+        ) as r,
+    ):
+        await r.read()
+        return r.status, dict(r.headers)
+
+
+async def _piece(url: str, headers: dict[str, str] | None = None) -> int:
+    sent = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url, data=b"hello", headers={**sent, **(headers or {})}) as r,
+    ):
+        await r.read()
+        return r.status
+
+
+async def test_every_upload_url_is_the_proxys_and_a_piece_needs_its_token(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS))
+    status, headers = await _start_upload(proxy.url, name="reflect-key")
+    assert status == 200
+    upload_headers = {k: v for k, v in headers.items() if k.lower().startswith("x-goog-upload-")}
+    # No header names the upstream, and no upstream key comes back.
+    assert not any(upstream.url.split("//")[1] in v for v in upload_headers.values())
+    assert not any("key-a-upstream" in v or "key-b-upstream" in v for v in headers.values())
+    assert "[redacted]" in headers["X-Goog-Upload-Chunk-Granularity"]
+    own = headers["X-Goog-Upload-URL"]
+    assert headers["X-Goog-Upload-Control-URL"] == own
+    assert own.startswith(f"{proxy.url}/upload/v1beta/files?upload_id=")
+    assert "upload_token=" in own
+    # Without the token, or with another, the upload does not exist; nothing goes upstream.
+    no_token = own.split("&upload_token=")[0]
+    assert await _piece(no_token) == 404
+    assert await _piece(no_token + "&upload_token=guess") == 404
+    assert not [r for r in upstream.requests() if r["action"] == "files.piece"]
+    # With it, and no key (as the SDKs send pieces), the piece is alice's and goes through.
+    assert await _piece(own) == 200
+    assert [r["action"] for r in upstream.requests()].count("files.piece") == 1
+
+
+async def test_upload_urls_use_public_url_or_a_trusted_proxys_forwarded_scheme(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    yaml = base_yaml(upstream.url, extra=CLIENTS).replace(
+        "listen: {host: 127.0.0.1, port: 0}",
+        'listen: {host: 127.0.0.1, port: 0, public_url: "https://l104.example:8443/"}',
+    )
+    proxy = await start_proxy(yaml)
+    _, headers = await _start_upload(proxy.url, {"X-Forwarded-Host": "evil.example"})
+    assert headers["X-Goog-Upload-URL"].startswith("https://l104.example:8443/upload/v1beta/")
+    assert headers["X-Goog-Upload-Control-URL"].startswith("https://l104.example:8443/")
+
+    behind = base_yaml(upstream.url, extra=CLIENTS).replace(
+        "listen: {host: 127.0.0.1, port: 0}",
+        "listen: {host: 127.0.0.1, port: 0, trusted_proxies: [127.0.0.0/8]}",
+    )
+    proxy = await start_proxy(behind)
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "gw.example"}
+    _, headers = await _start_upload(proxy.url, forwarded)
+    assert headers["X-Goog-Upload-URL"].startswith("https://gw.example/upload/v1beta/files?")
+    # From a peer that is not trusted, the forwarded headers are ignored.
+    untrusted = behind.replace("[127.0.0.0/8]", "[10.9.9.9/32]")
+    proxy = await start_proxy(untrusted)
+    _, headers = await _start_upload(proxy.url, forwarded)
+    assert headers["X-Goog-Upload-URL"].startswith(f"{proxy.url}/upload/v1beta/files?")
