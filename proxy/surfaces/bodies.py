@@ -12,10 +12,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
-import orjson
-
 from proxy.errors import InvalidArgument
-from proxy.wire import parse_body
+from proxy.wire import dump_body, parse_body
 
 
 def check_body(body: bytes) -> dict[str, Any]:
@@ -50,7 +48,7 @@ def model_rewriter(action: str, data: dict[str, Any]) -> Callable[[str], bytes] 
     def body_for(model: str) -> bytes:
         for ref in refs:
             ref["model"] = f"models/{model}"
-        return orjson.dumps(data)
+        return dump_body(data)
 
     return body_for
 

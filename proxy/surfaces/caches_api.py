@@ -19,6 +19,7 @@ from aiohttp import web
 from proxy.errors import ChainExhausted, InvalidArgument, NotFound, quota_details
 from proxy.exchange import exchange_of
 from proxy.resources.owners import CACHE, Holder, wall_time
+from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders.gemini import GeminiResponder
 from proxy.routing.quota import cooldown_for, read_quota
 from proxy.state import Runtime, runtime_of
@@ -34,6 +35,7 @@ from proxy.surfaces.held import (
     open_upstream,
     read_body,
 )
+from proxy.wire import dump_body
 
 FORWARDED = ("x-goog-api-client", "user-agent")
 
@@ -53,12 +55,16 @@ async def _remember(runtime: Runtime, body: bytes, holder: Holder) -> None:
 async def create(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
     client = exchange_of(request).client
-    data = check_body(await request.read())
+    body = await request.read()
+    data = check_body(body)
     named = data.get("model")
     if not isinstance(named, str) or not named:
         raise InvalidArgument("A cached content needs a 'model'.")
     model = named.removeprefix("models/")
     check_model(model)
+    # Files in the contents must be the caller's, and the cache is made with the key that
+    # holds them (their project is the only one that can read them).
+    pin = await pin_for(data, client, runtime.owners) if names_resources(body) else None
     plan = runtime.resolver.resolve(model)
     tried: list[tuple[str, str]] = []
     soonest: float | None = None
@@ -66,7 +72,9 @@ async def create(request: web.Request) -> web.StreamResponse:
         responder = runtime.responders[member.responder]
         if not isinstance(responder, GeminiResponder) or not responder.key_count:
             continue
-        key = runtime.keys.pick(responder, [member.model])
+        if pin is not None and member.responder != pin.responder:
+            continue
+        key = runtime.keys.pick(responder, [member.model]) if pin is None else pin.key_index
         ref = (member.responder, member.model, responder.projects[key])
         left = runtime.cooldowns.peek(ref)
         if left > 0:
@@ -80,7 +88,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             f"{_version(request)}/cachedContents",
             key,
             {"content-type": "application/json", **client_headers(request, FORWARDED)},
-            orjson.dumps(data),
+            dump_body(data),
         )
         body = await read_body(responder, resp)
         if resp.status == 429:

@@ -20,6 +20,7 @@ from aiohttp import web
 from proxy import openai_wire
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
+from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call, Reply
 from proxy.state import runtime_of
 from proxy.surfaces import relay
@@ -27,6 +28,7 @@ from proxy.surfaces.bodies import check_body
 from proxy.surfaces.gemini_api import FORWARDED, check_model
 from proxy.surfaces.held import client_headers
 from proxy.surfaces.models_api import fetch_upstream, local_entries, upstream_of
+from proxy.wire import dump_body
 
 log = logging.getLogger("l104.openai")
 PREFIX = "/v1beta/openai"
@@ -44,7 +46,7 @@ def _model_of(data: dict[str, Any]) -> str:
 def _rewriter(data: dict[str, Any]) -> Callable[[str], bytes]:
     def body_for(model: str) -> bytes:
         data["model"] = model
-        return orjson.dumps(data)
+        return dump_body(data)
 
     return body_for
 
@@ -75,6 +77,9 @@ async def _call(
         body_for=_rewriter(data),
         hold=relay.hold_of(request),
     )
+    if names_resources(body):
+        # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
+        call.pin = await pin_for(data, exchange.client, runtime.owners)
     outcome = await runtime.rotator.run(runtime.resolver.resolve(model), call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}

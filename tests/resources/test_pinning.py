@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.errors import InvalidArgument, PermissionDenied
 from proxy.resources.owners import CACHE, FILE, Holder, Owners
-from proxy.resources.pinning import names_resources, pin_for
+from proxy.resources.pinning import named, names_resources, pin_for
 from proxy.responders.base import Pin
 
 GEMINI = "https://generativelanguage.googleapis.com"
@@ -71,3 +75,94 @@ async def test_files_of_two_keys_are_refused() -> None:
 def test_plain_bodies_are_not_walked() -> None:
     assert not names_resources(b'{"contents": [{"parts": [{"text": "hi"}]}]}')
     assert names_resources(b'{"contents": [{"parts": [{"fileData": {"fileUri": "x"}}]}]}')
+
+
+# -- any spelling a JSON parser accepts (the check parses what Gemini parses) ---------------
+
+FUZZ = settings(
+    # L104_FUZZ_EXAMPLES=2000 for the run by hand; CI runs the same 300 every time.
+    max_examples=int(os.environ.get("L104_FUZZ_EXAMPLES", "300")),
+    derandomize=True,
+    deadline=None,
+)
+
+
+def _escaped(name: str, which: list[bool], upper: bool) -> str:
+    """``name`` as a JSON string's text with the chosen characters written as ``\\uXXXX``."""
+    out = ""
+    for ch, escape in zip(name, which + [False] * len(name), strict=False):
+        code = f"{ord(ch):04x}"
+        out += f"\\u{code.upper() if upper else code}" if escape else ch
+    return out
+
+
+@st.composite
+def spelt(draw: st.DrawFn) -> tuple[bytes, str]:
+    """A raw body naming one resource, spelt any way a parser reads: escapes in the field
+    name, either case convention, a URI with a suffix, buried at any depth in objects and
+    lists. Returns the body and the resource it names."""
+    kind = draw(st.sampled_from(["file", "cache"]))
+    field = draw(
+        st.sampled_from(
+            ["fileUri", "file_uri"] if kind == "file" else ["cachedContent", "cached_content"]
+        )
+    )
+    which = draw(st.lists(st.booleans(), max_size=len(field)))
+    key = _escaped(field, which, draw(st.booleans()))
+    ident = draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True))
+    if kind == "file":
+        prefix = draw(st.sampled_from([f"{GEMINI}/v1beta/", f"{GEMINI}/v1/", "", "/"]))
+        suffix = draw(st.sampled_from(["", "?x", "/", "#f", "?alt=media", "/?a=b"]))
+        value, name = f"{prefix}files/{ident}{suffix}", f"files/{ident}"
+    else:
+        value = draw(st.sampled_from([ident, f"cachedContents/{ident}"]))
+        name = f"cachedContents/{ident}"
+    inner = f'{{"{key}": "{value}"}}'
+    for wrap in draw(st.lists(st.sampled_from(["obj", "list", "obj2"]), max_size=60)):
+        inner = {
+            "obj": f'{{"a": {inner}}}',
+            "list": f"[1, {inner}]",
+            "obj2": f'{{"x\\u0041": "y", "b": {inner}}}',
+        }[wrap]
+    return f'{{"contents": [{inner}]}}'.encode(), name
+
+
+@FUZZ
+@given(case=spelt())
+def test_the_check_finds_a_resource_however_it_is_spelt(case: tuple[bytes, str]) -> None:
+    raw, name = case
+    assert names_resources(raw)  # the pre-filter lets it through to the walk
+    files, caches = named(orjson.loads(raw))
+    assert name in files + caches
+
+
+@pytest.mark.parametrize("depth", [10, 500, 1000, 1020])
+def test_the_walk_takes_any_depth_a_parser_reads(depth: int) -> None:
+    raw = '{"a":' * depth + '{"fileUri": "files/deep"}' + "}" * depth
+    assert named(orjson.loads(raw)) == (["files/deep"], [])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"{GEMINI}/v1beta/files/ccc?x",
+        f"{GEMINI}/v1beta/files/ccc/",
+        f"{GEMINI}/v1beta/files/CCC",
+        f"{GEMINI}/v1beta/files%2Fccc",
+        " files/ccc ",
+    ],
+)
+async def test_a_uri_with_a_suffix_is_still_checked(uri: str) -> None:
+    with pytest.raises(PermissionDenied):
+        await pin_for(body(file_part(uri)), "alice", owners())
+
+
+async def test_a_cache_named_anywhere_is_checked() -> None:
+    data = {"messages": [], "google": {"cached_content": "cachedContents/c1"}}
+    assert await pin_for(data, "alice", owners()) == Pin("up", 0, "m2")
+    with pytest.raises(PermissionDenied):
+        await pin_for(data, "bob", owners())
+
+
+def test_a_web_page_named_files_is_not_a_file() -> None:
+    assert named({"fileUri": "https://example.com/files/report.pdf"}) == ([], [])
