@@ -27,6 +27,7 @@ from proxy.middleware.browser import Browser
 from proxy.middleware.errors import ErrorMiddleware
 from proxy.middleware.layers import Layers
 from proxy.middleware.ratelimit import ClientRateLimit
+from proxy.resources.live_budget import ByteBudget
 from proxy.resources.owners import Owners, RemoteMap, key_id
 from proxy.resources.uploads import Uploads
 from proxy.responders import build_responder
@@ -159,7 +160,16 @@ def _runtime(
         uploads=before.uploads if before is not None else Uploads(),
         keys=before.keys if before is not None else KeyPicker(parts.cooldowns),
         live_sessions=before.live_sessions if before is not None else Counter(),
+        live_budget=_live_budget(config, before),
     )
+
+
+def _live_budget(config: Config, before: Runtime | None) -> ByteBudget:
+    """The Live byte budget: the same one across a reload (what is in flight stays counted),
+    with the new cap."""
+    budget = before.live_budget if before is not None else ByteBudget(0)
+    budget.cap = config.limits.max_live_bytes_in_flight
+    return budget
 
 
 def digest(path: str) -> str:

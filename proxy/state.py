@@ -14,6 +14,7 @@ from proxy.events import Bus
 from proxy.metrics import Counters
 from proxy.middleware.browser import Browser
 from proxy.middleware.layers import Layers
+from proxy.resources.live_budget import ByteBudget
 from proxy.resources.owners import Owners
 from proxy.resources.uploads import Uploads
 from proxy.responders import Responder
@@ -75,6 +76,8 @@ class Runtime:
     uploads: Uploads
     keys: KeyPicker
     live_sessions: Counter[str] = field(default_factory=Counter)  # open Live sessions by client
+    # Live frames' bytes between read and send, over every session (limits.max_live_*).
+    live_budget: ByteBudget = field(default_factory=lambda: ByteBudget(64 * 1024 * 1024))
     shared: Shared | None = None  # store.shared: the fleet's state through Redis
 
 

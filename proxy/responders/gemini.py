@@ -23,7 +23,7 @@ from proxy.responders.gemini_spec import GeminiSpec
 LARGE_BODY = 1024 * 1024
 MIN_SCRUBBED_KEY = 8
 LIVE = "BidiGenerateContent"
-LIVE_MAX_FRAME = 32 * 1024 * 1024  # audio and video frames are large
+LIVE_MAX_FRAME = 4 * 1024 * 1024  # limits.max_live_frame_bytes's default
 
 
 class GeminiResponder:
@@ -239,7 +239,9 @@ class GeminiResponder:
             method, url, key_index, body=body, headers=headers, params=None, limits=self._stream
         )
 
-    async def live(self, version: str, key_index: int) -> aiohttp.ClientWebSocketResponse:
+    async def live(
+        self, version: str, key_index: int, max_frame: int = LIVE_MAX_FRAME
+    ) -> aiohttp.ClientWebSocketResponse:
         """Open Gemini's Live socket with key ``key_index`` (sent as a header, never in the URL).
 
         Raises ``aiohttp.WSServerHandshakeError`` when the upstream refuses the upgrade (its
@@ -253,7 +255,7 @@ class GeminiResponder:
                 return await self.session.ws_connect(
                     url,
                     headers={"x-goog-api-key": self.spec.api_keys[key_index]},
-                    max_msg_size=LIVE_MAX_FRAME,
+                    max_msg_size=max_frame,
                     autoclose=False,
                     autoping=True,
                     ssl=self.tls,

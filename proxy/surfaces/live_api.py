@@ -28,7 +28,7 @@ from opentelemetry import trace
 
 from proxy.errors import AttemptFailed, ClientRateLimited, ProxyError
 from proxy.exchange import Exchange, exchange_of
-from proxy.responders.gemini import LIVE_MAX_FRAME, GeminiResponder
+from proxy.responders.gemini import GeminiResponder
 from proxy.routing.chain import Plan
 from proxy.state import Runtime, runtime_of
 from proxy.surfaces import VERSIONS
@@ -87,11 +87,16 @@ async def _setup(ws: web.WebSocketResponse) -> tuple[dict[str, object], str]:
 
 
 async def _try(
-    responder: GeminiResponder, version: str, key: int, model: str, frame: dict[str, object]
+    responder: GeminiResponder,
+    version: str,
+    key: int,
+    model: str,
+    frame: dict[str, object],
+    max_frame: int,
 ) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage] | Refusal:
     """Open the upstream socket for ``model`` with ``key`` and wait for ``setupComplete``."""
     try:
-        upstream = await responder.live(version, key)
+        upstream = await responder.live(version, key, max_frame)
     except aiohttp.WSServerHandshakeError as exc:
         return Refusal(model, f"HTTP {exc.status}", quota=exc.status == 429)
     except AttemptFailed as failed:
@@ -141,7 +146,8 @@ async def _open(
                 continue
             exchange.attempts += 1
             runtime.counters.model_usage[member.model] += 1
-            outcome = await _try(responder, version, key, member.model, frame)
+            max_frame = runtime.config.limits.max_live_frame_bytes
+            outcome = await _try(responder, version, key, member.model, frame, max_frame)
             span.add_event(
                 "live.attempt",
                 {
@@ -191,7 +197,9 @@ async def live(request: web.Request) -> web.StreamResponse:
             retry_after_s=1.0,
         )
     version = request.path.split(".")[3]  # /ws/google.ai.generativelanguage.{v}.…
-    client = web.WebSocketResponse(max_msg_size=LIVE_MAX_FRAME, autoping=True)
+    client = web.WebSocketResponse(
+        max_msg_size=runtime.config.limits.max_live_frame_bytes, autoping=True
+    )
     await client.prepare(request)
     runtime.live_sessions[exchange.client] += 1
     try:
@@ -206,7 +214,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             await client.send_str(first.data)
         else:
             await client.send_bytes(first.data)
-        await session(client, upstream, exchange)
+        await session(client, upstream, exchange, runtime.live_budget)
     except SessionRefused as refused:
         exchange.status = 429 if "quota" in refused.reason else 503
         await client.close(code=refused.code, message=close_reason(refused.reason))

@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from proxy.exchange import Exchange
+from proxy.resources.live_budget import ByteBudget
 
 CLOSE_WAIT_S = 2.0
 
@@ -23,17 +24,27 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     exchange: Exchange | None,
+    budget: ByteBudget,
 ) -> tuple[int, str]:
-    """Frames from ``source`` to ``sink`` as they come; returns the close code and reason."""
+    """Frames from ``source`` to ``sink`` as they come; returns the close code and reason.
+    Each frame counts in ``budget`` from its read to its send."""
     try:
         while True:
             msg = await source.receive()
-            if msg.type == WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                size = len(msg.data)
+                await budget.take(size)
+                try:
+                    if msg.type == WSMsgType.TEXT:
+                        await sink.send_str(msg.data)
+                    else:
+                        await sink.send_bytes(msg.data)
+                finally:
+                    await budget.give(size)
             elif msg.type == WSMsgType.CLOSE:
                 return int(msg.data), str(msg.extra or "")
+            elif msg.type == WSMsgType.ERROR and source.close_code == 1009:
+                return 1009, "a frame is larger than the proxy allows"
             else:  # CLOSING, CLOSED, ERROR: the connection ended without a close frame
                 return source.close_code or 1006, ""
             if exchange is not None:
@@ -44,10 +55,13 @@ async def _pump(
 
 
 async def _relay(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse,
+    exchange: Exchange,
+    budget: ByteBudget,
 ) -> None:
-    up = asyncio.create_task(_pump(client, upstream, None))
-    down = asyncio.create_task(_pump(upstream, client, exchange))
+    up = asyncio.create_task(_pump(client, upstream, None, budget))
+    down = asyncio.create_task(_pump(upstream, client, exchange, budget))
     try:
         await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -90,12 +104,15 @@ async def _close_both(
 
 
 async def session(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, exchange: Exchange
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse,
+    exchange: Exchange,
+    budget: ByteBudget,
 ) -> None:
     """Relay until either side closes. A client whose connection drops ends its session the
     normal way: aiohttp cancels the handler then, and the session still winds down (the
     upstream socket is closed with the client's code) instead of counting as an error."""
-    relay = asyncio.create_task(_relay(client, upstream, exchange))
+    relay = asyncio.create_task(_relay(client, upstream, exchange, budget))
     try:
         await asyncio.shield(relay)
     except asyncio.CancelledError:

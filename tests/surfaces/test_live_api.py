@@ -4,6 +4,7 @@ the real Python SDK over TLS (it always dials ``wss://``), and ``@google/genai``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -192,3 +193,69 @@ async def test_a_session_is_one_ledger_row_with_its_usage(
     await s.close()
     rows = await ledger_rows(db, "requested, served, status, input_tokens, output_tokens")
     assert rows == [("default", "m1", 200, 5, 3)]
+
+
+async def test_a_frame_past_the_cap_closes_with_1009_and_one_under_it_passes(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    extra = "limits: {max_live_frame_bytes: 65536}"
+    proxy = await start_proxy(base_yaml(upstream.url, keys=("only-key",), extra=extra))
+    s, ws, first = await session(proxy.url)
+    try:
+        assert first == {"setupComplete": {}}
+        await ws.send_bytes(b"a" * 60_000)
+        echoed = await ws.receive()
+        assert echoed.data == b"a" * 60_000
+        await ws.send_bytes(b"b" * 70_000)
+        closed = await ws.receive()
+        assert closed.type == aiohttp.WSMsgType.CLOSE
+        assert closed.data == 1009
+    finally:
+        await ws.close()
+        await s.close()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+async def test_many_sessions_of_large_frames_stay_within_the_memory_bound(
+    proxy_process: Callable[..., ProxyProcess], upstream: Upstream
+) -> None:
+    """The attack that reached 2.85 GB: two clients, 16 sessions each, large frames both ways
+    (the fake upstream echoes them), and frames far past the cap. The proxy's peak RSS stays
+    bounded: frames are capped at 4 MiB and at most 64 MiB are in flight."""
+    extra = "clients: [{name: a, key: key-a}, {name: b, key: key-b}]"
+    proxy = proxy_process(base_yaml(upstream.url, keys=("only-key",), extra=extra))
+    frame = b"x" * (4 * 1024 * 1024 - 1024)
+    huge = b"y" * (16 * 1024 * 1024)  # under the old 32 MiB cap, far over the new one
+
+    async def one(key: str, big: bool) -> int:
+        s, ws, first = await session(proxy.url, key=key)
+        try:
+            assert first == {"setupComplete": {}}
+            if big:
+                # The proxy may close while the frame is still being sent: the close frame
+                # (1009) arrived first, or the socket was cut mid-frame.
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    await ws.send_bytes(huge)
+                msg = await ws.receive()
+                return int(msg.data) if msg.type == aiohttp.WSMsgType.CLOSE else -1
+            for _ in range(3):
+                await ws.send_bytes(frame)
+                assert len((await ws.receive()).data) == len(frame)
+            return 1000
+        finally:
+            await ws.close()
+            await s.close()
+
+    codes = await asyncio.gather(
+        *(one(key, i % 2 == 0) for key in ("key-a", "key-b") for i in range(16))
+    )
+    assert codes.count(1009) + codes.count(-1) == 16
+    assert codes.count(1000) == 16
+    peak = _peak_rss_mb(proxy.proc.pid)
+    print(f"proxy peak RSS under 32 Live sessions of large frames: {peak:.0f} MB")
+    assert peak < 400

@@ -1,0 +1,33 @@
+"""The bytes of Live frames read but not yet passed on, over every session of the process.
+
+A frame is held whole between its read and its send; with many sessions sending large frames
+that added up to gigabytes. Each session's frames are capped (``limits.max_live_frame_bytes``,
+closed with 1009 past it), and this budget (``limits.max_live_bytes_in_flight``) makes a pump
+that would pass it wait before it reads more: back-pressure to that client, never a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class ByteBudget:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+        self.peak = 0
+        self._freed = asyncio.Condition()
+
+    async def take(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit (a frame alone always fits: a frame larger than
+        the whole budget would otherwise wait for ever)."""
+        if self.used and self.used + size > self.cap:
+            async with self._freed:
+                await self._freed.wait_for(lambda: not self.used or self.used + size <= self.cap)
+        self.used += size
+        self.peak = max(self.peak, self.used)
+
+    async def give(self, size: int) -> None:
+        self.used -= size
+        async with self._freed:
+            self._freed.notify_all()
