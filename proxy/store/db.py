@@ -96,10 +96,45 @@ def _move_aside(path: str) -> str:
     return aside
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Store:
-    def __init__(self, db: aiosqlite.Connection, writer: Writer) -> None:
+    def __init__(self, db: aiosqlite.Connection, writer: Writer, path: str = "") -> None:
         self.db = db
         self.writer = writer
+        self.path = path
+        self.identity = _identity(path) if path else None
+        # Set when the file was deleted or replaced under the running proxy: what happened.
+        self.lost: str = ""
+
+    def gone(self) -> str:
+        """Why the file this store writes is no longer at its path ("" while it is): SQLite
+        would go on writing to a deleted file's inode, and every row would be lost unseen."""
+        if self.identity is None:
+            return ""
+        now = _identity(self.path)
+        if now is None:
+            return "the file was deleted"
+        if now != self.identity:
+            return "the file was replaced"
+        return ""
+
+    async def reopen(self) -> aiosqlite.Connection:
+        """A fresh database at the path (the old connection closed); the writer and the
+        store write there from now on. Raises :class:`StoreError`."""
+        old = self.db
+        self.db = await _connect(self.path)
+        self.identity = _identity(self.path)
+        self.writer.db = self.db
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await old.close()
+        return self.db
 
     @classmethod
     async def open(cls, path: str, writer: Writer, on_corrupt: str = "move_aside") -> Store:
@@ -111,14 +146,14 @@ class Store:
         must not keep the process alive.
         """
         try:
-            return cls(await _connect(path), writer)
+            return cls(await _connect(path), writer, path)
         except _Corrupt as corrupt:
             if on_corrupt != "move_aside":
                 raise StoreError(f"the store at {path} is corrupt: {corrupt}") from None
             aside = _move_aside(path)
             log.warning("the store at %s was corrupt (%s): moved to %s", path, corrupt, aside)
             try:
-                return cls(await _connect(path), writer)
+                return cls(await _connect(path), writer, path)
             except _Corrupt as again:
                 raise StoreError(f"the store at {path} is corrupt: {again}") from None
 

@@ -89,6 +89,9 @@ class Writer:
         self._wake = asyncio.Event()
         self._asleep = False  # the writer waits on _wake: a put must set it
         self.journal: Journal | None = None  # set once the store is open
+        self.db: aiosqlite.Connection | None = None  # where batches go (a reopen changes it)
+        self.refusing = False  # the store's file was lost and not reopened: rows are dropped
+        self.notice = ""  # what happened to the store's file, for /health
 
     def put(self, sql: str, params: tuple[Any, ...]) -> bool:
         """Queue a write (and journal it); False if the queue was full (the drop is counted)."""
@@ -141,6 +144,7 @@ class Writer:
 
         It is stopped, never cancelled, so no batch is cut off half-written.
         """
+        self.db = db
         while True:
             if not self.queue:
                 if self.stopping:
@@ -153,8 +157,12 @@ class Writer:
                 # Let a batch gather: one transaction for many rows costs the loop far less.
                 await asyncio.sleep(self.linger_s)
             batch = self._batch()
+            if self.refusing:
+                self.dropped += len(batch)
+                continue
             try:
-                await self._write(db, batch)
+                assert self.db is not None
+                await self._write(self.db, batch)
             except Exception as exc:
                 # A failed batch (disk full, a locked file …) is counted; the writer keeps going,
                 # so one bad moment does not stop the ledger for good. Said once per change of

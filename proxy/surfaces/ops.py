@@ -97,11 +97,21 @@ async def health(request: web.Request) -> web.Response:
     ok = all(m["state"] == "ready" for m in models.values())
     gate = live.generation.layers.find(AdminGate) if live.generation is not None else None
     admin = gate is not None and gate.presented(request)
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if ok else "degraded",
         "models": models,
         "config": _config(live, admin),
     }
+    writer = live.runtime.writer
+    if writer is not None and writer.notice:
+        # The store's file was lost under the running proxy (said once in the log too).
+        body["store"] = {
+            "state": "refusing" if writer.refusing else "reopened",
+            "note": writer.notice,
+        }
+        if writer.refusing:
+            body["status"] = "degraded"
+        body["ledger_dropped"] = writer.dropped
     shared = live.runtime.shared
     if shared is not None:
         # The models' states above are the fleet's: cooldowns reach every replica.

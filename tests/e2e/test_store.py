@@ -7,10 +7,13 @@ import asyncio
 import json
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import ProxyProcess, Upstream, base_yaml, http
 
@@ -186,3 +189,60 @@ async def test_sigkill_under_load_loses_no_answered_row(
     assert rows.count(200) <= answered + 8  # at most the requests in flight at the kill
     assert await asyncio.to_thread(again.stop) == 0
     assert "queued writes of the last run were written from the journal" in again.log.read_text()
+
+
+def _generate(proxy: ProxyProcess) -> int:
+    url = f"{proxy.url}/v1beta/models/default:generateContent"
+    return http("POST", url, {"contents": [{"parts": [{"text": "hi"}]}]})[0]
+
+
+def _health(proxy: ProxyProcess) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(http("GET", f"{proxy.url}/health")[2])
+    return out
+
+
+def _delete(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def _wait_for(check: Callable[[], bool], limit_s: float = 10) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("on_corrupt", ["move_aside", "refuse"])
+def test_a_store_deleted_while_serving_is_noticed_and_counted(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path, on_corrupt: str
+) -> None:
+    """SQLite goes on writing to a deleted file's inode: every row would vanish unseen. The
+    proxy notices within seconds, says so once, counts what was lost in ``ledger_dropped``,
+    then makes the store again (move_aside) or keeps no rows (refuse), and /health says which."""
+    db = tmp_path / "l104.db"
+    yaml = base_yaml(upstream.url, store=str(db)).replace(
+        f'store: {{path: "{db}"}}', f'store: {{path: "{db}", on_corrupt: {on_corrupt}}}'
+    )
+    proxy = proxy_process(yaml)
+    for _ in range(3):
+        assert _generate(proxy) == 200
+    _wait_for(lambda: len(ledger(db)) == 3)
+    _delete(db)
+    _wait_for(lambda: "store" in _health(proxy))
+    health = _health(proxy)
+    assert "was deleted while serving" in health["store"]["note"]
+    assert health["ledger_dropped"] >= 3
+    assert _generate(proxy) == 200
+    if on_corrupt == "move_aside":
+        assert health["store"]["state"] == "reopened"
+        _wait_for(lambda: db.exists() and len(ledger(db)) == 1)
+    else:
+        assert health["store"]["state"] == "refusing"
+        assert health["status"] == "degraded"
+        _wait_for(lambda: _health(proxy)["ledger_dropped"] >= 4)
+        assert not db.exists()
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    assert log.count("was deleted while serving") == 1
+    assert "Traceback" not in log
