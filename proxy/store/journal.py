@@ -11,13 +11,12 @@ lets the queue run empty, a file past :data:`COMPACT_BYTES` is instead rewritten
 epoch with only the rows still queued (and swapped in with one rename): it never grows much past
 what is in flight.
 
-The file is written through a shared memory map, not a ``write()`` a row: a store into a mapped
-page is in the same page cache a ``write()`` reaches, so it survives the process just as well,
-and it costs no system call (a ``write()`` a request measured 28 to 36 µs of the proxy's CPU under
-load, about a tenth of it). The file is allocated ahead (:data:`MAP_BYTES` at a time, with
-``posix_fallocate``, so a full disk fails there, never as a ``SIGBUS`` on a store) and its
-never-written tail is zeros, which a reader drops. Where the file cannot be allocated or mapped
-(a file system without ``fallocate``), each row is written with ``pwrite`` instead.
+Each row is written with ``pwrite``. A shared memory map saved that system call (about 2 µs a
+row here), but a store into a mapped page is not a call that can fail: once the file could no
+longer be written (``chattr +i``, a file system gone read-only), the kernel answered the next
+store into a page it had written back with SIGBUS, and the process died with no line in the
+log. A ``pwrite`` that fails is an error the journal says once and survives. Files of older
+versions may end in zeros (their allocated tail); a reader drops them.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import mmap
 import os
 import uuid
 from typing import Any
@@ -36,7 +34,6 @@ log = logging.getLogger("l104.store")
 
 Write = tuple[str, tuple[Any, ...]]
 COMPACT_BYTES = 4 * 1024 * 1024
-MAP_BYTES = 1024 * 1024
 MARK_UPSERT = "INSERT OR REPLACE INTO journal_mark (worker, epoch, offset) VALUES (?, ?, ?)"
 
 
@@ -51,15 +48,12 @@ class Journal:
         self.size = 0
         self.failing = False
         self._fd = -1
-        self._map: mmap.mmap | None = None
-        self._room = 0  # bytes allocated and mapped: an append past them grows the file
-        self._mappable = True  # False once allocating or mapping failed, until a new epoch
 
     def claim(self) -> bool:
         """Open the file and lock it for this process; False if another process holds it.
 
         A second process on the same file would replay the first one's rows, and its fresh
-        start would cut the file under the first one's memory map (a SIGBUS there)."""
+        start would cut the file under the first one's rows."""
         if self._fd < 0:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -105,7 +99,6 @@ class Journal:
         """Empty the file under a new epoch (every row in it is committed)."""
         self.epoch = uuid.uuid4().hex
         head = self.epoch.encode() + b"\n"
-        self._unmap()
         try:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, head, 0)
@@ -138,7 +131,6 @@ class Journal:
         except OSError as exc:
             self._failed(exc)  # the old file stays, and goes on growing: nothing is lost
             return [self.size] * len(writes)
-        self._unmap()
         os.close(self._fd)
         self._fd, self.epoch, self.size = fd, epoch, size
         return ends
@@ -149,11 +141,7 @@ class Journal:
         start = self.size
         end = start + len(line)
         try:
-            if end <= self._room or (self._mappable and self._grow(end)):
-                assert self._map is not None
-                self._map[start:end] = line
-            else:
-                os.pwrite(self._fd, line, start)
+            os.pwrite(self._fd, line, start)
         except OSError as exc:
             self._failed(exc)  # the row still goes to the queue: it only lacks the journal
             return start
@@ -163,26 +151,6 @@ class Journal:
         self.size = end
         return end
 
-    def _grow(self, need: int) -> bool:
-        """Allocate and map the file to hold at least ``need`` bytes; False if it cannot be
-        (the caller writes instead, and the next epoch tries again)."""
-        room = -(-need // MAP_BYTES) * MAP_BYTES
-        try:
-            os.posix_fallocate(self._fd, 0, room)
-            mapped = mmap.mmap(self._fd, room)
-        except (OSError, ValueError) as exc:
-            self._mappable = False
-            log.info("the store's journal is written without a memory map (%s)", exc)
-            return False
-        self._unmap()
-        self._map, self._room = mapped, room
-        return True
-
-    def _unmap(self) -> None:
-        if self._map is not None:
-            self._map.close()
-        self._map, self._room, self._mappable = None, 0, True
-
     def _failed(self, exc: OSError) -> None:
         if not self.failing:
             self.failing = True
@@ -190,8 +158,7 @@ class Journal:
 
     def close(self) -> None:
         if self._fd >= 0:
-            self._unmap()
-            with contextlib.suppress(OSError):  # the zeros past the rows are not kept
+            with contextlib.suppress(OSError):  # nothing past the rows is kept
                 os.ftruncate(self._fd, self.size)
             os.close(self._fd)
             self._fd = -1

@@ -4,9 +4,13 @@ load, and counters and cooldowns that survive a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sqlite3
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,4 +249,60 @@ def test_a_store_deleted_while_serving_is_noticed_and_counted(
     assert proxy.stop() == 0
     log = proxy.log.read_text()
     assert log.count("was deleted while serving") == 1
+    assert "Traceback" not in log
+
+
+def _chattr(flag: str, *paths: Path) -> bool:
+    done = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _keep_sending(proxy: ProxyProcess, stop: threading.Event) -> None:
+    for _ in range(2000):  # bounded: about two seconds of load
+        if stop.is_set():
+            return
+        with contextlib.suppress(OSError):
+            _generate(proxy)
+
+
+def test_an_immutable_store_and_journal_never_kill_the_process(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    """``chattr +i`` on the store and its journal while serving: the journal's writes fail with
+    one log line and the process keeps serving. A memory-mapped journal died of SIGBUS at the
+    first store into a page the kernel had written back (``sync`` makes that happen now)."""
+    db = tmp_path / "l104.db"
+    proxy = proxy_process(base_yaml(upstream.url, store=str(db)))
+    for _ in range(3):
+        assert _generate(proxy) == 200
+    _wait_for(lambda: len(ledger(db)) == 3)
+    journal = Path(f"{db}-queue-0")
+    stop = threading.Event()
+    warm = [threading.Thread(target=_keep_sending, args=(proxy, stop)) for _ in range(8)]
+    for thread in warm:
+        thread.start()
+    time.sleep(1)
+    assert journal.exists()
+    immutable = _chattr("+i", journal, db)
+    if not immutable:
+        stop.set()
+        pytest.skip("chattr +i is not available here (needs root on ext4 or xfs)")
+    try:
+        # Under load the queue never runs empty, so the journal stays mapped; once its pages
+        # are clean (sync), the next store into one asks the file system, which says no.
+        for _ in range(20):
+            os.sync()
+            time.sleep(0.1)
+        stop.set()
+        for thread in warm:
+            thread.join(10)
+        assert proxy.proc.poll() is None, f"the proxy died: {proxy.proc.returncode}"
+        assert _generate(proxy) == 200
+        assert _health(proxy)["status"] in ("ok", "degraded")
+    finally:
+        _chattr("-i", journal, db)
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    assert "the store's journal cannot be written" in log
+    assert log.count("the store's journal cannot be written") == 1
     assert "Traceback" not in log

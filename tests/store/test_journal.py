@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from proxy.store import journal as journal_module
 from proxy.store import writer as writer_module
 from proxy.store.db import LedgerRow, Store
 from proxy.store.journal import Journal
@@ -85,7 +84,6 @@ async def test_under_a_load_that_never_stops_the_journal_stays_small_and_loses_n
 ) -> None:
     # The queue never runs empty, so the journal is never emptied: it is rewritten instead.
     monkeypatch.setattr(writer_module, "COMPACT_BYTES", 16 * 1024)
-    monkeypatch.setattr(journal_module, "MAP_BYTES", 4 * 1024)  # the file is allocated ahead
     path = str(tmp_path / "s.db")
     journal_path = Path(f"{path}-queue-0")
     writer = Writer(linger_s=0.02)
@@ -118,47 +116,48 @@ async def test_under_a_load_that_never_stops_the_journal_stays_small_and_loses_n
     await store.close()
 
 
-def test_rows_are_in_the_file_as_soon_as_appended_and_a_clean_close_leaves_no_padding(
+def test_rows_are_in_the_file_as_soon_as_appended_and_one_cut_short_is_skipped(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "j"
     journal = Journal(str(path))
     journal.start()
     ends = [journal.append("INSERT INTO t (a) VALUES (?)", (i,)) for i in range(3)]
-    # Another reader of the file (the next start, after a SIGKILL) sees every row at once:
-    # the map shares the page cache. The never-written tail reads as zeros and is dropped.
-    raw = path.read_bytes()
-    assert len(raw) == journal_module.MAP_BYTES
-    assert raw[ends[-1] :].strip(b"\0") == b""
+    # Another reader of the file (the next start, after a SIGKILL) sees every row at once.
+    assert path.stat().st_size == ends[-1] == journal.size
     rows, epoch, size = Journal(str(path)).pending({})
     assert rows == [("INSERT INTO t (a) VALUES (?)", (i,)) for i in range(3)]
     assert (epoch, size) == (journal.epoch, ends[-1])
-    # A row past the allocation grows the file; a row cut short by a kill is skipped.
-    big = journal.append("INSERT INTO t (a) VALUES (?)", ("x" * journal_module.MAP_BYTES,))
-    assert path.stat().st_size == 2 * journal_module.MAP_BYTES
+    # A row cut short by a kill is skipped, and so is the zero tail an older version left.
+    big = journal.append("INSERT INTO t (a) VALUES (?)", ("x" * 5000,))
     with open(path, "r+b") as f:
         f.seek(big - 10)
-        f.write(b"\0" * 10)
+        f.write(b"\0" * 10 + b"\0" * 4096)
     assert len(Journal(str(path)).pending({})[0]) == 3
     journal.close()
     assert path.stat().st_size == big
 
 
-def test_where_the_file_cannot_be_allocated_rows_are_written_instead(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_journal_that_cannot_be_written_says_so_once_and_the_process_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(95, "Operation not supported")  # as a file system without fallocate
-
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
     path = tmp_path / "j"
     journal = Journal(str(path))
     journal.start()
-    for i in range(3):
+    journal.append("INSERT INTO t (a) VALUES (?)", (0,))
+
+    def refused(fd: int, data: bytes, offset: int) -> int:
+        raise PermissionError(1, "Operation not permitted")  # as chattr +i says it
+
+    monkeypatch.setattr(os, "pwrite", refused)
+    for i in range(1, 4):
         journal.append("INSERT INTO t (a) VALUES (?)", (i,))
+    assert journal.failing
+    assert caplog.text.count("cannot be written") == 1
+    monkeypatch.undo()
+    journal.append("INSERT INTO t (a) VALUES (?)", (4,))
     assert not journal.failing
-    assert path.stat().st_size == journal.size  # written, not mapped: no allocated tail
-    assert [p for _, p in Journal(str(path)).pending({})[0]] == [(0,), (1,), (2,)]
+    assert "works again" in caplog.text
     journal.close()
 
 
