@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -14,12 +15,26 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.exchange import EXCHANGE
 
-_KEY = re.compile(r"((?:^|[?&])(?:admin_)?key=)[^&]*", re.IGNORECASE)
+# A key's name after any separator (``?``, ``&``, ``;``, ``+``, a space, a quote: a raw request
+# line may use any of them), then ``=`` or ``:``; the value runs to the next separator.
+_KEY = re.compile(
+    r"((?:^|[^a-z0-9_-])(?:admin[_-]?|api[_-]?|x-goog-api-|upload[_-]?)?(?:key|token)\s*[=:]\s*)"
+    r"[^&;+\s'\"\\,]*",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(bearer\s+)[^\s'\"\\,]+", re.IGNORECASE)
+_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_-]{35}")
 
 
-def redact(query: str) -> str:
-    """``a=1&key=secret`` -> ``a=1&key=[redacted]`` (``admin_key`` too)."""
-    return _KEY.sub(r"\1[redacted]", query)
+def redact(text: str) -> str:
+    """``text`` (a query string, a raw request line) with every key's value replaced:
+    ``a=1&key=secret`` -> ``a=1&key=[redacted]``, whatever the separator (``;key=``, ``+key=``),
+    percent-encoded names (``%6Bey=``), ``admin_key``, ``upload_token``, ``Bearer`` tokens and
+    anything shaped like a Google API key."""
+    if "%" in text:
+        text = unquote_plus(text)
+    text = _KEY.sub(r"\1[redacted]", text)
+    return _GOOGLE_KEY.sub("[redacted]", _BEARER.sub(r"\1[redacted]", text))
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -55,7 +70,8 @@ class QuietBadRequests(logging.Filter):
         if not logger.isEnabledFor(logging.DEBUG):
             return False
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        record.msg = f"malformed request refused: {type(exc).__name__}: {exc.message}"
+        # SECURITY: the message quotes the raw request, which may hold a key.
+        record.msg = f"malformed request refused: {type(exc).__name__}: {redact(exc.message)}"
         record.args, record.exc_info, record.exc_text = (), None, None
         return True
 

@@ -143,8 +143,13 @@ def test_a_corrupt_store_is_moved_aside_and_a_fresh_one_serves(
     assert proxy.stop() == 0
 
 
+SECRET = b"client-secret-0123456789"
 BAD_REQUESTS = [
     b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",  # a bad HTTP version
+    # A key in the raw request line, behind separators the old redaction missed.
+    b"GET /v1beta/models?a=1;key=" + SECRET + b" HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET /v1beta/models?a=1+key=" + SECRET + b" HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET /v1beta/models?%6Bey=" + SECRET + b" HTTP/9.9\r\nHost: x\r\n\r\n",
     b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # an over-long URL
     b"GET /health HTTP/1.1\r\nHost x\r\n\r\n",  # a header without a colon
     b"POST /v1/models/m:generateContent HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
@@ -172,6 +177,7 @@ def test_malformed_requests_are_one_debug_line_not_a_traceback(
     assert " ERROR " not in log
     refused = [line for line in log.splitlines() if "malformed request refused" in line]
     assert len(refused) == (len(BAD_REQUESTS) if level == "debug" else 0)
+    assert SECRET.decode() not in log
 
 
 def test_sigterm_lets_a_stream_in_flight_finish_within_the_grace(
