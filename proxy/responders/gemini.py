@@ -23,6 +23,7 @@ from proxy.responders.gemini_spec import GeminiSpec
 LARGE_BODY = 1024 * 1024
 MIN_SCRUBBED_KEY = 8
 LIVE = "BidiGenerateContent"
+REDACTED = b"[redacted]"
 LIVE_MAX_FRAME = 4 * 1024 * 1024  # limits.max_live_frame_bytes's default
 
 
@@ -65,7 +66,8 @@ class GeminiResponder:
 
     def _scrub(self, body: bytes) -> bytes:
         for key in self._scrubbed:
-            body = body.replace(key, b"[redacted]")
+            if key in body:
+                body = body.replace(key, REDACTED)
         return body
 
     async def _request(
@@ -140,9 +142,9 @@ class GeminiResponder:
             raise AttemptFailed("connect", type(exc).__name__) from exc
         finally:
             resp.release()
-        if resp.status != 200:
-            body = self._scrub(body)
-        elif not _looks_json(resp.headers.get("Content-Type", ""), body):
+        # SECURITY: a key the upstream reflects is scrubbed from every answer, 200s too.
+        body = self._scrub(body)
+        if resp.status == 200 and not _looks_json(resp.headers.get("Content-Type", ""), body):
             # An HTML page or garbage with a 200 (a captive portal, a broken middlebox) is no
             # answer: a failed attempt, so the request rotates (502 if nothing else answers).
             raise AttemptFailed("bad_answer", "a 200 that is not JSON")
@@ -198,7 +200,8 @@ class GeminiResponder:
             if not ctype.startswith(("text/event-stream", "application/json")):
                 resp.close()
                 raise AttemptFailed("bad_answer", f"a 200 stream of {ctype[:40]}")
-            return Reply(200, content_type=ctype, chunks=_relay(resp), release=resp.close)
+            chunks = _relay(resp, self._scrubbed)
+            return Reply(200, content_type=ctype, chunks=chunks, release=resp.close)
         return await self._finish(resp)
 
     async def _shielded(
@@ -287,10 +290,26 @@ class GeminiResponder:
         return await self._finish(resp)
 
 
-async def _relay(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _relay(resp: aiohttp.ClientResponse, keys: list[bytes]) -> AsyncIterator[bytes]:
+    """The stream's chunks with every key in ``keys`` scrubbed. A key cut in two by a network
+    read is caught by holding back the few bytes after a chunk's last newline that could start
+    one (an SSE event ends in a newline, so a whole event is never held back)."""
+    longest = max((len(k) for k in keys), default=0)
+    carry = b""
     try:
         async for data in resp.content.iter_any():
-            yield data
+            if carry:
+                data, carry = carry + data, b""
+            for key in keys:
+                if key in data:
+                    data = data.replace(key, REDACTED)
+            if longest and data[-1:] != b"\n":
+                cut = max(data.rfind(b"\n") + 1, len(data) - longest + 1)
+                data, carry = data[:cut], data[cut:]
+            if data:
+                yield data
+        if carry:
+            yield carry
     except asyncio.CancelledError:
         resp.close()
         raise

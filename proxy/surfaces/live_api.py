@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -115,7 +116,12 @@ async def _try(
     ):
         return upstream, first
     code = upstream.close_code or 1006
-    reason = str(first.extra or "") if first.type == WSMsgType.CLOSE else "unexpected frame"
+    # SECURITY: the upstream's close reason goes on to the client: a key it reflects does not.
+    reason = (
+        responder.scrub_text(str(first.extra or ""))
+        if first.type == WSMsgType.CLOSE
+        else "unexpected frame"
+    )
     await upstream.close()
     retry = _RETRY_IN.search(reason)
     return Refusal(
@@ -124,6 +130,18 @@ async def _try(
         quota=_is_quota(code, reason),
         rest_s=float(retry.group(1)) if retry else 0.0,
     )
+
+
+def _scrubber(runtime: Runtime) -> Callable[[str], str]:
+    """Scrubs every upstream key from a text (a close reason the upstream sent)."""
+    responders = [r for r in runtime.responders.values() if isinstance(r, GeminiResponder)]
+
+    def scrub(text: str) -> str:
+        for responder in responders:
+            text = responder.scrub_text(text)
+        return text
+
+    return scrub
 
 
 async def _open(
@@ -214,7 +232,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             await client.send_str(first.data)
         else:
             await client.send_bytes(first.data)
-        await session(client, upstream, exchange, runtime.live_budget)
+        await session(client, upstream, exchange, runtime.live_budget, _scrubber(runtime))
     except SessionRefused as refused:
         exchange.status = 429 if "quota" in refused.reason else 503
         await client.close(code=refused.code, message=close_reason(refused.reason))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -59,6 +60,7 @@ async def _relay(
     upstream: aiohttp.ClientWebSocketResponse,
     exchange: Exchange,
     budget: ByteBudget,
+    scrub: Callable[[str], str],
 ) -> None:
     up = asyncio.create_task(_pump(client, upstream, None, budget))
     down = asyncio.create_task(_pump(upstream, client, exchange, budget))
@@ -67,7 +69,7 @@ async def _relay(
     finally:
         # Also when the handler is cancelled (the client's connection dropped): the upstream
         # socket is closed with the client's code, not left open.
-        await _close_both(client, upstream, up, down)
+        await _close_both(client, upstream, up, down, scrub)
 
 
 def _ended(task: asyncio.Task[tuple[int, str]]) -> tuple[int, str] | None:
@@ -81,14 +83,15 @@ async def _close_both(
     upstream: aiohttp.ClientWebSocketResponse,
     up: asyncio.Task[tuple[int, str]],
     down: asyncio.Task[tuple[int, str]],
+    scrub: Callable[[str], str],
 ) -> None:
     """Whichever side closed, close the other with its code and reason; the other pump then
     sees its side closing and ends by itself."""
     from_client, from_upstream = _ended(up), _ended(down)
     if from_upstream is not None and from_client is None:
         code, reason = from_upstream
-        with contextlib.suppress(Exception):
-            await client.close(code=code, message=close_reason(reason))
+        with contextlib.suppress(Exception):  # SECURITY: a key the upstream reflects stays here
+            await client.close(code=code, message=close_reason(scrub(reason)))
     else:
         code, reason = from_client or (1001, "the client went away")
         with contextlib.suppress(Exception):
@@ -108,11 +111,12 @@ async def session(
     upstream: aiohttp.ClientWebSocketResponse,
     exchange: Exchange,
     budget: ByteBudget,
+    scrub: Callable[[str], str] = str,
 ) -> None:
     """Relay until either side closes. A client whose connection drops ends its session the
     normal way: aiohttp cancels the handler then, and the session still winds down (the
     upstream socket is closed with the client's code) instead of counting as an error."""
-    relay = asyncio.create_task(_relay(client, upstream, exchange, budget))
+    relay = asyncio.create_task(_relay(client, upstream, exchange, budget, scrub))
     try:
         await asyncio.shield(relay)
     except asyncio.CancelledError:

@@ -62,6 +62,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     if status == 404:
         await ws.close(code=1008, message=f"models/{model} is not found.".encode())
         return ws
+    if status == 403:  # a careless upstream that repeats the key in its close reason
+        await ws.close(code=1008, message=f"bad key {key}".encode()[:123])
+        return ws
     await ws.send_bytes(json.dumps({"setupComplete": {}}).encode())
     code = 0
     try:

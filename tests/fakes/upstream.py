@@ -88,8 +88,20 @@ async def _stream(
                 assert request.transport is not None
                 request.transport.close()
                 return resp
-            data = json.dumps(answer(model, f"part{i} from {model}. ", i == chunks - 1))
-            if sse and step.get("split_usage"):
+            text = f"part{i} from {model}. "
+            if step.get("echo_key"):  # a careless upstream: the key in a 200, cut by a read
+                text += f"Key: {request.headers.get('x-goog-api-key')}"
+            data = json.dumps(answer(model, text, i == chunks - 1))
+            if step.get("echo_key"):
+                frame = f"data: {data}\r\n\r\n".encode() if sse else data.encode()
+                key = request.headers.get("x-goog-api-key", "").encode()
+                cut = frame.index(key) + len(key) // 2
+                if not sse:
+                    await resp.write(b"[" if i == 0 else b"\r\n,")
+                await resp.write(frame[:cut])
+                await asyncio.sleep(0.05)
+                await resp.write(frame[cut:])
+            elif sse and step.get("split_usage"):
                 # The event arrives in two reads, cut inside "usageMetadata".
                 frame = f"data: {data}\r\n\r\n".encode()
                 cut = frame.index(b"usageMetadata") + 6
@@ -185,7 +197,10 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         return web.json_response({"embeddings": [{"values": [0.5, 0.25]}] * n})
     if action == "embedContent":
         return web.json_response({"embedding": {"values": [0.5, 0.25]}})
-    return web.json_response(answer(model, f"Hello from {model}.", True))
+    text = f"Hello from {model}."
+    if step.get("echo_key"):
+        text += f" Key: {request.headers.get('x-goog-api-key')}"
+    return web.json_response(answer(model, text, True))
 
 
 def _model(name: str) -> dict[str, Any]:

@@ -17,7 +17,15 @@ import trustme
 from google import genai
 from google.genai import types
 
-from tests.conftest import ProxyProcess, StartProxy, Upstream, base_yaml, ledger_rows, run_node
+from tests.conftest import (
+    ProxyProcess,
+    StartProxy,
+    Upstream,
+    base_yaml,
+    key_shaped,
+    ledger_rows,
+    run_node,
+)
 
 LIVE = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
 TURN = {
@@ -259,3 +267,20 @@ async def test_many_sessions_of_large_frames_stay_within_the_memory_bound(
     peak = _peak_rss_mb(proxy.proc.pid)
     print(f"proxy peak RSS under 32 Live sessions of large frames: {peak:.0f} MB")
     assert peak < 400
+
+
+async def test_a_key_the_upstream_reflects_in_a_close_reason_is_scrubbed(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    secret = key_shaped("L")
+    proxy = await start_proxy(base_yaml(upstream.url, keys=(secret,), chains="default: [up:m1]"))
+    upstream.script("m1", {"status": 403})  # the upstream closes, quoting the key
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(proxy.url + LIVE.format(v="v1beta"))
+        await ws.send_str(json.dumps({"setup": {"model": "models/default"}}))
+        closed = await ws.receive()
+        await ws.close()
+    assert closed.type == aiohttp.WSMsgType.CLOSE
+    reason = str(closed.extra)
+    assert "bad key [redacted]" in reason
+    assert secret[:12] not in reason
