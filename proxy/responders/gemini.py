@@ -231,12 +231,14 @@ class GeminiResponder:
         *,
         headers: dict[str, str],
         body: bytes | AsyncIterator[bytes] | None = None,
+        absolute: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send a request for a stateful resource (files, cached contents) and hand back the
-        live response, for the caller to relay and ``release``. ``url`` is a path under
-        ``base_url``, or an absolute upload URL the upstream gave; ``key_index`` ``None``
-        sends no key (an upload piece: its upload id authorises it)."""
-        if "://" not in url:
+        live response, for the caller to relay and ``release``. ``url`` is a path (with its
+        query) under ``base_url``; with ``absolute``, an upload URL the upstream gave, never
+        one a client wrote. ``key_index`` ``None`` sends no key (an upload piece)."""
+        if not absolute:
+            # Said by the caller, never read from the text: a client's query may hold "://".
             url = f"{self.spec.base_url}/{url}"
         return await self._request(
             method, url, key_index, body=body, headers=headers, params=None, limits=self._stream

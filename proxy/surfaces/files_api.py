@@ -168,7 +168,13 @@ async def _piece(request: web.Request, upload_id: str) -> web.StreamResponse:
         headers["content-length"] = request.headers["Content-Length"]
     limit = runtime.config.limits.max_upload_bytes
     resp = await open_upstream(
-        responder, "POST", session.upstream_url, None, headers, _stream_body(request, limit)
+        responder,
+        "POST",
+        session.upstream_url,
+        None,
+        headers,
+        _stream_body(request, limit),
+        absolute=True,
     )
     body = await read_body(responder, resp)
     status = resp.headers.get("X-Goog-Upload-Status", "")

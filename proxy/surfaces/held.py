@@ -48,9 +48,13 @@ async def open_upstream(
     key_index: int | None,
     headers: dict[str, str],
     body: bytes | AsyncIterator[bytes] | None = None,
+    *,
+    absolute: bool = False,
 ) -> aiohttp.ClientResponse:
     try:
-        return await responder.forward(method, url, key_index, headers=headers, body=body)
+        return await responder.forward(
+            method, url, key_index, headers=headers, body=body, absolute=absolute
+        )
     except AttemptFailed as failed:
         if failed.kind == "timeout":
             raise UpstreamTimeout(f"The upstream did not answer: {failed.detail}.") from None

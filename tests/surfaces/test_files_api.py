@@ -233,3 +233,21 @@ async def test_upload_urls_use_public_url_or_a_trusted_proxys_forwarded_scheme(
     proxy = await start_proxy(untrusted)
     _, headers = await _start_upload(proxy.url, forwarded)
     assert headers["X-Goog-Upload-URL"].startswith(f"{proxy.url}/upload/v1beta/files?")
+
+
+async def test_a_query_holding_a_url_goes_upstream_like_any_other(
+    start_proxy: StartProxy, upstream: Upstream, doc: Path
+) -> None:
+    """``://`` in a query once made the request look like an absolute URL (a 503)."""
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS))
+    file = await proxy.client(key="alice-key").aio.files.upload(file=doc)
+    assert file.name is not None
+    headers = {"x-goog-api-key": "alice-key"}
+    async with aiohttp.ClientSession() as s:
+        for query in ("x=http://127.0.0.1:1/", "a=1&b=https://example.com/files/x"):
+            async with s.get(f"{proxy.url}/v1beta/{file.name}?{query}", headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["name"] == file.name
+            sent = [q for q in upstream.requests() if q["action"] == "files.get"][-1]
+            assert sent["path"].endswith(f"/v1beta/{file.name}")
+            assert "://" in "".join(sent["query"].values())  # the query went on as it came
