@@ -75,7 +75,7 @@ def config_layers(
         # CORS preflights are answered before auth: a browser sends them without a key.
         ("browser", browser),
         # The proxy's own pages are the admin's, when an admin key is set.
-        *([("admin", AdminGate(config.listen.admin_key))] if config.listen.admin_key else []),
+        *([("admin", _admin_gate(config, parts, before))] if config.listen.admin_key else []),
         # Auth before limits: limits are per client, so the client must be known first.
         ("auth", ClientAuth(config.clients, uploads)),
         (
@@ -92,6 +92,17 @@ def config_layers(
         ("admission", admission),
     ]
     return Layers([layer for name, layer in layers if parts.wants(name)])
+
+
+def _admin_gate(config: Config, parts: Parts, before: Layers | None) -> AdminGate:
+    """The admin gate; across a reload, the failed attempts it counted carry over."""
+    listen = config.listen
+    secure = listen.tls is not None or listen.public_url.startswith("https://")
+    gate = AdminGate(listen.admin_key, secure=secure, clock=parts.clock)
+    old = before.find(AdminGate) if before is not None else None
+    if old is not None:
+        gate.failures = old.failures
+    return gate
 
 
 def _key_ids(config: Config) -> dict[str, tuple[str, ...]]:

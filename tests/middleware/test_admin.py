@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 
 from proxy.accesslog import redact
+from proxy.middleware.admin import FAILURE_WINDOW_S, FAILURES, SESSION_S, AdminGate
 from tests.conftest import StartProxy, Upstream, base_yaml
 
 ADMIN = "admin-secret-key-1"
@@ -71,3 +72,54 @@ async def test_without_an_admin_key_the_pages_stay_open(
 def test_the_admin_key_is_redacted_from_the_access_log() -> None:
     assert redact(f"x=1&admin_key={ADMIN}") == "x=1&admin_key=[redacted]"
     assert redact("key=k&admin_key=a") == "key=[redacted]&admin_key=[redacted]"
+
+
+async def test_admin_key_guesses_are_slowed_per_peer(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(admin_yaml(upstream))
+    statuses = []
+    async with aiohttp.ClientSession() as s:
+        for i in range(300):
+            headers = {"x-l104-admin-key": f"guess-{i}"}
+            async with s.get(f"{proxy.url}/metrics", headers=headers) as r:
+                statuses.append(r.status)
+        assert statuses.count(401) == FAILURES
+        assert statuses.count(429) == 300 - FAILURES
+        # Locked out: the right key too, and through /health's admin view.
+        async with s.get(f"{proxy.url}/metrics", headers={"x-l104-admin-key": ADMIN}) as r:
+            assert r.status == 429
+            assert int(r.headers["Retry-After"]) > 0
+        proxy.clock.advance(FAILURE_WINDOW_S + 1)
+        async with s.get(f"{proxy.url}/metrics", headers={"x-l104-admin-key": ADMIN}) as r:
+            assert r.status == 200
+
+
+def test_a_session_cookie_is_signed_and_expires() -> None:
+    now = [1_000_000.0]
+    gate = AdminGate(ADMIN, wall=lambda: now[0])
+    first, second = gate.new_session(), gate.new_session()
+    assert first != second  # not a fixed digest of the key
+    assert ADMIN not in first
+    assert gate._valid_session(first)
+    expiry, nonce, signature = first.split(".")
+    assert not gate._valid_session(f"{int(expiry) + 10**6}.{nonce}.{signature}")  # tampered
+    assert not AdminGate("another-admin-key")._valid_session(first)  # a new key ends it
+    now[0] += SESSION_S + 1
+    assert not gate._valid_session(first)
+
+
+async def test_the_cookie_is_secure_behind_tls_and_has_an_age(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    yaml = admin_yaml(upstream).replace(
+        f"admin_key: {ADMIN}", f'admin_key: {ADMIN}, public_url: "https://l104.example"'
+    )
+    proxy = await start_proxy(yaml)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{proxy.url}/?admin_key={ADMIN}", allow_redirects=False) as r,
+    ):
+        cookie = r.headers["Set-Cookie"]
+    assert "Secure" in cookie
+    assert f"Max-Age={SESSION_S}" in cookie
