@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Upstream, base_yaml
+from tests.fuzz.spellings import spelt
 
 SETTINGS = settings(  # derandomized: CI runs the same examples every time
     max_examples=120,
@@ -131,4 +133,36 @@ def test_any_query_and_header_with_a_bad_body(
     headers = {"x-goog-api-client": header, "x-fuzz": header, "content-type": "application/json"}
     status, answer = call(served, "POST", target, b"[not an object", headers)
     gemini_shaped(status, answer)
+    assert len(upstream_process.requests()) == before
+
+
+@settings(
+    SETTINGS,
+    # L104_FUZZ_EXAMPLES=2000 for the run by hand; CI runs the same 120 every time.
+    max_examples=int(os.environ.get("L104_FUZZ_EXAMPLES", "120")),
+)
+@given(case=spelt(), surface=st.sampled_from(["gemini", "count", "openai", "cache"]))
+def test_a_resource_named_in_any_spelling_is_checked_on_every_surface(
+    served: int, upstream_process: Upstream, case: tuple[bytes, str], surface: str
+) -> None:
+    """No file or cache is held here, so whatever spelling names one, at whatever depth, is
+    answered as a resource that does not exist, and nothing reaches the upstream."""
+    raw, _ = case
+    inner = raw[len(b'{"contents": ') : -1]  # the spelt contents, put where each surface reads
+    body, target = {
+        "gemini": (raw, ACTION),
+        "count": (raw, "/v1beta/models/default:countTokens"),
+        "openai": (
+            b'{"model": "default", "messages": [], "extra": ' + inner + b"}",
+            "/v1beta/openai/chat/completions",
+        ),
+        "cache": (b'{"model": "models/m1", "contents": ' + inner + b"}", "/v1beta/cachedContents"),
+    }[surface]
+    before = len(upstream_process.requests())
+    status, answer = call(served, "POST", target, body, {"content-type": "application/json"})
+    assert status in (400, 403), (status, answer[:200], body[:200])
+    if status == 400:  # nested past what a body written again may hold
+        assert b"nested too deeply" in answer
+    else:
+        assert b"or it may not exist" in answer
     assert len(upstream_process.requests()) == before
