@@ -51,7 +51,7 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
 test: $(STAMP) system-deps $(NODE_STAMP) check-secrets audit lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench.run
