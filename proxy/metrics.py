@@ -15,7 +15,9 @@ class Counters:
     started: float = field(default_factory=time.monotonic)
     requests_total: int = 0
     rate_limited_total: int = 0
-    model_rotations: int = 0
+    model_rotations: int = 0  # moves from one member to the next (an attempt on each)
+    model_skips: int = 0  # members passed by with no attempt (cooling, at their pace, retired)
+    signature_repairs: Counter[str] = field(default_factory=Counter)
     model_usage: Counter[str] = field(default_factory=Counter)
     model_429_count: Counter[str] = field(default_factory=Counter)
     rate_limited_by_client: Counter[str] = field(default_factory=Counter)
@@ -28,10 +30,15 @@ class Counters:
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take counts saved by :meth:`persistent` (unknown or malformed names are ignored)."""
-        for name in ("requests_total", "rate_limited_total", "model_rotations"):
+        for name in ("requests_total", "rate_limited_total", "model_rotations", "model_skips"):
             if isinstance(saved.get(name), int):
                 setattr(self, name, saved[name])
-        for name in ("model_usage", "model_429_count", "rate_limited_by_client"):
+        for name in (
+            "model_usage",
+            "model_429_count",
+            "rate_limited_by_client",
+            "signature_repairs",
+        ):
             if isinstance(saved.get(name), dict):
                 getattr(self, name).update(
                     {k: v for k, v in saved[name].items() if isinstance(v, int)}
@@ -40,6 +47,8 @@ class Counters:
     def as_json(self) -> dict[str, Any]:
         return {
             "model_rotations": self.model_rotations,
+            "model_skips": self.model_skips,
+            "signature_repairs": dict(self.signature_repairs),
             "model_usage": dict(self.model_usage),
             "model_429_count": dict(self.model_429_count),
             "requests_total": self.requests_total,

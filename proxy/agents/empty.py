@@ -9,9 +9,13 @@ blocked prompt. With ``rotation.on: [empty]`` an empty answer is a failed attemp
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
+
+from proxy.responders.base import Reply
 
 EMPTY_REASONS = frozenset({"OTHER", "MALFORMED_FUNCTION_CALL", "FINISH_REASON_UNSPECIFIED", ""})
 # How much of a stream is read, at most, to find its first event before deciding.
@@ -92,3 +96,37 @@ def first_event(buffer: bytes, sse: bool) -> tuple[Any, bool]:
             if depth < 0:  # "[]": an array with no element
                 return {}, True
     return None, False
+
+
+async def judge(reply: Reply, sse: bool) -> tuple[bool, Reply]:
+    """Whether a 200 is empty, and the reply to use from now on: a stream's first event is read
+    (nothing reaches the client yet), and the reply handed back replays what was read. An empty
+    stream is read to its end (bounded), so that it can still be the answer if every member
+    answers empty."""
+    if reply.chunks is None:
+        return empty_body(reply.body), reply
+    chunks = aiter(reply.chunks)
+    read = b""
+    event, complete = None, False
+    while not complete and len(read) < FIRST_EVENT_LIMIT:
+        try:
+            read += await anext(chunks)
+        except StopAsyncIteration:
+            break
+        event, complete = first_event(read, sse)
+    if not complete or not is_empty(event):
+        return False, replace(reply, chunks=_replay(read, chunks))
+    async for more in chunks:
+        read += more
+        if len(read) > FIRST_EVENT_LIMIT:
+            break
+    reply.release()
+    return True, replace(reply, chunks=_replay(read, None))
+
+
+async def _replay(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    if rest is not None:
+        async for data in rest:
+            yield data

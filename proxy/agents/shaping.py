@@ -6,25 +6,16 @@ helper. Also the repair a signature 400 asks for (:func:`proxy.agents.signatures
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from proxy.agents.signatures import fill, may_need_signatures, repair, validates_signatures
+from proxy.responders.base import Target
 from proxy.wire import dump_body
 
 # The actions whose body Gemini checks for signatures.
 SIGNED_ACTIONS = frozenset(
     {"generateContent", "streamGenerateContent", "countTokens", "openai.chat", "openai.chat.stream"}
 )
-
-
-class Target(Protocol):
-    """What an attempt is aimed at: a chain member (its responder and model)."""
-
-    @property
-    def responder(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
 
 
 BodyFor = Callable[[Target], bytes]

@@ -23,7 +23,7 @@ from proxy.reader import Reader, show
 from proxy.responders import REGISTRY
 from proxy.yamlsource import Source, dotted
 
-ROTATION_KINDS = ("timeout", "connect")
+ROTATION_KINDS = ("timeout", "connect", "empty")
 
 
 def read_listen(r: Reader) -> Listen:
@@ -187,9 +187,9 @@ def read_chains(
 def read_rotation(r: Reader) -> Rotation:
     statuses: set[int] = set()
     kinds: set[str] = set()
-    listed = r.raw("on", [429, 503, "timeout", "connect"]) or []
+    listed = r.raw("on", [429, 503, "timeout", "connect", "empty"]) or []
     if not isinstance(listed, list):
-        r.bad("on", listed, "must be a list of HTTP statuses, 'timeout' and 'connect'")
+        r.bad("on", listed, "must be a list of HTTP statuses, 'timeout', 'connect', 'empty'")
         listed = []
     for item in listed:
         if item == 400:
@@ -199,11 +199,14 @@ def read_rotation(r: Reader) -> Rotation:
         elif item in ROTATION_KINDS:
             kinds.add(str(item))
         else:
-            r.bad("on", item, "each entry must be an HTTP status 400-599, 'timeout' or 'connect'")
+            r.bad(
+                "on", item, "each entry must be an HTTP status 400-599, timeout, connect or empty"
+            )
     out = Rotation(
         statuses=frozenset(statuses),
         on_timeout="timeout" in kinds,
         on_connect="connect" in kinds,
+        on_empty="empty" in kinds,
         cooldown_s=r.number("cooldown_s", 60.0, high=7 * 86_400),
         max_attempts=r.whole("max_attempts", 6, low=1, high=1000),
         disabled_s=r.number("disabled_s", 300.0, low=1, high=7 * 86_400),

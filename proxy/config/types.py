@@ -108,6 +108,7 @@ class Rotation:
     statuses: frozenset[int] = frozenset({429, 503})
     on_timeout: bool = True
     on_connect: bool = True
+    on_empty: bool = True  # an empty 200 is a failed attempt (no cooldown)
     cooldown_s: float = 60.0
     max_attempts: int = 6
     disabled_s: float = 300.0  # how long a key the upstream calls invalid is left out

@@ -23,6 +23,16 @@ ACTIONS = frozenset(
 )
 
 
+class Target(Protocol):
+    """What an attempt is aimed at: a chain member (its responder and model)."""
+
+    @property
+    def responder(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Pin:
     """A request bound to one key of one responder (it names a file or cache that key's project
@@ -55,10 +65,13 @@ class Call:
     """One request for one model. ``body`` is the client's bytes, passed on unparsed.
 
     ``query`` is the client's raw query string, its ``key`` removed. ``body_for``, when set,
-    makes the body for a given member model: for the actions whose body names the model too,
-    which Gemini requires to match the URL. ``pin``, when set, binds the call to one
-    responder's key (and model): it never rotates to another key. ``hold`` is the client
-    connection's :class:`Hold`, when the server gives one.
+    makes the body for a given member (its responder and model): the model fields Gemini wants
+    to match the URL, the thought signatures a Gemini 3 member checks. ``repair``, when set,
+    gives the body again with the current turn's signatures replaced (None: nothing to
+    change), for a 400 that refused them. ``empty_fails``: an empty 200 is a failed attempt
+    (``rotation.on: [empty]``, for the actions that answer with candidates). ``pin``, when
+    set, binds the call to one responder's key (and model): it never rotates to another key.
+    ``hold`` is the client connection's :class:`Hold`, when the server gives one.
     """
 
     action: str
@@ -70,15 +83,17 @@ class Call:
     retry_after_s: float = 0.0
     trace_headers: Mapping[str, str] | None = None  # the trace's context, when there is one
     query: str = ""
-    body_for: Callable[[str], bytes] | None = None
+    body_for: Callable[[Target], bytes] | None = None
     pin: Pin | None = None
     hold: Hold | None = None
+    repair: Callable[[], bytes | None] | None = None
+    empty_fails: bool = False
 
-    def aim(self, model: str) -> None:
-        """Point the call at ``model`` for the next attempt, the body's model fields included."""
-        self.model = model
+    def aim(self, member: Target) -> None:
+        """Point the call at ``member`` for the next attempt, its body included."""
+        self.model = member.model
         if self.body_for is not None:
-            self.body = self.body_for(model)
+            self.body = self.body_for(member)
 
     @property
     def streaming(self) -> bool:

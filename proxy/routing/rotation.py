@@ -24,6 +24,7 @@ from proxy.routing.deadlines import Deadlines
 from proxy.routing.faults import key_fault
 from proxy.routing.learning import Learning
 from proxy.routing.pacing import Pacer
+from proxy.routing.steps import judged, repaired
 from proxy.routing.walk import Outcome, Walk, exhausted, failure, pinned
 from proxy.telemetry.attempts import Observer
 
@@ -100,6 +101,8 @@ class Rotator(Learning):
             outcome = await self._walk(plan, call, walk)
             if outcome is not None:
                 return outcome
+            if walk.empty is not None:
+                return walk.empty  # every member answered empty: the last one, unchanged
             if walk.key_refusal is not None and not walk.quota:
                 return walk.key_refusal  # every key was refused: the upstream's own words
             wait = walk.soonest
@@ -110,18 +113,17 @@ class Rotator(Learning):
             waited += max(wait, 0.001)
 
     async def _walk(self, plan: Plan, call: Call, walk: Walk) -> Outcome | None:
-        previous: Member | None = None
         for member in plan.members:
-            if previous is not None:
-                self.counters.model_rotations += 1
-                self.observer.rotation(previous, member, walk.reason, walk.rest_s)
-            previous = member
             if not plan.passthrough and self.cooldowns.is_retired(member.responder, member.model):
+                self.counters.model_skips += 1
                 walk.left(member.model, "not found")
                 continue
+            tried = walk.attempts
             outcome = await self._member(plan, member, call, walk)
             if outcome is not None:
                 return outcome
+            if walk.attempts == tried:
+                self.counters.model_skips += 1
             if walk.attempts >= self.rotation.max_attempts:
                 walk.note(f"gave up after {walk.attempts} attempts")
                 break
@@ -230,8 +232,13 @@ class Rotator(Learning):
                 if slot is False:
                     continue
             walk.attempts += 1
+            if walk.last is not None and walk.last is not member:
+                # A move: an attempt on this member after one on another (a skip is none).
+                self.counters.model_rotations += 1
+                self.observer.rotation(walk.last, member, walk.reason, walk.rest_s)
+            walk.last = member
             self.counters.model_usage[member.model] += 1
-            call.aim(member.model)  # the call is this request's own: no copy needed
+            call.aim(member)  # the call is this request's own: no copy needed
             if not responder.remote:
                 call.retry_after_s = walk.soonest or 0.0
             stamp = self.pacer.sent(ref)
@@ -270,8 +277,22 @@ class Rotator(Learning):
                 self.rests.pop(ref, None)
             if reply.status != 429 and self.cooldowns.probes:  # a 429 re-cools it (and
                 self.cooldowns.answered(ref)  # ends the probe); only a probe has to end
+            if reply.status == 400 and call.repair is not None:
+                again = await repaired(
+                    call, reply, responder, member, key, span, self.counters, self.observer
+                )
+                if again is not None:
+                    walk.attempts += 1
+                    reply = again
             if reply.status == 200:
                 self.pacer.succeeded(ref)
+                empty, reply = await judged(call, reply) if call.empty_fails else (False, reply)
+                if empty:  # a failed attempt, but the member is fine: no cooldown
+                    self.observer.attempt_failed(span, member, "empty")
+                    walk.failures += 1
+                    walk.left(member.model, "empty answer")
+                    walk.empty = Outcome(reply, member, walk.attempts)
+                    continue
                 self.observer.attempt_answered(member)
                 return Outcome(reply, member, walk.attempts, span, ref, ticket)
             self.observer.attempt_failed(span, member, str(reply.status))

@@ -60,6 +60,8 @@ class Walk:
     rest_s: float = 0.0
     key_refusal: Outcome | None = None  # a key the upstream refused: its answer, if all fail
     rested: int = 0  # keys skipped as resting, with no round trip
+    last: Member | None = None  # the member of the last attempt (a move is to another one)
+    empty: Outcome | None = None  # the last empty answer, the answer if every member is empty
 
     def note(self, text: str) -> None:
         self.notes = [*self.notes, text]  # a few at most: max_attempts bounds them

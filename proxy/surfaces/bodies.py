@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from proxy.errors import InvalidArgument
-from proxy.wire import dump_body, parse_body
+from proxy.wire import parse_body
 
 
 def check_body(body: bytes) -> dict[str, Any]:
@@ -39,18 +39,19 @@ def _refs(action: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def model_rewriter(action: str, data: dict[str, Any]) -> Callable[[str], bytes] | None:
-    """A function making the body for a member model, or ``None`` if the body names none."""
+def model_setter(action: str, data: dict[str, Any]) -> Callable[[str], bool] | None:
+    """A function pointing the body's model fields at a member model, or ``None`` if the body
+    names none."""
     refs = _refs(action, data)
     if not refs:
         return None
 
-    def body_for(model: str) -> bytes:
+    def set_model(model: str) -> bool:
         for ref in refs:
             ref["model"] = f"models/{model}"
-        return dump_body(data)
+        return True
 
-    return body_for
+    return set_model
 
 
 def without_key(raw_query: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.agents.shaping import shaper
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
@@ -12,10 +13,11 @@ from proxy.responders import Call
 from proxy.responders.base import ACTIONS
 from proxy.state import runtime_of
 from proxy.surfaces import relay
-from proxy.surfaces.bodies import check_body, model_rewriter, without_key
+from proxy.surfaces.bodies import check_body, model_setter, without_key
 from proxy.surfaces.held import client_headers
 
 BODY_NAMES_MODEL = frozenset({"embedContent", "batchEmbedContents", "countTokens"})
+ANSWERS_WITH_CANDIDATES = frozenset({"generateContent", "streamGenerateContent"})
 # Client headers worth passing on; everything else (keys above all) stays here.
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
 
@@ -49,6 +51,9 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     data = check_body(body)  # malformed JSON is answered here, never sent upstream
     raw_query = request.rel_url.raw_query_string
+    body_for, repair = shaper(
+        action, body, data, model_setter(action, data) if action in BODY_NAMES_MODEL else None
+    )
     call = Call(
         action=action,
         model=model,
@@ -57,8 +62,10 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         sse=request.query.get("alt") == "sse" if raw_query else False,
         headers=client_headers(request, FORWARDED),
         query=without_key(raw_query) if raw_query else "",
-        body_for=model_rewriter(action, data) if action in BODY_NAMES_MODEL else None,
+        body_for=body_for,
         hold=relay.hold_of(request),
+        repair=repair,
+        empty_fails=action in ANSWERS_WITH_CANDIDATES and runtime.config.rotation.on_empty,
     )
     if names_resources(body):
         # A file or cached content lives in one key's project: the call goes with that key.

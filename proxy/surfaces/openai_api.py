@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from proxy import openai_wire
+from proxy.agents.shaping import shaper
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
 from proxy.resources.pinning import names_resources, pin_for
@@ -28,7 +29,6 @@ from proxy.surfaces.bodies import check_body
 from proxy.surfaces.gemini_api import FORWARDED, check_model
 from proxy.surfaces.held import client_headers
 from proxy.surfaces.models_api import fetch_upstream, local_entries, upstream_of
-from proxy.wire import dump_body
 
 log = logging.getLogger("l104.openai")
 PREFIX = "/v1beta/openai"
@@ -43,12 +43,12 @@ def _model_of(data: dict[str, Any]) -> str:
     return model
 
 
-def _rewriter(data: dict[str, Any]) -> Callable[[str], bytes]:
-    def body_for(model: str) -> bytes:
+def _setter(data: dict[str, Any]) -> Callable[[str], bool]:
+    def set_model(model: str) -> bool:
         data["model"] = model
-        return dump_body(data)
+        return True
 
-    return body_for
+    return set_model
 
 
 def _json(data: Any) -> web.Response:
@@ -69,13 +69,15 @@ async def _call(
     exchange = exchange_of(request)
     model = _model_of(data)
     exchange.requested = model
+    body_for, repair = shaper(action, body, data, _setter(data))
     call = Call(
         action=action,
         model=model,
         body=body,
         headers=client_headers(request, FORWARDED),
-        body_for=_rewriter(data),
+        body_for=body_for,
         hold=relay.hold_of(request),
+        repair=repair,
     )
     if names_resources(body):
         # extra_body.google.cached_content, a file: the caller's own, with the key holding it.

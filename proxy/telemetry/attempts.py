@@ -84,6 +84,12 @@ class Observer:
             span.set_status(Status(StatusCode.ERROR))
             span.end()
 
+    def signature_repair(self, span: Span, member: Member) -> None:
+        """The member refused the turn's thought signatures; the step goes again, repaired."""
+        self.prom.child(self.prom.signature_repairs, member.model).inc()
+        if span.is_recording():
+            span.add_event("l104.signature_repair", {"gen_ai.request.model": member.model})
+
     def attempt_answered(self, member: Member) -> None:
         self.prom.tallies.attempts[member.model, "200"] += 1
 

@@ -57,6 +57,12 @@ class Prom:
         self.tallies = Tallies()
         r.register(self.tallies)
         self.rotations = Counter("l104_rotations", "Moves from one member to the next", registry=r)
+        self.signature_repairs = Counter(
+            "l104_signature_repairs",
+            "Steps answered again with Gemini's stand-in after a thought-signature 400",
+            ["model"],
+            registry=r,
+        )
         self.quota_429 = Counter(
             "l104_upstream_429", "429 answers from the upstream", ["model"], registry=r
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import agents
 from tests.fakes.common import STATE, STATUS_ERRORS, error, next_step, quota_error, record
 
 UPSTREAM_MODELS = ["gemini-upstream-0", "gemini-upstream-1"]
@@ -57,13 +58,50 @@ async def _body_and_step(
     if status != 200:
         message, name = STATUS_ERRORS.get(status, ("Scripted failure.", "INTERNAL"))
         return model, step, error(status, message, name, array=True)
-    return model, {**step, "stream": data.get("stream") is True}, None
+    return model, {**step, "stream": data.get("stream") is True, "data": data}, None
+
+
+def _tool_answer(model: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """As Gemini's endpoint answers a request with tools: the next call (a signature from a
+    Gemini 3 model in ``extra_content``), or the text once every tool answered."""
+    names = agents.declared(data)
+    if not names:
+        return None
+    messages = data.get("messages") or []
+    start = max((i + 1 for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    done = [m.get("content") for m in messages[start:] if m.get("role") == "tool"]
+    answer = _completion_chunk(model, "", True)
+    answer["object"] = "chat.completion"
+    choice = answer["choices"][0]
+    if len(done) < len(names):
+        call: dict[str, Any] = {
+            "id": f"call_{len(done)}",
+            "type": "function",
+            "function": {"name": names[len(done)], "arguments": "{}"},
+        }
+        if agents.checks_signatures(model):
+            signature = agents.signature_for(model, len(done))
+            call["extra_content"] = {"google": {"thought_signature": signature}}
+        choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice["finish_reason"] = "tool_calls"
+    else:
+        choice["message"] = {"role": "assistant", "content": f"done on {model}: {done}"}
+    del choice["delta"]
+    answer["usage"] = {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11}
+    return answer
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     model, step, refusal = await _body_and_step(request, "chat")
     if refusal is not None:
         return refusal
+    data = step.pop("data", {})
+    refused = agents.openai_signature_refusal(model, data)
+    if refused:
+        return error(400, refused, "INVALID_ARGUMENT", array=True)
+    tools = _tool_answer(model, data)
+    if tools is not None and not step["stream"]:
+        return web.json_response(tools)
     if not step["stream"]:
         answer = _completion_chunk(model, f"Hello from {model}.", True)
         answer["object"] = "chat.completion"

@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import files_api, live_api, openai_compat
+from tests.fakes import agents, files_api, live_api, openai_compat
 from tests.fakes.common import (
     STATE,
     STATUS_ERRORS,
@@ -122,6 +122,53 @@ async def _stream(
     return resp
 
 
+def _empty_answer(model: str, kind: str) -> dict[str, Any]:
+    usage = {"promptTokenCount": 8, "totalTokenCount": 8}
+    if kind == "none":  # no candidate at all
+        return {"usageMetadata": usage, "modelVersion": model}
+    candidate = {"content": {"role": "model", "parts": []}, "finishReason": kind.upper()}
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+
+async def _empty(
+    request: web.Request, model: str, step: dict[str, Any], action: str, state: State
+) -> web.StreamResponse:
+    answer_ = _empty_answer(model, str(step["empty"]))
+    if action != "streamGenerateContent":
+        return web.json_response(answer_)
+    return await _events(request, [answer_])
+
+
+async def _events(request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
+    sse = request.query.get("alt") == "sse"
+    resp = web.StreamResponse()
+    resp.content_type = "text/event-stream" if sse else "application/json"
+    await resp.prepare(request)
+    for i, event in enumerate(events):
+        data = json.dumps(event)
+        await resp.write(
+            f"data: {data}\r\n\r\n".encode()
+            if sse
+            else (("[" if i == 0 else "\r\n,") + data).encode()
+        )
+    if not sse:
+        await resp.write(b"]")
+    await resp.write_eof()
+    return resp
+
+
+async def _answer_parts(
+    request: web.Request, model: str, action: str, parts: list[dict[str, Any]]
+) -> web.StreamResponse:
+    """An answer of ``parts`` (a function call, or the text after the last response)."""
+    candidate = {"content": {"role": "model", "parts": parts}, "index": 0, "finishReason": "STOP"}
+    usage = {"promptTokenCount": 8, "candidatesTokenCount": 3, "totalTokenCount": 11}
+    answer_ = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+    if action != "streamGenerateContent":
+        return web.json_response(answer_)
+    return await _events(request, [answer_])
+
+
 def _model_mismatch(model: str, action: str, body: bytes) -> str:
     """As Gemini does: a body that names a model must name the URL's model."""
     try:
@@ -155,10 +202,15 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     mismatch = _model_mismatch(model, action, body)
     if mismatch:
         return error(400, mismatch, "INVALID_ARGUMENT")
+    data: dict[str, Any] = {}
     if action in ("generateContent", "streamGenerateContent", "countTokens"):
-        refusal = files_api.check_binding(request, model, json.loads(body or b"{}"))
+        data = json.loads(body or b"{}")
+        refusal = files_api.check_binding(request, model, data)
         if refusal is not None:
             return refusal
+        refused = agents.signature_refusal(model, data)
+        if refused:
+            return error(400, refused, "INVALID_ARGUMENT")
     step = next_step(state, model)
     if step.get("drop"):
         assert request.transport is not None
@@ -188,6 +240,11 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         if step.get("echo_key"):  # a careless upstream that repeats the key it was given
             message += f" Key: {request.headers.get('x-goog-api-key')}"
         return error(status, message, name)
+    if step.get("empty"):  # a 200 with nothing in it
+        return await _empty(request, model, step, action, state)
+    tool_parts = agents.tool_parts(model, data) if data else None
+    if tool_parts is not None:
+        return await _answer_parts(request, model, action, tool_parts)
     if action == "streamGenerateContent":
         return await _stream(request, model, step, request.query.get("alt") == "sse", state)
     if action == "countTokens":

@@ -65,6 +65,8 @@ async def test_metrics_has_the_contract_fields(start_proxy: StartProxy, upstream
     _, body = await get(f"{proxy.url}/metrics")
     assert set(body) == {
         "model_rotations",
+        "model_skips",
+        "signature_repairs",
         "model_usage",
         "model_429_count",
         "requests_total",
