@@ -136,15 +136,29 @@ def openai_signature_refusal(model: str, data: dict[str, Any]) -> str:
 
 def declared(data: dict[str, Any]) -> list[str]:
     """The function names the request declares, in order."""
-    names: list[str] = []
+    return list(declared_args(data))
+
+
+def declared_args(data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each declared function, with the arguments the fake calls it with (every parameter it
+    declares, as ``"Rome"``)."""
+    out: dict[str, dict[str, str]] = {}
     for tool in data.get("tools") or []:
         if not isinstance(tool, dict):
             continue
-        for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or []:
-            names.append(str(decl.get("name")))
+        decls = tool.get("functionDeclarations") or tool.get("function_declarations") or []
         if tool.get("type") == "function":  # OpenAI's shape
-            names.append(str(tool.get("function", {}).get("name")))
-    return names
+            decls = [tool.get("function", {})]
+        for decl in decls:
+            params = (
+                decl.get("parameters")
+                or decl.get("parametersJsonSchema")
+                or decl.get("parameters_json_schema")
+                or {}
+            )
+            props = params.get("properties") if isinstance(params, dict) else None
+            out[str(decl.get("name"))] = {p: "Rome" for p in props or {}}
+    return out
 
 
 def answered(data: dict[str, Any]) -> list[Any]:
@@ -162,12 +176,14 @@ def answered(data: dict[str, Any]) -> list[Any]:
 def tool_parts(model: str, data: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The answer's parts for a request with function tools: the next call, or the final text
     once every declared function answered. None: the request declares no function."""
-    names = declared(data)
+    functions = declared_args(data)
+    names = list(functions)
     if not names:
         return None
     done = answered(data)
     if len(done) < len(names):
-        part: dict[str, Any] = {"functionCall": {"name": names[len(done)], "args": {}}}
+        name = names[len(done)]
+        part: dict[str, Any] = {"functionCall": {"name": name, "args": functions[name]}}
         if checks_signatures(model):
             part["thoughtSignature"] = signature_for(model, len(done))
         return [part]
