@@ -175,7 +175,7 @@ responders:
   mirror: {{type: echo}}
 chains:
   {chains}
-rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6{rotation}}}
+rotation: {{on: [429, 503, timeout, connect, empty], cooldown_s: 60, max_attempts: 6{rotation}}}
 store: {{path: "{store}"}}
 {extra}
 """
