@@ -146,6 +146,7 @@ def _runtime(
             before.rotator.streaks,
             before.rotator.rests,
         )
+        rotator.sticky.turns = before.rotator.sticky.turns
     return Runtime(
         config=config,
         responders=responders,

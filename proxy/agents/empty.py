@@ -113,6 +113,8 @@ async def judge(reply: Reply, sse: bool) -> tuple[bool, Reply]:
             read += await anext(chunks)
         except StopAsyncIteration:
             break
+        except Exception as exc:
+            return False, replace(reply, chunks=_replay(read, None, exc))
         event, complete = first_event(read, sse)
     if not complete or not is_empty(event):
         return False, replace(reply, chunks=_replay(read, chunks))
@@ -124,9 +126,14 @@ async def judge(reply: Reply, sse: bool) -> tuple[bool, Reply]:
     return True, replace(reply, chunks=_replay(read, None))
 
 
-async def _replay(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+async def _replay(
+    first: bytes, rest: AsyncIterator[bytes] | None, broke: Exception | None = None
+) -> AsyncIterator[bytes]:
+    """What was read, then the rest; a stream that broke while it was read breaks here again."""
     if first:
         yield first
+    if broke is not None:
+        raise broke
     if rest is not None:
         async for data in rest:
             yield data

@@ -77,6 +77,12 @@ def shaper(
     return hook, shape.repair if signed else None
 
 
+def uses_tools(body: bytes) -> bool:
+    """Whether a request declares tools or carries function calls (a cheap look: a member
+    marked ``tools: false`` is skipped for it)."""
+    return b'"tools"' in body or may_need_signatures(body)
+
+
 def signature_refusal(status: int, body: bytes) -> bool:
     """A 400 in which Gemini refuses a turn's thought signatures."""
     if status != 400:

@@ -16,8 +16,11 @@ All functions here are pure: they take the parsed body and say whether they chan
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 STAND_IN = "skip_thought_signature_validator"
 CALL_KEYS = ("functionCall", "function_call")
@@ -201,3 +204,25 @@ def _repair_openai(data: dict[str, Any]) -> bool:
                 _sign(call)
                 changed = True
     return changed
+
+
+def turn_key(data: dict[str, Any]) -> str:
+    """A digest of the history before the current turn: the same for every step of one
+    function-calling turn, different for the next turn (clients send no session id). "" when
+    the body has no history to key on."""
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        starts = [
+            i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        head = messages[: starts[-1] + 1] if starts else []
+    else:
+        contents = _contents_of(data)
+        head = contents[: _turn_start(contents)] if contents is not None else []
+    if not head:
+        return ""
+    try:
+        canonical = orjson.dumps(head, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return ""
+    return hashlib.sha256(canonical).hexdigest()[:32]

@@ -8,10 +8,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.config.chains import read_chains
 from proxy.config.secrets import hide_secrets
 from proxy.config.sections import (
     apply_without_keys,
-    read_chains,
     read_clients,
     read_listen,
     read_responders,

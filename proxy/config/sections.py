@@ -4,21 +4,20 @@ its line, key and value (see :class:`proxy.reader.Reader`)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from proxy.config.chains import read_quota
 from proxy.config.types import (
     Chain,
     Client,
     Listen,
     Member,
-    Quota,
     ResponderConf,
     Rotation,
     Tls,
 )
-from proxy.names import valid_model_name
 from proxy.reader import Reader, show
 from proxy.responders import REGISTRY
 from proxy.yamlsource import Source, dotted
@@ -93,94 +92,6 @@ def read_responders(r: Reader) -> dict[str, ResponderConf]:
         spec = REGISTRY[type_].parse(sub)
         sub.finish()
         out[name] = ResponderConf(name, type_, spec, quota)
-    return out
-
-
-def read_quota(r: Reader) -> Quota:
-    """``rpm``, ``tpm``, ``rpd`` where they are declared (a responder, or a chain member)."""
-    return Quota(
-        rpm=r.whole("rpm", 0, high=10_000_000),
-        tpm=r.whole("tpm", 0, high=10_000_000_000),
-        rpd=r.whole("rpd", 0, high=100_000_000),
-    )
-
-
-def _member(
-    r: Reader,
-    chain: str,
-    i: int,
-    text: Any,
-    responders: Mapping[str, ResponderConf],
-    quotas: dict[tuple[str, str], Quota],
-) -> Member | None:
-    if isinstance(text, dict):  # {member: "responder:model", rpm: …, tpm: …, rpd: …}
-        sub = Reader(r.source, (*r.where(chain), i), text)
-        quota = read_quota(sub)
-        named = sub.text("member", required=True)
-        sub.finish()
-        member = _member(r, chain, i, named, responders, quotas) if named else None
-        if member is not None:
-            key = (member.responder, member.model)
-            if quotas.get(key, quota) != quota:
-                sub.error(None, f"member '{named}' is declared with two different quotas")
-            quotas[key] = quota
-        return member
-    where = dotted((*r.where(chain), i))
-    if not isinstance(text, str) or not text:
-        r.source.error(
-            (*r.where(chain), i),
-            f"key '{where}' has {show(r.source, (*r.where(chain), i), text)}: "
-            "must be 'responder:model' or 'responder'",
-        )
-        return None
-    name, _, model = text.partition(":")
-    conf = responders.get(name)
-    if conf is None:
-        known = ", ".join(responders) or "none"
-        r.source.error(
-            (*r.where(chain), i),
-            f"key '{where}' has value '{text}': no responder '{name}' (known: {known})",
-        )
-        return None
-    if not model:
-        if conf.type == "gemini":
-            r.source.error(
-                (*r.where(chain), i),
-                f"key '{where}' has value '{text}': a gemini member needs a model, "
-                f"as '{name}:gemini-2.5-flash'",
-            )
-            return None
-        model = name
-    if not valid_model_name(model):
-        r.source.error(
-            (*r.where(chain), i),
-            f"key '{where}' has value '{text}': '{model}' is not a valid model name",
-        )
-        return None
-    return Member(name, model)
-
-
-def read_chains(
-    r: Reader, responders: Mapping[str, ResponderConf], quotas: dict[tuple[str, str], Quota]
-) -> dict[str, Chain]:
-    """The chains; members written as mappings add their declared quota to ``quotas``."""
-    out: dict[str, Chain] = {}
-    if not r.data:
-        r.error(None, "key 'chains' must declare at least one chain")
-    for name, items in r.data.items():
-        r.seen.add(name)
-        if not valid_model_name(name):
-            r.bad(name, name, "a chain name must be a valid model name (letters, digits, . _ -)")
-            continue
-        if not isinstance(items, list) or not items:
-            r.bad(name, items, "must be a non-empty list of members")
-            continue
-        members = [_member(r, name, i, item, responders, quotas) for i, item in enumerate(items)]
-        good = tuple(m for m in members if m is not None)
-        if len(set(good)) != len(good):
-            r.error(name, f"key '{dotted(r.where(name))}' names a member twice")
-        if good:
-            out[name] = Chain(name, good)
     return out
 
 
@@ -277,7 +188,7 @@ def apply_without_keys(
             )
             if members != chain.members:
                 used.append(chain.name)
-                chains[chain.name] = Chain(chain.name, tuple(dict.fromkeys(members)))
+                chains[chain.name] = replace(chain, members=tuple(dict.fromkeys(members)))
         notices.append(
             f"responder '{conf.name}' has no API key (is GEMINI_API_KEY set?): chains "
             f"{', '.join(used) or '(none)'} are served by the {stand_in.type} responder "

@@ -91,6 +91,8 @@ class Member:
 
     responder: str
     model: str
+    # False: a model without function calling, skipped by a request that uses tools.
+    tools: bool = field(default=True, compare=False)
 
     @property
     def label(self) -> str:
@@ -101,6 +103,10 @@ class Member:
 class Chain:
     name: str
     members: tuple[Member, ...]
+    # Other model names this chain answers for: exact names, or globs ("gemini-*-flash*").
+    aliases: tuple[str, ...] = ()
+    # The steps of one function-calling turn stay on the member that began it (until a 429).
+    sticky_turn: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,8 @@ class Call:
     hold: Hold | None = None
     repair: Callable[[], bytes | None] | None = None
     empty_fails: bool = False
+    uses_tools: bool = False  # declares tools or carries function calls: needs such a member
+    turn: str = ""  # a digest of the history before this function-calling turn (sticky_turn)
 
     def aim(self, member: Target) -> None:
         """Point the call at ``member`` for the next attempt, its body included."""

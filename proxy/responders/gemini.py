@@ -294,9 +294,8 @@ class GeminiResponder:
 
 async def _relay(resp: aiohttp.ClientResponse, keys: list[bytes]) -> AsyncIterator[bytes]:
     """The stream's chunks with every key in ``keys`` scrubbed. A key cut in two by a network
-    read is caught by holding back the few bytes after a chunk's last newline that could start
-    one (an SSE event ends in a newline, so a whole event is never held back)."""
-    longest = max((len(k) for k in keys), default=0)
+    read is caught by holding back a chunk's tail only when it is the start of a key (so a
+    whole event is never held back)."""
     carry = b""
     try:
         async for data in resp.content.iter_any():
@@ -305,8 +304,8 @@ async def _relay(resp: aiohttp.ClientResponse, keys: list[bytes]) -> AsyncIterat
             for key in keys:
                 if key in data:
                     data = data.replace(key, REDACTED)
-            if longest and data[-1:] != b"\n":
-                cut = max(data.rfind(b"\n") + 1, len(data) - longest + 1)
+            cut = _key_start(data, keys) if keys else -1
+            if cut >= 0:
                 data, carry = data[:cut], data[cut:]
             if data:
                 yield data
@@ -317,6 +316,19 @@ async def _relay(resp: aiohttp.ClientResponse, keys: list[bytes]) -> AsyncIterat
         raise
     finally:
         resp.release()
+
+
+def _key_start(data: bytes, keys: list[bytes]) -> int:
+    """Where a tail of ``data`` that is the start of one of ``keys`` begins, or -1."""
+    cut = -1
+    for key in keys:
+        i = data.find(key[:1], max(0, len(data) - len(key) + 1))
+        while i != -1:
+            if key.startswith(data[i:]):
+                cut = i if cut < 0 else min(cut, i)
+                break
+            i = data.find(key[:1], i + 1)
+    return cut
 
 
 def _looks_json(ctype: str, body: bytes) -> bool:

@@ -25,6 +25,7 @@ from proxy.routing.faults import key_fault
 from proxy.routing.learning import Learning
 from proxy.routing.pacing import Pacer
 from proxy.routing.steps import judged, repaired
+from proxy.routing.sticky import StickyTurns
 from proxy.routing.walk import Outcome, Walk, exhausted, failure, pinned
 from proxy.telemetry.attempts import Observer
 
@@ -65,6 +66,7 @@ class Rotator(Learning):
         self.now = now
         self.coordination: Coordination | None = None  # with store.shared
         self.deadlines = Deadlines(rotation.deadline_s)
+        self.sticky = StickyTurns(cooldowns.clock, rotation.cooldown_s)
 
     async def run(self, plan: Plan, call: Call) -> Outcome:
         """Answer ``call`` from the first member of ``plan`` that can.
@@ -77,10 +79,16 @@ class Rotator(Learning):
         """
         if call.pin is not None:
             plan = pinned(plan, call.pin)
+        turn = call.turn if plan.sticky_turn else ""
+        if turn:
+            plan = self.sticky.plan(plan, turn)
         deadlines = self.deadlines
         task = deadlines.enter()
         try:
-            return await self._run(plan, call)
+            outcome = await self._run(plan, call)
+            if turn and outcome.reply.status == 200:
+                self.sticky.answered(turn, outcome.member)
+            return outcome
         except asyncio.CancelledError:
             if not deadlines.leave(task):  # cancelled by someone else: not a timeout
                 raise
@@ -117,6 +125,11 @@ class Rotator(Learning):
             if not plan.passthrough and self.cooldowns.is_retired(member.responder, member.model):
                 self.counters.model_skips += 1
                 walk.left(member.model, "not found")
+                continue
+            if call.uses_tools and not member.tools:
+                self.counters.model_skips += 1
+                self.observer.skipped(member, "no function calling (tools: false)")
+                walk.left(member.model, "no function calling")
                 continue
             tried = walk.attempts
             outcome = await self._member(plan, member, call, walk)

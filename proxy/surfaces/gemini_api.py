@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.agents.shaping import shaper
+from proxy.agents.shaping import shaper, uses_tools
+from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
@@ -66,11 +67,14 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         hold=relay.hold_of(request),
         repair=repair,
         empty_fails=action in ANSWERS_WITH_CANDIDATES and runtime.config.rotation.on_empty,
+        uses_tools=uses_tools(body),
     )
     if names_resources(body):
         # A file or cached content lives in one key's project: the call goes with that key.
         call.pin = await pin_for(data, exchange.client, runtime.owners)
     plan = runtime.resolver.resolve(model)
+    if plan.sticky_turn and call.uses_tools:
+        call.turn = turn_key(data)
     outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.config import Chain
 from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
 from proxy.responders import Reply, Responder
 from proxy.state import Runtime, runtime_of
@@ -43,16 +44,25 @@ def _entry(name: str, description: str) -> dict[str, Any]:
 def local_entries(runtime: Runtime) -> list[dict[str, Any]]:
     """The chains, then each model of a local responder, once."""
     out = [
-        _entry(c.name, "L104 Proxy chain: " + " -> ".join(m.label for m in c.members))
+        _entry(c.name, "L104 Proxy chain: " + " -> ".join(m.label for m in c.members) + _also(c))
         for c in runtime.config.chains.values()
     ]
     seen = {c.name for c in runtime.config.chains.values()}
+    for chain in runtime.config.chains.values():
+        for alias in chain.aliases:  # an exact alias is a model a client may ask for
+            if alias not in seen and not any(ch in alias for ch in "*?["):
+                seen.add(alias)
+                out.append(_entry(alias, f"L104 Proxy: an alias of the chain '{chain.name}'."))
     for chain in runtime.config.chains.values():
         for m in chain.members:
             if m.model not in seen and not runtime.responders[m.responder].remote:
                 seen.add(m.model)
                 out.append(_entry(m.model, f"Served by the local responder '{m.responder}'."))
     return out
+
+
+def _also(chain: Chain) -> str:
+    return f" (also answers for: {', '.join(chain.aliases)})" if chain.aliases else ""
 
 
 def upstream_of(runtime: Runtime) -> Responder | None:

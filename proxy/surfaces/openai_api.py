@@ -18,7 +18,8 @@ import orjson
 from aiohttp import web
 
 from proxy import openai_wire
-from proxy.agents.shaping import shaper
+from proxy.agents.shaping import shaper, uses_tools
+from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
 from proxy.resources.pinning import names_resources, pin_for
@@ -78,11 +79,15 @@ async def _call(
         body_for=body_for,
         hold=relay.hold_of(request),
         repair=repair,
+        uses_tools=uses_tools(body),
     )
     if names_resources(body):
         # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
         call.pin = await pin_for(data, exchange.client, runtime.owners)
-    outcome = await runtime.rotator.run(runtime.resolver.resolve(model), call)
+    plan = runtime.resolver.resolve(model)
+    if plan.sticky_turn and call.uses_tools:
+        call.turn = turn_key(data)
+    outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
     try:

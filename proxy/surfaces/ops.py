@@ -100,6 +100,14 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, Any] = {
         "status": "ok" if ok else "degraded",
         "models": models,
+        "chains": {
+            c.name: {
+                "members": [m.label for m in c.members],
+                "aliases": list(c.aliases),
+                "sticky_turn": c.sticky_turn,
+            }
+            for c in live.runtime.config.chains.values()
+        },
         "config": _config(live, admin),
     }
     writer = live.runtime.writer

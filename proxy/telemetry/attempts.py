@@ -84,6 +84,12 @@ class Observer:
             span.set_status(Status(StatusCode.ERROR))
             span.end()
 
+    def skipped(self, member: Member, why: str) -> None:
+        """A member passed by without an attempt, for a reason the span should say."""
+        current = trace.get_current_span()
+        if current.is_recording():
+            current.add_event("l104.skip", {"l104.member": member.label, "l104.reason": why})
+
     def signature_repair(self, span: Span, member: Member) -> None:
         """The member refused the turn's thought signatures; the step goes again, repaired."""
         self.prom.child(self.prom.signature_repairs, member.model).inc()

@@ -187,3 +187,45 @@ async def test_the_openai_sdk_with_tools_across_a_rotation(
     finally:
         await client.close()
     assert str(messages[-1]["content"]).startswith(f"done on {G3}")
+
+
+AGENTS = f"""default: ["up:m1"]
+  agents:
+    members: [{{member: "up:gemma-3", tools: false}}, "up:{G3}", "up:{LITE}"]
+    aliases: ["gemini-*"]
+    sticky_turn: true"""
+
+
+async def test_an_alias_walks_its_chain_skipping_members_without_tools(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """ADK and gemini-cli hard-code ``gemini-*`` names: the alias walks the agents chain; the
+    member without function calling is never sent a request with tools."""
+    proxy = await start_proxy(base_yaml(upstream.url, chains=AGENTS, keys=("only-key",)))
+    chat = proxy.client().aio.chats.create(model="gemini-3.8-flash", config=_config(get_weather))
+    answer = await chat.send_message("weather in Rome?")
+    assert (answer.text or "").startswith(f"done on {G3}")
+    assert upstream.requests("gemma-3") == []
+    assert _models(upstream) == [G3, G3]
+    # A plain request (no tools) may use it.
+    plain = await proxy.client().aio.models.generate_content(
+        model="gemini-3.8-flash", contents="hi"
+    )
+    assert plain.text == "Hello from gemma-3."
+
+
+async def test_sticky_turn_keeps_a_turn_on_the_member_that_began_it(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, chains=AGENTS, keys=("only-key",)))
+    upstream.script(G3, {"status": 503})  # the turn begins on 2.5 ...
+    chat = proxy.client().aio.chats.create(
+        model="agents", config=_config(get_weather, get_time, get_news)
+    )
+    answer = await chat.send_message("weather, time and news?")
+    assert (answer.text or "").startswith(f"done on {LITE}")
+    # ... and stays there, though 3 has room again from the second step on.
+    assert _models(upstream) == [G3, LITE, LITE, LITE, LITE]
+    # The next turn (a new history) starts from the chain's head again.
+    await chat.send_message("and tomorrow?")
+    assert _models(upstream)[5] == G3

@@ -57,10 +57,7 @@ async def test_a_stream_is_judged_on_its_first_event(
     async with aiohttp.ClientSession() as s, s.post(url, json=BODY) as r:
         assert r.status == 200
         assert r.headers["x-l104-model"] == "m2"
-        if sse:
-            events = [data for _, data in await read_sse(r)]
-        else:
-            events = json.loads(await r.read())
+        events = [data for _, data in await read_sse(r)] if sse else json.loads(await r.read())
     assert [e["candidates"][0]["content"]["parts"][0]["text"] for e in events] == [
         f"part{i} from m2. " for i in range(3)
     ]

@@ -28,6 +28,13 @@ async def test_health_turns_degraded_when_a_member_cools(
             m: {"state": "ready", "cooldown_s": 0.0, "keys": [{"key": 0, "state": "ready"}]}
             for m in ("m1", "m2", "m3")
         },
+        "chains": {
+            "default": {
+                "members": ["up:m1", "up:m2", "up:m3"],
+                "aliases": [],
+                "sticky_turn": False,
+            }
+        },
     }
     upstream.script("m1", {"status": 429, "delay": "30s"})
     await proxy.client().aio.models.generate_content(model="default", contents="x")
