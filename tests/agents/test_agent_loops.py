@@ -5,8 +5,11 @@ endpoint is corrupted), so each of these fails on a proxy that passes bodies on 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -229,3 +232,31 @@ async def test_sticky_turn_keeps_a_turn_on_the_member_that_began_it(
     # The next turn (a new history) starts from the chain's head again.
     await chat.send_message("and tomorrow?")
     assert _models(upstream)[5] == G3
+
+
+async def test_a_pydantic_ai_agent_finishes_a_multi_step_tool_task_while_3_answers_429(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """pydantic-ai's agent with its OpenAI model on ``/v1beta/openai/``: Gemini 3 is out of
+    quota for the first step, so the turn begins on 2.5 and goes on wherever the chain sends
+    it; the agent sees answers only."""
+    proxy = await _proxy(start_proxy, upstream)
+    upstream.script(G3, {"status": 429, "delay": "1s"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("pydantic_agent.py")),
+        f"{proxy.url}/v1beta/openai/",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["called"] == ["weather:Rome", "clock:Rome"]
+    assert result["output"].startswith(f"done on {LITE}")  # 3 cools for the whole turn
+    assert "sunny in Rome" in result["output"]

@@ -64,7 +64,8 @@ async def _body_and_step(
 def _tool_answer(model: str, data: dict[str, Any]) -> dict[str, Any] | None:
     """As Gemini's endpoint answers a request with tools: the next call (a signature from a
     Gemini 3 model in ``extra_content``), or the text once every tool answered."""
-    names = agents.declared(data)
+    functions = agents.declared_args(data)
+    names = list(functions)
     if not names:
         return None
     messages = data.get("messages") or []
@@ -77,7 +78,10 @@ def _tool_answer(model: str, data: dict[str, Any]) -> dict[str, Any] | None:
         call: dict[str, Any] = {
             "id": f"call_{len(done)}",
             "type": "function",
-            "function": {"name": names[len(done)], "arguments": "{}"},
+            "function": {
+                "name": names[len(done)],
+                "arguments": json.dumps(functions[names[len(done)]]),
+            },
         }
         if agents.checks_signatures(model):
             signature = agents.signature_for(model, len(done))
