@@ -212,7 +212,7 @@ responders:
 chains:
   default: ["up:m1", "up:m2"]
   rot: ["up:cold-m1", "up:m2"]
-rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
+rotation: {{on: [429, 503, timeout, connect, empty], cooldown_s: 60, max_attempts: 6}}
 clients:
   - {{name: bench, key: "{client_key}", requests_per_minute: 100000000,
      tokens_per_minute: 100000000000}}

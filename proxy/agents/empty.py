@@ -47,7 +47,10 @@ def is_empty(answer: Any) -> bool:
 
 
 def empty_body(body: bytes) -> bool:
-    """:func:`is_empty` of a unary answer's bytes (a body that is no JSON is not judged)."""
+    """:func:`is_empty` of a unary answer's bytes (a body that is no JSON is not judged). The
+    usual answer has a text or a function call part: it is not parsed."""
+    if b'"text"' in body or b'"functionCall"' in body:
+        return False
     try:
         return is_empty(orjson.loads(body))
     except orjson.JSONDecodeError:
