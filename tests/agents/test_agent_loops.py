@@ -103,15 +103,24 @@ async def test_a_turn_begun_on_25_goes_on_on_3(
     assert base64.urlsafe_b64decode(sent[2][1] + "==").startswith(b"aistudio:")
 
 
-async def test_a_turn_going_3_then_25_then_3(start_proxy: StartProxy, upstream: Upstream) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_turn_going_3_then_25_then_3(
+    start_proxy: StartProxy, upstream: Upstream, stream: bool
+) -> None:
     proxy = await _proxy(start_proxy, upstream)
     upstream.script(G3, {}, {"status": 503})  # step 1 on 3, step 2 on 2.5, step 3 on 3
     chat = proxy.client().aio.chats.create(
         model="default", config=_config(get_weather, get_time, get_news)
     )
-    answer = await chat.send_message("weather, time and news in Oslo?")
-    assert (answer.text or "").startswith(f"done on {G3}")
-    assert "quiet in Rome" in (answer.text or "")
+    question = "weather, time and news in Oslo?"
+    if stream:
+        text = ""
+        async for chunk in await chat.send_message_stream(question):
+            text += chunk.text or ""
+    else:
+        text = (await chat.send_message(question)).text or ""
+    assert text.startswith(f"done on {G3}")
+    assert "quiet in Rome" in text
     models = _models(upstream)
     assert models == [G3, G3, LITE, G3, G3]  # the second G3 is the 503
     # 3's own signature is kept; 2.5's unsigned call gets the stand-in.
