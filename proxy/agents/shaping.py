@@ -6,6 +6,7 @@ helper. Also the repair a signature 400 asks for (:func:`proxy.agents.signatures
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from proxy.agents.signatures import fill, may_need_signatures, repair, validates_signatures
@@ -65,22 +66,27 @@ def shaper(
     body: bytes,
     data: dict[str, Any],
     set_model: Callable[[str], bool] | None,
-) -> tuple[BodyFor | None, Repair | None]:
-    """The per-attempt body hook and the signature repair for a request. The usual request
-    (no model field, no function call) gets no hook: its bytes go as they came.
+) -> tuple[BodyFor | None, Repair | None, bool]:
+    """The per-attempt body hook, the signature repair, and whether the request uses tools
+    (declares them, or carries function calls). The usual request (no model field, no function
+    call) gets no hook, and a repair that parses nothing until a 400 asks for it: its bytes go
+    as they came.
 
     ``set_model`` points the body's model fields at a model (True if the body names one)."""
-    signed = action in SIGNED_ACTIONS
-    signatures = signed and may_need_signatures(body)
+    if action not in SIGNED_ACTIONS:
+        hook = Shaper(body, data, set_model, False).body_for if set_model is not None else None
+        return hook, None, b'"tools"' in body
+    signatures = may_need_signatures(body)
+    tools = signatures or b'"tools"' in body
+    if set_model is None and not signatures:
+        return None, partial(_late_repair, data), tools
     shape = Shaper(body, data, set_model, signatures)
-    hook = shape.body_for if set_model is not None or signatures else None
-    return hook, shape.repair if signed else None
+    return shape.body_for, shape.repair, tools
 
 
-def uses_tools(body: bytes) -> bool:
-    """Whether a request declares tools or carries function calls (a cheap look: a member
-    marked ``tools: false`` is skipped for it)."""
-    return b'"tools"' in body or may_need_signatures(body)
+def _late_repair(data: dict[str, Any]) -> bytes | None:
+    """The repair of a body that had no hook (an escaped spelling the cheap look missed)."""
+    return dump_body(data) if repair(data) else None
 
 
 def signature_refusal(status: int, body: bytes) -> bool:

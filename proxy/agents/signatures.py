@@ -26,8 +26,6 @@ STAND_IN = "skip_thought_signature_validator"
 CALL_KEYS = ("functionCall", "function_call")
 RESPONSE_KEYS = ("functionResponse", "function_response")
 SIGNATURE_KEYS = ("thoughtSignature", "thought_signature")
-# Bytes that a body holding a function call has (a cheap look before any parse).
-MARKERS = (b"functionCall", b"function_call", b"tool_calls")
 
 
 def validates_signatures(model: str) -> bool:
@@ -38,7 +36,7 @@ def validates_signatures(model: str) -> bool:
 def may_need_signatures(body: bytes) -> bool:
     """The cheap first look: a body with no function call needs nothing. (An escaped spelling
     slips through here; :func:`repair`, after Gemini's 400, catches it.)"""
-    return any(marker in body for marker in MARKERS)
+    return b"functionCall" in body or b"function_call" in body or b"tool_calls" in body
 
 
 def _parts(content: Any) -> list[Any]:

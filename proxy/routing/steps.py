@@ -1,13 +1,11 @@
 """What the rotation loop does for an agent's step besides rotating: the signature repair (a
 400 that refused the turn's thought signatures is answered by the same member and key again,
-with the stand-in; not a rotation, not a cooldown) and the empty answer (a failed attempt, with
-no cooldown). See :mod:`proxy.agents`."""
+with the stand-in; not a rotation, not a cooldown). See :mod:`proxy.agents`."""
 
 from __future__ import annotations
 
 from opentelemetry.trace import Span
 
-from proxy.agents.empty import judge
 from proxy.agents.shaping import signature_refusal
 from proxy.config import Member
 from proxy.errors import AttemptFailed
@@ -40,11 +38,3 @@ async def repaired(
         return await responder.send(call, key)
     except AttemptFailed:
         return None  # no answer to the retry: the 400 stands, as the client would have seen
-
-
-async def judged(call: Call, reply: Reply) -> tuple[bool, Reply]:
-    """Whether a 200 is empty (when the call counts that as a failure), and the reply to use
-    from now on (a stream's first event read and kept for the client)."""
-    if not call.empty_fails:
-        return False, reply
-    return await judge(reply, call.sse)

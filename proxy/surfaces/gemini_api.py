@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.agents.shaping import shaper, uses_tools
+from proxy.agents.shaping import shaper
 from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
@@ -52,7 +52,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     data = check_body(body)  # malformed JSON is answered here, never sent upstream
     raw_query = request.rel_url.raw_query_string
-    body_for, repair = shaper(
+    body_for, repair, tools = shaper(
         action, body, data, model_setter(action, data) if action in BODY_NAMES_MODEL else None
     )
     call = Call(
@@ -67,7 +67,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         hold=relay.hold_of(request),
         repair=repair,
         empty_fails=action in ANSWERS_WITH_CANDIDATES and runtime.config.rotation.on_empty,
-        uses_tools=uses_tools(body),
+        uses_tools=tools,
     )
     if names_resources(body):
         # A file or cached content lives in one key's project: the call goes with that key.

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from proxy import openai_wire
-from proxy.agents.shaping import shaper, uses_tools
+from proxy.agents.shaping import shaper
 from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
@@ -70,7 +70,7 @@ async def _call(
     exchange = exchange_of(request)
     model = _model_of(data)
     exchange.requested = model
-    body_for, repair = shaper(action, body, data, _setter(data))
+    body_for, repair, tools = shaper(action, body, data, _setter(data))
     call = Call(
         action=action,
         model=model,
@@ -79,7 +79,7 @@ async def _call(
         body_for=body_for,
         hold=relay.hold_of(request),
         repair=repair,
-        uses_tools=uses_tools(body),
+        uses_tools=tools,
     )
     if names_resources(body):
         # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
