@@ -94,16 +94,18 @@ def _contents_of(data: dict[str, Any]) -> list[Any] | None:
     return contents if isinstance(contents, list) else None
 
 
+def _turn_steps(data: dict[str, Any]) -> Iterator[list[Any]]:
+    contents = _contents_of(data)
+    return _steps(contents) if contents is not None else iter(())
+
+
 def fill(data: dict[str, Any]) -> bool:
     """Put the stand-in on each step's first function call that has no signature, in the
     current turn (Gemini's shape, or OpenAI's ``messages``). True if the body changed."""
     if "messages" in data:
         return _fill_openai(data)
-    contents = _contents_of(data)
-    if contents is None:
-        return False
     changed = False
-    for step in _steps(contents):
+    for step in _turn_steps(data):
         call = _first_call(step)
         if call is not None and not any(call.get(k) for k in SIGNATURE_KEYS):
             call["thoughtSignature"] = STAND_IN
@@ -116,11 +118,8 @@ def repair(data: dict[str, Any]) -> bool:
     stand-in (one issued elsewhere, or corrupted), and each step's first call gets one."""
     if "messages" in data:
         return _repair_openai(data)
-    contents = _contents_of(data)
-    if contents is None:
-        return False
     changed = False
-    for step in _steps(contents):
+    for step in _turn_steps(data):
         for content in step:
             for part in _parts(content):
                 for key in SIGNATURE_KEYS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from proxy.agents.shaping import shaper
@@ -12,7 +14,8 @@ from proxy.names import valid_model_name
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call
 from proxy.responders.base import ACTIONS
-from proxy.state import runtime_of
+from proxy.routing.chain import Plan
+from proxy.state import Runtime, runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body, model_setter, without_key
 from proxy.surfaces.held import client_headers
@@ -44,6 +47,19 @@ def check_model(model: str) -> None:
         raise InvalidArgument(f"Invalid model name: '{model[:100]}'.")
 
 
+async def plan_for(runtime: Runtime, call: Call, data: dict[str, Any], client: str) -> Plan:
+    """The plan ``call`` walks: its model's chain, pinned to the key of the files or cached
+    content it names (the caller's own, or Gemini's answer for a missing one), with the turn
+    key a ``sticky_turn`` chain needs."""
+    if names_resources(call.body):
+        # A file or cached content lives in one key's project: the call goes with that key.
+        call.pin = await pin_for(data, client, runtime.owners)
+    plan = runtime.resolver.resolve(call.model)
+    if plan.sticky_turn and call.uses_tools:
+        call.turn = turn_key(data)
+    return plan
+
+
 async def model_action(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
     model, action = split_target(request.match_info["target"])
@@ -69,12 +85,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         empty_fails=action in ANSWERS_WITH_CANDIDATES and runtime.config.rotation.on_empty,
         uses_tools=tools,
     )
-    if names_resources(body):
-        # A file or cached content lives in one key's project: the call goes with that key.
-        call.pin = await pin_for(data, exchange.client, runtime.owners)
-    plan = runtime.resolver.resolve(model)
-    if plan.sticky_turn and call.uses_tools:
-        call.turn = turn_key(data)
+    plan = await plan_for(runtime, call, data, exchange.client)
     outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}

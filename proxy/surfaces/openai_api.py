@@ -19,15 +19,13 @@ from aiohttp import web
 
 from proxy import openai_wire
 from proxy.agents.shaping import shaper
-from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, UpstreamUnavailable
 from proxy.exchange import exchange_of
-from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call, Reply
 from proxy.state import runtime_of
 from proxy.surfaces import relay
 from proxy.surfaces.bodies import check_body
-from proxy.surfaces.gemini_api import FORWARDED, check_model
+from proxy.surfaces.gemini_api import FORWARDED, check_model, plan_for
 from proxy.surfaces.held import client_headers
 from proxy.surfaces.models_api import fetch_upstream, local_entries, upstream_of
 
@@ -81,12 +79,8 @@ async def _call(
         repair=repair,
         uses_tools=tools,
     )
-    if names_resources(body):
-        # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
-        call.pin = await pin_for(data, exchange.client, runtime.owners)
-    plan = runtime.resolver.resolve(model)
-    if plan.sticky_turn and call.uses_tools:
-        call.turn = turn_key(data)
+    # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
+    plan = await plan_for(runtime, call, data, exchange.client)
     outcome = await runtime.rotator.run(plan, call)
     exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
