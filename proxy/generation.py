@@ -65,8 +65,9 @@ def config_layers(
     """The layers that read the config, outermost first."""
     limits = config.limits
     admission = before.find(GlobalAdmission) if before is not None else None
-    if admission is None or admission.limits != limits:
-        admission = GlobalAdmission(limits, parts.counters, parts.clock)
+    clients = len(config.clients)
+    if admission is None or admission.limits != limits or admission.clients != clients:
+        admission = GlobalAdmission(limits, parts.counters, parts.clock, clients)
     layers: list[tuple[str, Middleware]] = [
         # Errors first: it turns every inner layer's refusals into Gemini JSON.
         ("errors", ErrorMiddleware(limits.max_body_bytes)),

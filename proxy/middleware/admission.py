@@ -1,6 +1,9 @@
 """Global admission: ``limits.requests_per_second``, ``limits.max_concurrent``, and one
 client's share of the slots (``limits.max_concurrent_per_client``), so that one client (a client
-key, or a peer address when the proxy has no clients) cannot hold every slot.
+key, or a peer address when the proxy has no clients) cannot hold every slot. The default share
+(a quarter) applies where there are clients to share with: two or more in ``clients``. With one
+client, or none (a loopback proxy, where every local process is one peer), a share would only
+cap the one user; a share set in the config applies as set.
 
 Over the rate, or still without a slot after a bounded wait (``limits.queue_timeout_s``), a
 request gets 429 with ``Retry-After``: the proxy is the busy party, and the client may retry.
@@ -23,9 +26,12 @@ from proxy.routing.window import SlidingWindow
 
 
 class GlobalAdmission(Middleware):
-    def __init__(self, limits: Limits, counters: Counters, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, limits: Limits, counters: Counters, clock: Callable[[], float], clients: int = 2
+    ) -> None:
         self.counters = counters
         self.limits = limits
+        self.clients = clients
         self.rate = (
             SlidingWindow(limits.requests_per_second, 1.0, clock)
             if limits.requests_per_second > 0
@@ -33,7 +39,8 @@ class GlobalAdmission(Middleware):
         )
         self.slots = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
         self.queue_timeout_s = limits.queue_timeout_s
-        self.per_client = limits.per_client_slots
+        shared = limits.max_concurrent_per_client >= 0 or clients >= 2
+        self.per_client = limits.per_client_slots if shared else 0
         self.held: dict[str, int] = {}  # slots held (or waited for) by each client
 
     def _reject(self, request: web.Request, why: str, wait: float) -> ClientRateLimited:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from proxy.config import Limits
 from tests.conftest import StartProxy, Upstream, base_yaml
@@ -79,3 +80,31 @@ def test_the_default_share_is_a_quarter_of_the_slots() -> None:
     assert Limits(max_concurrent=2).per_client_slots == 1
     assert Limits(max_concurrent=0).per_client_slots == 0
     assert Limits(max_concurrent=256, max_concurrent_per_client=0).per_client_slots == 0
+
+
+@pytest.mark.parametrize(
+    ("clients", "refused"),
+    [
+        ("", 0),  # no clients: a loopback proxy's one user is not capped by default
+        ("clients: [{name: alice, key: alice-key}]", 0),
+        ("clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]", 2),
+    ],
+)
+async def test_the_default_share_applies_where_there_are_clients_to_share_with(
+    start_proxy: StartProxy, upstream: Upstream, clients: str, refused: int
+) -> None:
+    extra = f"limits: {{max_concurrent: 8, queue_timeout_s: 0.2}}\n{clients}"
+    proxy = await start_proxy(base_yaml(upstream.url, extra=extra))
+    upstream.script("m1", *({"hang": 0.5} for _ in range(4)))
+
+    async def one() -> int:
+        headers = {"x-goog-api-key": "alice-key"}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(proxy.url + URL, json={"contents": []}, headers=headers) as r,
+        ):
+            await r.read()
+            return r.status
+
+    statuses = await asyncio.gather(*(one() for _ in range(4)))
+    assert statuses.count(429) == refused
