@@ -63,12 +63,12 @@ def _turn_start(contents: list[Any]) -> int:
     return 0
 
 
-def _steps(contents: list[Any]) -> Iterator[list[Any]]:
-    """The current turn's steps: runs of consecutive model contents."""
+def _runs(items: list[Any], role: str) -> Iterator[list[Any]]:
+    """The runs of consecutive items of ``role``: the steps of a turn."""
     step: list[Any] = []
-    for content in contents[_turn_start(contents) :]:
-        if isinstance(content, dict) and content.get("role") == "model":
-            step.append(content)
+    for item in items:
+        if isinstance(item, dict) and item.get("role") == role:
+            step.append(item)
         elif step:
             yield step
             step = []
@@ -95,8 +95,20 @@ def _contents_of(data: dict[str, Any]) -> list[Any] | None:
 
 
 def _turn_steps(data: dict[str, Any]) -> Iterator[list[Any]]:
+    """The current turn's steps: runs of consecutive model contents."""
     contents = _contents_of(data)
-    return _steps(contents) if contents is not None else iter(())
+    if contents is None:
+        return iter(())
+    return _runs(contents[_turn_start(contents) :], "model")
+
+
+def _sign_first(step: list[Any]) -> bool:
+    """The stand-in on the step's first function call, if it has no signature."""
+    call = _first_call(step)
+    if call is None or any(call.get(k) for k in SIGNATURE_KEYS):
+        return False
+    call["thoughtSignature"] = STAND_IN
+    return True
 
 
 def fill(data: dict[str, Any]) -> bool:
@@ -106,10 +118,7 @@ def fill(data: dict[str, Any]) -> bool:
         return _fill_openai(data)
     changed = False
     for step in _turn_steps(data):
-        call = _first_call(step)
-        if call is not None and not any(call.get(k) for k in SIGNATURE_KEYS):
-            call["thoughtSignature"] = STAND_IN
-            changed = True
+        changed = _sign_first(step) or changed
     return changed
 
 
@@ -126,31 +135,23 @@ def repair(data: dict[str, Any]) -> bool:
                     if isinstance(part, dict) and key in part and part[key] != STAND_IN:
                         part[key] = STAND_IN
                         changed = True
-        call = _first_call(step)
-        if call is not None and not any(call.get(k) for k in SIGNATURE_KEYS):
-            call["thoughtSignature"] = STAND_IN
-            changed = True
+        changed = _sign_first(step) or changed
     return changed
 
 
 # -- the OpenAI-compatible shape -------------------------------------------------------------
 
 
-def _openai_steps(messages: list[Any]) -> Iterator[list[dict[str, Any]]]:
-    start = 0
+def _openai_turn_start(messages: list[Any]) -> int:
+    """Index of the current turn's first message: the one after the last user message."""
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], dict) and messages[i].get("role") == "user":
-            start = i + 1
-            break
-    step: list[dict[str, Any]] = []
-    for message in messages[start:]:
-        if isinstance(message, dict) and message.get("role") == "assistant":
-            step.append(message)
-        elif step:
-            yield step
-            step = []
-    if step:
-        yield step
+            return i + 1
+    return 0
+
+
+def _openai_steps(messages: list[Any]) -> Iterator[list[Any]]:
+    return _runs(messages[_openai_turn_start(messages) :], "assistant")
 
 
 def _openai_calls(step: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -209,10 +210,7 @@ def turn_key(data: dict[str, Any]) -> str:
     the body has no history to key on."""
     messages = data.get("messages")
     if isinstance(messages, list):
-        starts = [
-            i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"
-        ]
-        head = messages[: starts[-1] + 1] if starts else []
+        head = messages[: _openai_turn_start(messages)]
     else:
         contents = _contents_of(data)
         head = contents[: _turn_start(contents)] if contents is not None else []
