@@ -89,32 +89,9 @@ def _start_tasks(live: Live, store: Store | None) -> Supervisor:
             await store.save_counters(live.runtime.counters.persistent())
             await store.save_day_counts(live.runtime.rotator.budget.day_counts())
 
-        written = [store.writer.written]  # when the file now at the path was opened
-
         async def check_file() -> None:
-            why = store.gone()
-            if not why or store.writer.refusing:
-                return
-            # Rows written since the file was opened went to a file nobody can read again.
-            lost = store.writer.written - written[0]
-            store.writer.dropped += lost
-            what = f"the store at {store.path}: {why} while serving ({lost} writes lost with it)"
-            if config.on_corrupt == "refuse":
-                store.writer.refusing = True
-                store.writer.notice = f"{what}; store.on_corrupt is refuse: no rows are kept"
-                log.error("%s", store.writer.notice)
-                return
-            try:
-                db = await store.reopen()
-            except StoreError as exc:
-                store.writer.refusing = True
-                store.writer.notice = f"{what}; it could not be made again: {exc}"
-                log.error("%s", store.writer.notice)
-                return
-            live.runtime.owners.db = db
-            written[0] = store.writer.written
-            store.writer.notice = f"{what}; a new store was made at the same path"
-            log.warning("%s", store.writer.notice)
+            if await store.watch_file(config.on_corrupt):
+                live.runtime.owners.db = store.db  # the resources' rows go to the new file
 
         supervisor.start("maintenance", lambda: every(config.maintenance_s, maintain))
         supervisor.start("store file", lambda: every(STORE_CHECK_S, check_file))

@@ -52,16 +52,15 @@ def _public_url(r: Reader) -> str:
     return url
 
 
-def _networks(r: Reader) -> tuple[str, ...]:
+def _networks(r: Reader) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``trusted_proxies``, parsed once here (addresses, or networks in CIDR)."""
     out = []
     for i, text in enumerate(r.texts("trusted_proxies")):
         try:
-            ipaddress.ip_network(text, strict=False)
+            out.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             where = (*r.where("trusted_proxies"), i)
             r.source.error(where, f"key '{dotted(where)}' has value '{text}': not an address")
-            continue
-        out.append(text)
     return tuple(out)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from proxy.yamlsource import Issue
@@ -43,7 +44,7 @@ class Listen:
     # The proxy's address as clients reach it (behind a TLS terminator): upload URLs use it.
     public_url: str = ""
     # Peers whose X-Forwarded-Proto/-Host are believed (addresses or networks, CIDR).
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def __repr__(self) -> str:  # SECURITY: the admin key never reaches a log line.
         return (

@@ -278,9 +278,7 @@ class GeminiResponder:
 
     def scrub_text(self, text: str) -> str:
         """``text`` (a header, a close reason) with every upstream key replaced."""
-        for key in self._scrubbed:
-            text = text.replace(key.decode(), "[redacted]")
-        return text
+        return self._scrub(text.encode()).decode(errors="replace")
 
     async def fetch(
         self, version: str, path: str, query: Mapping[str, str], key_index: int

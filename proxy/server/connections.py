@@ -48,10 +48,8 @@ class ConnectionLimits:
     body_deadline_s: float = 60.0
     max_upload_bytes: int = 2 * 1024**3  # an upload of no stated size is given this much time
 
-    def body_ticks(self, path: str, content_length: str | None) -> int:
-        """Ticks a request's whole body may take."""
-        if not path.startswith("/upload/"):
-            return int(self.body_deadline_s / TICK_S)
+    def upload_ticks(self, content_length: str | None) -> int:
+        """Ticks an upload's whole body may take: the deadline, plus its size at the floor."""
         size = int(content_length) if content_length and content_length.isdigit() else 0
         size = min(size or self.max_upload_bytes, self.max_upload_bytes)
         return int((self.body_deadline_s + size / UPLOAD_FLOOR_BPS) / TICK_S)
@@ -128,6 +126,7 @@ class GuardedServer(web.Server):
     ) -> None:
         super().__init__(self._handle, request_factory=self._make, **kwargs)
         self.limits = limits
+        self._body_ticks = int(limits.body_deadline_s / TICK_S)  # a request's whole body
         self.episodes = episodes
         self.tick = 0
         self._inner = handler
@@ -144,8 +143,11 @@ class GuardedServer(web.Server):
         request = self._factory(message, payload, protocol, *rest)
         if isinstance(protocol, Connection):
             protocol.busy, protocol.head_since = True, None
-            protocol.body_until = self.tick + self.limits.body_ticks(
-                message.path, message.headers.get("Content-Length")
+            path: str = message.path
+            protocol.body_until = self.tick + (
+                self.limits.upload_ticks(message.headers.get("Content-Length"))
+                if path.startswith("/upload/")
+                else self._body_ticks
             )
             self._open[protocol] = request
         return request

@@ -110,8 +110,7 @@ class Store:
         self.writer = writer
         self.path = path
         self.identity = _identity(path) if path else None
-        # Set when the file was deleted or replaced under the running proxy: what happened.
-        self.lost: str = ""
+        self.written_at_open = writer.written  # the writes before the file at the path
 
     def gone(self) -> str:
         """Why the file this store writes is no longer at its path ("" while it is): SQLite
@@ -125,16 +124,44 @@ class Store:
             return "the file was replaced"
         return ""
 
-    async def reopen(self) -> aiosqlite.Connection:
+    async def watch_file(self, on_corrupt: str) -> bool:
+        """If the file was deleted or replaced: say so once (``writer.notice`` and the log),
+        count the writes lost with it as dropped, then make the store again at the path
+        (``move_aside``; True: ``self.db`` is new) or keep no rows (``refuse``)."""
+        why = self.gone()
+        writer = self.writer
+        if not why or writer.refusing:
+            return False
+        # Writes since the file was opened went to a file nobody can read again.
+        lost = writer.written - self.written_at_open
+        writer.dropped += lost
+        what = f"the store at {self.path}: {why} while serving ({lost} writes lost with it)"
+        if on_corrupt == "refuse":
+            writer.refusing = True
+            writer.notice = f"{what}; store.on_corrupt is refuse: no rows are kept"
+            log.error("%s", writer.notice)
+            return False
+        try:
+            await self._reopen()
+        except StoreError as exc:
+            writer.refusing = True
+            writer.notice = f"{what}; it could not be made again: {exc}"
+            log.error("%s", writer.notice)
+            return False
+        writer.notice = f"{what}; a new store was made at the same path"
+        log.warning("%s", writer.notice)
+        return True
+
+    async def _reopen(self) -> None:
         """A fresh database at the path (the old connection closed); the writer and the
         store write there from now on. Raises :class:`StoreError`."""
         old = self.db
         self.db = await _connect(self.path)
         self.identity = _identity(self.path)
+        self.written_at_open = self.writer.written
         self.writer.db = self.db
         with contextlib.suppress(sqlite3.Error, ValueError):
             await old.close()
-        return self.db
 
     @classmethod
     async def open(cls, path: str, writer: Writer, on_corrupt: str = "move_aside") -> Store:

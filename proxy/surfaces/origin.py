@@ -6,16 +6,10 @@ with, where ``X-Forwarded-Proto``/``X-Forwarded-Host`` count only from ``listen.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 
 from aiohttp import web
 
 from proxy.config import Listen
-
-
-@lru_cache(maxsize=64)
-def _networks(texts: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(t, strict=False) for t in texts)
 
 
 def trusted(listen: Listen, peer: str | None) -> bool:
@@ -26,7 +20,7 @@ def trusted(listen: Listen, peer: str | None) -> bool:
         address = ipaddress.ip_address(peer)
     except ValueError:
         return False
-    return any(address in net for net in _networks(listen.trusted_proxies))
+    return any(address in net for net in listen.trusted_proxies)
 
 
 def public_base(request: web.Request, listen: Listen) -> str:
