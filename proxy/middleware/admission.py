@@ -56,12 +56,14 @@ class GlobalAdmission(Middleware):
                 raise self._reject(request, "requests-per-second", wait)
         if self.slots is None:
             return await handler(request)
+        if not self.per_client:  # no share to keep: nothing to count a request
+            return await self._in_slot(request, handler)
         exchange = exchange_of(request)
         who = exchange.client
         if who == "anonymous":
             who = request.remote or ""
         held = self.held.get(who, 0)
-        if self.per_client and held >= self.per_client:
+        if held >= self.per_client:
             message = "This client holds its share of the proxy's slots. Retry shortly."
             raise refuse(self.counters, exchange, "client concurrency", message, 1.0)
         self.held[who] = held + 1

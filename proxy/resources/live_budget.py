@@ -16,18 +16,18 @@ class ByteBudget:
         self.cap = cap
         self.used = 0
         self.peak = 0
-        self._freed = asyncio.Condition()
+        self._freed = asyncio.Event()  # set when bytes were given back; waiters look again
 
     async def take(self, size: int) -> None:
         """Wait until ``size`` more bytes fit (a frame alone always fits: a frame larger than
         the whole budget would otherwise wait for ever)."""
-        if self.used and self.used + size > self.cap:
-            async with self._freed:
-                await self._freed.wait_for(lambda: not self.used or self.used + size <= self.cap)
+        while self.used and self.used + size > self.cap:
+            self._freed.clear()
+            await self._freed.wait()
         self.used += size
         self.peak = max(self.peak, self.used)
 
     async def give(self, size: int) -> None:
+        """Give ``size`` bytes back (no lock, no wake-up to schedule when nobody waits)."""
         self.used -= size
-        async with self._freed:
-            self._freed.notify_all()
+        self._freed.set()
