@@ -30,11 +30,14 @@ from proxy.surfaces import (
     caches_api,
     files_api,
     gemini_api,
+    interactions_api,
     live_api,
     models_api,
     openai_api,
     ops,
+    resources_api,
     status,
+    tokens,
     unserved,
     v6,
 )
@@ -127,6 +130,9 @@ def create_app(
     openai_api.add_routes(app)
     files_api.add_routes(app)
     caches_api.add_routes(app)
+    interactions_api.add_routes(app)
     live_api.add_routes(app)
+    tokens.add_routes(app)
     unserved.add_routes(app)
+    resources_api.add_routes(app)  # last: every path under a version not served above
     return app

@@ -25,13 +25,18 @@ _FIELDS = {
     b"response": "output_tokens",
     b"total": "total_tokens",
 }
-# The OpenAI-compatible endpoint's ``usage`` and ``model``.
-_OPENAI_COUNT = re.compile(rb'"(prompt|completion|total)_tokens"\s*:\s*(\d+)')
+# The OpenAI-compatible endpoint's ``usage`` and ``model``, and the Interactions API's
+# (``usage.total_input_tokens``).
+_OPENAI_COUNT = re.compile(
+    rb'"(prompt|completion|total|total_input|total_output)_tokens"\s*:\s*(\d+)'
+)
 _OPENAI_MODEL = re.compile(rb'"model"\s*:\s*"([^"]{1,128})"')
 _OPENAI_FIELDS = {
     b"prompt": "input_tokens",
     b"completion": "output_tokens",
     b"total": "total_tokens",
+    b"total_input": "input_tokens",
+    b"total_output": "output_tokens",
 }
 
 

@@ -22,11 +22,12 @@ from proxy.config import Config
 from proxy.middleware import Handler, Middleware
 from proxy.middleware.admin import AdminGate
 from proxy.middleware.admission import GlobalAdmission, SharedGate
-from proxy.middleware.auth import ClientAuth
+from proxy.middleware.auth import ClientAuth, TokenOwner
 from proxy.middleware.browser import Browser
 from proxy.middleware.errors import ErrorMiddleware
 from proxy.middleware.layers import Layers
 from proxy.middleware.ratelimit import ClientRateLimit
+from proxy.resources.kinds import TOKEN
 from proxy.resources.live_budget import ByteBudget
 from proxy.resources.owners import Owners, RemoteMap, key_id
 from proxy.resources.uploads import Uploads
@@ -61,6 +62,7 @@ def config_layers(
     before: Layers | None = None,
     shared: Shared | None = None,
     uploads: Uploads | None = None,
+    owners: Owners | None = None,
 ) -> Layers:
     """The layers that read the config, outermost first."""
     limits = config.limits
@@ -78,7 +80,7 @@ def config_layers(
         # The proxy's own pages are the admin's, when an admin key is set.
         *([("admin", _admin_gate(config, parts, before))] if config.listen.admin_key else []),
         # Auth before limits: limits are per client, so the client must be known first.
-        ("auth", ClientAuth(config.clients, uploads)),
+        ("auth", ClientAuth(config.clients, uploads, _token_owner(owners))),
         (
             "client_limits",
             ClientRateLimit(
@@ -93,6 +95,20 @@ def config_layers(
         ("admission", admission),
     ]
     return Layers([layer for name, layer in layers if parts.wants(name)])
+
+
+def _token_owner(owners: Owners | None) -> TokenOwner | None:
+    """Who made an ephemeral token, from the registry (a token is a resource like any other)."""
+    if owners is None:
+        return None
+
+    async def owner(token: str) -> str | None:
+        if not token.startswith("auth_tokens/"):
+            return None
+        holder = await owners.find(token)
+        return holder.client if holder is not None and holder.kind == TOKEN.tag else None
+
+    return owner
 
 
 def _admin_gate(config: Config, parts: Parts, before: Layers | None) -> AdminGate:
@@ -218,7 +234,13 @@ def build(
     return Generation(
         runtime=runtime,
         layers=config_layers(
-            config, parts, browser, before.layers if before else None, shared, runtime.uploads
+            config,
+            parts,
+            browser,
+            before.layers if before else None,
+            shared,
+            runtime.uploads,
+            runtime.owners,
         ),
         browser=browser,
         version=before.version + 1 if before is not None else 1,

@@ -18,9 +18,30 @@ from proxy.config.sections import (
     read_rotation,
     read_section,
 )
-from proxy.config.types import NO_QUOTA, Config, ConfigError, Limits, Quota, Store, Tracing
+from proxy.config.types import (
+    NO_QUOTA,
+    Config,
+    ConfigError,
+    Limits,
+    Quota,
+    Store,
+    Surface,
+    Tracing,
+)
 from proxy.reader import Reader
 from proxy.yamlsource import Issue, Source, load
+
+
+def _prefixes(r: Reader, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``surface.passthrough``: path prefixes under a version, written without it."""
+    out = []
+    for text in r.texts(key, default):
+        prefix = text.strip().lstrip("/")
+        if not prefix or prefix.split("/", 1)[0] in ("v1", "v1beta", "v1alpha") or ".." in prefix:
+            r.bad(key, text, "must be a path prefix under the version, such as 'tunings'")
+            continue
+        out.append(prefix)
+    return tuple(out)
 
 
 def parse_config(source: Source) -> Config:
@@ -99,6 +120,7 @@ def parse_config(source: Source) -> Config:
             "on_corrupt": lambda r, k, d: r.choice(k, d, ("move_aside", "refuse")),
         },
     )
+    surface = read_section(top, "surface", Surface, {"passthrough": _prefixes})
     top.finish()
     notices = apply_without_keys(responders, chains, source)
     if source.issues:
@@ -120,6 +142,7 @@ def parse_config(source: Source) -> Config:
         limits=limits,
         tracing=tracing,
         store=store,
+        surface=surface,
         notices=tuple(notices),
         quotas=MappingProxyType({k: q for k, q in quotas.items() if q != NO_QUOTA}),
     )

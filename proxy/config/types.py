@@ -171,6 +171,15 @@ class Tracing:
 
 
 @dataclass(frozen=True, slots=True)
+class Surface:
+    """``passthrough``: path prefixes under ``/{v}/`` (``tunings``, ``corpora/``) that go
+    upstream as they are, on keys taken in turn; any other path the proxy does not serve is a
+    404 that names it."""
+
+    passthrough: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Store:
     """``path: ""`` turns the store off (no ledger, memory or saved state)."""
 
@@ -211,6 +220,7 @@ class Config:
     limits: Limits = Limits()
     tracing: Tracing = Tracing()
     store: Store = Store()
+    surface: Surface = Surface()
     notices: tuple[str, ...] = field(default=())
     # Declared quotas per (responder, model): a member's own over its responder's default.
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,6 +21,10 @@ from proxy.resources.uploads import Uploads
 
 # The query parameter that carries an upload's token in the proxy's own upload URLs.
 UPLOAD_TOKEN = "upload_token"  # noqa: S105
+# An ephemeral token (``auth_tokens/…``) authenticates only a constrained Live socket.
+CONSTRAINED = "BidiGenerateContentConstrained"
+# The client that made a token, or None for a token the proxy did not make.
+TokenOwner = Callable[[str], Awaitable[str | None]]
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -29,7 +34,9 @@ def presented_key(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer " and auth[7:].strip():
         return auth[7:].strip()
-    return request.query.get("key") or None
+    if auth[:6].lower() == "token " and auth[6:].strip():  # an ephemeral token
+        return auth[6:].strip()
+    return request.query.get("key") or request.query.get("access_token") or None
 
 
 def _digest(key: str) -> bytes:
@@ -37,9 +44,15 @@ def _digest(key: str) -> bytes:
 
 
 class ClientAuth(Middleware):
-    def __init__(self, clients: tuple[Client, ...], uploads: Uploads | None = None) -> None:
+    def __init__(
+        self,
+        clients: tuple[Client, ...],
+        uploads: Uploads | None = None,
+        token_owner: TokenOwner | None = None,
+    ) -> None:
         self.clients = [(_digest(c.key), c.name) for c in clients]
         self.uploads = uploads if uploads is not None else Uploads()
+        self.token_owner = token_owner
 
     def identify(self, key: str) -> str | None:
         digest = _digest(key)
@@ -67,6 +80,8 @@ class ClientAuth(Middleware):
                 "(x-goog-api-key, ?key= or Authorization: Bearer)."
             )
         name = self.identify(key)
+        if name is None and self.token_owner is not None and request.path.endswith(CONSTRAINED):
+            name = await self.token_owner(key)
         if name is None:
             raise PermissionDenied("API key not valid. Please pass a valid API key.")
         exchange_of(request).client = name

@@ -1,5 +1,6 @@
-"""Who holds each stateful upstream resource: a file or a cached content is bound to the Google
-project of the key that made it, and belongs to the client that made it through the proxy.
+"""Who holds each stateful upstream resource: a file, a cached content, a batch, an operation,
+an interaction, a file search store, a token (:mod:`proxy.resources.kinds`) is bound to the
+Google project of the key that made it, and belongs to the client that made it through the proxy.
 
 The map is read from memory; with a store it is written through (awaited, so an answered
 upload is on disk) and a miss is looked up in the store before it counts as unknown, so workers
@@ -18,10 +19,9 @@ from typing import Protocol
 
 import aiosqlite
 
-log = logging.getLogger("l104.resources")
+from proxy.resources.kinds import BY_TAG, parents
 
-FILE = "file"
-CACHE = "cache"
+log = logging.getLogger("l104.resources")
 
 
 def key_id(key: str) -> str:
@@ -41,8 +41,9 @@ def wall_time(stamp: object) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """Where a resource lives: ``responder`` and key ``key_index``; ``client`` owns it. A cached
-    content also names the ``model`` it was made for. ``expires`` is wall time (0: unknown)."""
+    """Where a resource lives: ``responder`` and key ``key_index``; ``client`` owns it. ``kind``
+    is its kind's tag. A cached content also names the ``model`` it was made for (a batch, an
+    interaction: the model that took it). ``expires`` is wall time (0: unknown)."""
 
     kind: str
     responder: str
@@ -51,9 +52,12 @@ class Holder:
     model: str = ""
     expires: float = 0.0
     created: float = 0.0
+    settled: bool = False  # a batch whose usage the ledger has counted
 
 
-_COLUMNS = "name, kind, responder, key_id, client, model, expires, created"
+# /health's names for the counts of the first two kinds held (the rest go by their tags).
+_COUNT_NAMES = {"file": "files", "cache": "cached_contents"}
+_COLUMNS = "name, kind, responder, key_id, client, model, expires, created, settled"
 Row = tuple[object, ...]  # the columns above, in order
 
 
@@ -81,7 +85,8 @@ class Owners:
         self.held: dict[str, Holder] = {}
 
     def _holder(self, row: tuple[object, ...]) -> tuple[str, Holder] | None:
-        name, kind, responder, kid, client, model, expires, created = row
+        # A row the fleet's map kept from before ``settled`` has eight columns.
+        name, kind, responder, kid, client, model, expires, created, *rest = row
         ids = self.keys.get(str(responder), ())
         if kid not in ids:
             return None  # that key is no longer configured: the resource cannot be reached
@@ -93,6 +98,7 @@ class Owners:
             str(model),
             float(expires),  # type: ignore[arg-type]
             float(created),  # type: ignore[arg-type]
+            bool(rest and rest[0]),
         )
 
     def rekeyed(self, keys: Mapping[str, tuple[str, ...]]) -> Owners:
@@ -120,8 +126,14 @@ class Owners:
         return len(self.held)
 
     async def add(self, name: str, holder: Holder) -> None:
+        """Record ``name`` (written through to the store and the fleet's map). Without an
+        expiry, the kind's usual life is assumed, so that maintenance forgets it in time."""
         if not holder.created:
             holder = replace(holder, created=time.time())
+        if not holder.expires:
+            kind = BY_TAG.get(holder.kind)
+            if kind is not None and kind.ttl_s:
+                holder = replace(holder, expires=holder.created + kind.ttl_s)
         self.held[name] = holder
         kid = self.keys[holder.responder][holder.key_index]
         row: Row = (
@@ -133,10 +145,11 @@ class Owners:
             holder.model,
             holder.expires,
             holder.created,
+            int(holder.settled),
         )
         if self.db is not None:
             await self.db.execute(
-                f"INSERT OR REPLACE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                f"INSERT OR REPLACE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 row,
             )
             await self.db.commit()
@@ -173,6 +186,15 @@ class Owners:
         self.held[name] = found[1]
         return found[1]
 
+    async def holder_of(self, name: str) -> tuple[str, Holder] | None:
+        """The record that holds ``name``: its own, or the nearest resource it lies under (a
+        store's documents and operations are the store's), with that record's name."""
+        for candidate in (name, *parents(name)):
+            holder = await self.find(candidate)
+            if holder is not None:
+                return candidate, holder
+        return None
+
     async def refresh(self) -> None:
         """Take in the fleet's map (before listing a client's resources)."""
         if self.remote is None:
@@ -190,8 +212,12 @@ class Owners:
         return [n for _, n in sorted(mine)]
 
     def counts(self) -> dict[str, int]:
-        files = sum(1 for h in self.held.values() if h.kind == FILE)
-        return {"files": files, "cached_contents": len(self.held) - files}
+        """How many resources are held, by kind (``files``, ``cached_contents``, …)."""
+        out = {"files": 0, "cached_contents": 0}
+        for holder in self.held.values():
+            label = _COUNT_NAMES.get(holder.kind, holder.kind)
+            out[label] = out.get(label, 0) + 1
+        return out
 
     async def prune(self, now_wall: float | None = None) -> int:
         """Forget resources past their expiry; returns how many."""

@@ -19,7 +19,17 @@ ACTIONS = frozenset(
         "countTokens",
         "embedContent",
         "batchEmbedContents",
+        # Images (Imagen), videos (Veo: an operation to poll) and batches (half price).
+        "predict",
+        "predictLongRunning",
+        "batchGenerateContent",
+        "asyncBatchEmbedContent",
     }
+)
+# The actions whose answer is a resource made upstream (an operation, a batch): it is recorded
+# as held by the key that made it.
+CREATING_ACTIONS = frozenset(
+    {"predictLongRunning", "batchGenerateContent", "asyncBatchEmbedContent"}
 )
 
 
@@ -57,7 +67,11 @@ class Hold:
 
 
 # Actions whose 200 is a stream: Gemini's, and the OpenAI-compatible chat with ``stream``.
-STREAMING_ACTIONS = frozenset({"streamGenerateContent", "openai.chat.stream"})
+STREAMING_ACTIONS = frozenset(
+    {"streamGenerateContent", "openai.chat.stream", "interactions.stream"}
+)
+# The Interactions API's create (``POST /{v}/interactions``): the model is in the body.
+INTERACTIONS = frozenset({"interactions", "interactions.stream"})
 
 
 @dataclass(slots=True)

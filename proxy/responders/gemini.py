@@ -17,7 +17,7 @@ from yarl import URL
 
 from proxy import openai_wire
 from proxy.errors import AttemptFailed
-from proxy.responders.base import Call, Reply
+from proxy.responders.base import INTERACTIONS, Call, Reply
 from proxy.responders.gemini_spec import GeminiSpec
 
 LARGE_BODY = 1024 * 1024
@@ -158,6 +158,8 @@ class GeminiResponder:
     def _url(self, call: Call) -> str:
         if call.openai:  # Gemini's OpenAI-compatible endpoint: the model is in the body
             return f"{self.spec.base_url}/v1beta/openai/{openai_wire.PATHS[call.action]}"
+        if call.action in INTERACTIONS:
+            return f"{self.spec.base_url}/{call.version}/interactions"
         return f"{self.spec.base_url}/{call.version}/models/{call.model}:{call.action}"
 
     async def send(self, call: Call, key_index: int) -> Reply:
@@ -245,9 +247,10 @@ class GeminiResponder:
         )
 
     async def live(
-        self, version: str, key_index: int, max_frame: int = LIVE_MAX_FRAME
+        self, version: str, key_index: int, max_frame: int = LIVE_MAX_FRAME, token: str = ""
     ) -> aiohttp.ClientWebSocketResponse:
-        """Open Gemini's Live socket with key ``key_index`` (sent as a header, never in the URL).
+        """Open Gemini's Live socket with key ``key_index`` (sent as a header, never in the URL);
+        with an ephemeral ``token`` (made with that key), the constrained socket with the token.
 
         Raises ``aiohttp.WSServerHandshakeError`` when the upstream refuses the upgrade (its
         ``status`` says why: 429 for quota), ``AttemptFailed`` when nothing answered.
@@ -255,11 +258,15 @@ class GeminiResponder:
         base = self.spec.base_url
         ws_base = "wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]
         url = f"{ws_base}/ws/google.ai.generativelanguage.{version}.GenerativeService.{LIVE}"
+        headers = {"x-goog-api-key": self.spec.api_keys[key_index]}
+        if token:
+            url += "Constrained"
+            headers = {"x-goog-api-key": token, "authorization": f"Token {token}"}
         try:
             async with asyncio.timeout(self.spec.connect_timeout_s + self.spec.timeout_s):
                 return await self.session.ws_connect(
                     url,
-                    headers={"x-goog-api-key": self.spec.api_keys[key_index]},
+                    headers=headers,
                     max_msg_size=max_frame,
                     autoclose=False,
                     autoping=True,

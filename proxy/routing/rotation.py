@@ -247,7 +247,7 @@ class Rotator(Resting, Learning):
                     walk.empty = Outcome(reply, member, walk.attempts)
                     continue
                 self.observer.attempt_answered(member)
-                return Outcome(reply, member, walk.attempts, span, ref, ticket)
+                return Outcome(reply, member, walk.attempts, span, ref, ticket, key)
             self.observer.attempt_failed(span, member, str(reply.status))
             if reply.status == 404 and not plan.passthrough:
                 self._retire(member)
@@ -272,7 +272,7 @@ class Rotator(Resting, Learning):
                 walk.key_refusal = Outcome(reply, member, walk.attempts)
                 continue
             if reply.status not in rot.statuses:
-                return Outcome(reply, member, walk.attempts)
+                return Outcome(reply, member, walk.attempts, key_index=key)
         return None
 
     def settle(self, outcome: Outcome, tokens: int) -> None:

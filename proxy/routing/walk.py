@@ -41,6 +41,7 @@ class Outcome:
     span: Span = INVALID_SPAN
     ref: KeyRef | None = None  # the lane it was sent on, for settling its tokens
     ticket: Ticket | None = None
+    key_index: int = 0  # the key that answered (what a created resource is bound to)
 
 
 class Walk:

@@ -81,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
         offset INTEGER NOT NULL
     );
     """,
+    # 5: a finished batch's usage is read into the ledger once: ``settled`` says it was.
+    """
+    ALTER TABLE resources ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

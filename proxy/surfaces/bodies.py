@@ -2,8 +2,9 @@
 
 Bodies pass through as bytes. They are parsed only to refuse what is not a JSON object (it
 never goes upstream) and, for the actions whose body names the model, to make one body per
-member: Gemini requires ``embedContent.model``, ``batchEmbedContents.requests[].model`` and
-``countTokens.generateContentRequest.model`` to match the model in the URL.
+member: Gemini requires ``embedContent.model``, ``batchEmbedContents.requests[].model``,
+``countTokens.generateContentRequest.model`` and a batch's ``model`` (and its inline requests')
+to match the model in the URL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from urllib.parse import unquote_plus
 
 from proxy.errors import InvalidArgument
 from proxy.wire import parse_body
+
+# The model actions that make a batch: the body may name the model again.
+BATCH_ACTIONS = frozenset({"batchGenerateContent", "asyncBatchEmbedContent"})
 
 
 def check_body(body: bytes) -> dict[str, Any]:
@@ -36,7 +40,25 @@ def _refs(action: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     if action == "countTokens":
         inner = data.get("generateContentRequest")
         return [inner] if isinstance(inner, dict) and "model" in inner else []
+    if action in BATCH_ACTIONS:
+        return _batch_refs(data)
     return []
+
+
+def _batch_refs(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch's ``model`` and its inline requests' (where a client wrote them)."""
+    batch = data.get("batch")
+    if not isinstance(batch, dict):
+        return []
+    refs = [batch] if "model" in batch else []
+    config = batch.get("inputConfig", batch.get("input_config"))
+    requests = config.get("requests") if isinstance(config, dict) else None
+    inner = requests.get("requests") if isinstance(requests, dict) else None
+    for item in inner if isinstance(inner, list) else []:
+        request = item.get("request") if isinstance(item, dict) else None
+        if isinstance(request, dict) and "model" in request:
+            refs.append(request)
+    return refs
 
 
 def model_setter(action: str, data: dict[str, Any]) -> Callable[[str], bool] | None:

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from proxy.errors import ChainExhausted, InvalidArgument, NotFound, quota_details
 from proxy.exchange import exchange_of
-from proxy.resources.owners import CACHE, Holder, wall_time
+from proxy.resources.kinds import CACHE
+from proxy.resources.owners import Holder, wall_time
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders.gemini import GeminiResponder
 from proxy.routing.quota import cooldown_for, read_quota
@@ -107,7 +108,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             tried.append((member.model, "not found"))
             continue
         if resp.status == 200:
-            holder = Holder(CACHE, responder.name, key, client, member.model)
+            holder = Holder(CACHE.tag, responder.name, key, client, member.model)
             await _remember(runtime, body, holder)
         return answer(resp, body, {"x-l104-model": member.model})
     if soonest is not None:
@@ -122,14 +123,14 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def list_caches(request: web.Request) -> web.StreamResponse:
-    return await list_page(request, CACHE, "cachedContents", default_size=100)
+    return await list_page(request, CACHE.tag, "cachedContents", default_size=100)
 
 
 async def one_cache(request: web.Request) -> web.StreamResponse:
     """``GET|PATCH|DELETE /{v}/cachedContents/{id}``, with the key that holds it."""
     runtime = runtime_of(request)
     name = f"cachedContents/{request.match_info['id']}"
-    holder = await held_by_caller(request, CACHE, name)
+    holder = await held_by_caller(request, name)
     responder = gemini_of(runtime, holder)
     body: bytes | None = None
     headers = client_headers(request, FORWARDED)

@@ -24,7 +24,8 @@ from proxy.errors import (
 )
 from proxy.exchange import exchange_of
 from proxy.middleware.auth import UPLOAD_TOKEN
-from proxy.resources.owners import FILE, Holder, wall_time
+from proxy.resources.kinds import FILE
+from proxy.resources.owners import Holder, wall_time
 from proxy.resources.uploads import UploadSession
 from proxy.responders.gemini import GeminiResponder
 from proxy.state import Runtime, runtime_of
@@ -35,9 +36,11 @@ from proxy.surfaces.held import (
     client_headers,
     gemini_of,
     held_by_caller,
+    home_responder,
     list_page,
     open_upstream,
     read_body,
+    relay_open,
 )
 from proxy.surfaces.origin import public_base
 
@@ -53,15 +56,6 @@ _UPLOAD_IN = (
     "x-goog-api-client",
     "user-agent",
 )
-
-
-def files_responder(runtime: Runtime) -> GeminiResponder:
-    """The responder that holds new files: the default chain's first member's."""
-    name = runtime.config.default_chain.members[0].responder
-    responder = runtime.responders[name]
-    if not isinstance(responder, GeminiResponder) or not responder.key_count:
-        raise NotFound(f"L104 Proxy does not serve files with the local responder '{name}'.")
-    return responder
 
 
 def _upload_headers(
@@ -112,7 +106,7 @@ async def _remember(runtime: Runtime, body: bytes, responder: str, key: int, cli
     name = meta.get("name") if isinstance(meta, dict) else None
     if isinstance(name, str) and name.startswith("files/"):
         expires = wall_time(meta.get("expirationTime"))
-        await runtime.owners.add(name, Holder(FILE, responder, key, client, expires=expires))
+        await runtime.owners.add(name, Holder(FILE.tag, responder, key, client, expires=expires))
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -122,7 +116,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return await _piece(request, upload_id)
     runtime = runtime_of(request)
     client = exchange_of(request).client
-    responder = files_responder(runtime)
+    responder = home_responder(runtime)
     models = [m.model for m in runtime.config.default_chain.members]
     key = runtime.keys.pick(responder, models)
     version = request.path.split("/")[2]
@@ -193,7 +187,7 @@ async def one_file(request: web.Request) -> web.StreamResponse:
     if action not in ("", "download") or (action and request.method != "GET"):
         raise NotFound(f"Method not found: files/{file_id[:64]}:{action[:32]}.")
     name = f"files/{file_id}"
-    holder = await held_by_caller(request, FILE, name)
+    holder = await held_by_caller(request, name)
     responder = gemini_of(runtime, holder)
     version = request.path.split("/")[1]
     url = f"{version}/files/{request.match_info['target']}"
@@ -203,7 +197,7 @@ async def one_file(request: web.Request) -> web.StreamResponse:
     headers = client_headers(request, ("x-goog-api-client",))
     resp = await open_upstream(responder, request.method, url, holder.key_index, headers)
     if action == "download" and resp.status == 200:
-        return await _relay_download(request, resp)
+        return await relay_open(request, resp)
     body = await read_body(responder, resp)
     if request.method == "DELETE" and resp.status == 200:
         await runtime.owners.drop(name)
@@ -212,24 +206,9 @@ async def one_file(request: web.Request) -> web.StreamResponse:
     return answer(resp, body, {})
 
 
-async def _relay_download(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
-    out = web.StreamResponse(status=200)
-    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/octet-stream")
-    if "Content-Length" in resp.headers:
-        out.content_length = int(resp.headers["Content-Length"])
-    try:
-        await out.prepare(request)
-        async for piece in resp.content.iter_chunked(PIECE):
-            await out.write(piece)
-        await out.write_eof()
-    finally:
-        resp.release()
-    return out
-
-
 async def list_files(request: web.Request) -> web.StreamResponse:
     """``GET /{v}/files``: only the calling client's files, each read with its own key."""
-    return await list_page(request, FILE, "files", default_size=10)
+    return await list_page(request, FILE.tag, "files", default_size=10)
 
 
 def add_routes(app: web.Application) -> None:

@@ -11,16 +11,18 @@ from proxy.agents.signatures import turn_key
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
+from proxy.resources import records
+from proxy.resources.owners import Holder
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call
-from proxy.responders.base import ACTIONS
+from proxy.responders.base import ACTIONS, CREATING_ACTIONS
 from proxy.routing.chain import Plan
 from proxy.state import Runtime, runtime_of
 from proxy.surfaces import relay
-from proxy.surfaces.bodies import check_body, model_setter, without_key
+from proxy.surfaces.bodies import BATCH_ACTIONS, check_body, model_setter, without_key
 from proxy.surfaces.held import client_headers
 
-BODY_NAMES_MODEL = frozenset({"embedContent", "batchEmbedContents", "countTokens"})
+BODY_NAMES_MODEL = frozenset({"embedContent", "batchEmbedContents", "countTokens", *BATCH_ACTIONS})
 ANSWERS_WITH_CANDIDATES = frozenset({"generateContent", "streamGenerateContent"})
 # Client headers worth passing on; everything else (keys above all) stays here.
 FORWARDED = ("x-goog-api-client", "user-agent", "x-server-timeout")
@@ -91,6 +93,13 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
     try:
         if outcome.reply.chunks is None:
+            if action in CREATING_ACTIONS and outcome.reply.status == 200:
+                # A batch or an operation: held by the key that made it, owned by the caller.
+                member = outcome.member
+                holder = Holder(
+                    "", member.responder, outcome.key_index, exchange.client, member.model
+                )
+                await records.learn(runtime.owners, exchange, outcome.reply.body, holder, "")
             return relay.whole(outcome.reply, headers, exchange)
         return await relay.stream(request, outcome.reply, headers, call.sse, exchange)
     finally:

@@ -25,6 +25,8 @@ from proxy.resources.pinning import denied
 from proxy.responders.gemini import GeminiResponder
 from proxy.state import Runtime, runtime_of
 
+PIECE = 256 * 1024
+
 
 def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
     """The gemini responder that holds a resource (a holder, or the responder's name)."""
@@ -32,6 +34,18 @@ def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
     responder = runtime.responders.get(name)
     if not isinstance(responder, GeminiResponder):
         raise NotFound(f"The responder '{name}' no longer serves this resource.")
+    return responder
+
+
+def home_responder(runtime: Runtime) -> GeminiResponder:
+    """The responder that holds new resources made with no model (a file, a store, a token):
+    the default chain's first member's."""
+    name = runtime.config.default_chain.members[0].responder
+    responder = runtime.responders[name]
+    if not isinstance(responder, GeminiResponder) or not responder.key_count:
+        raise NotFound(
+            f"L104 Proxy does not keep upstream resources with the local responder '{name}'."
+        )
     return responder
 
 
@@ -72,19 +86,36 @@ async def read_body(responder: GeminiResponder, resp: aiohttp.ClientResponse) ->
     return body if resp.status == 200 else responder.scrub(body)
 
 
+async def relay_open(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    """A 200 relayed as it comes (a download, a resumed stream), its type and length kept."""
+    out = web.StreamResponse(status=200)
+    out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/octet-stream")
+    if "Content-Length" in resp.headers:
+        out.content_length = int(resp.headers["Content-Length"])
+    try:
+        await out.prepare(request)
+        async for piece in resp.content.iter_chunked(PIECE):
+            await out.write(piece)
+        await out.write_eof()
+    finally:
+        resp.release()
+    return out
+
+
 def answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -> web.Response:
     out = web.Response(status=resp.status, body=body, headers=headers)
     out.headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
     return out
 
 
-async def held_by_caller(request: web.Request, kind: str, name: str) -> Holder:
-    """The holder of ``name`` if the caller owns it; else Gemini's answer for a resource that
-    does not exist (403), so another client learns nothing."""
-    holder = await runtime_of(request).owners.find(name)
-    if holder is None or holder.kind != kind or holder.client != exchange_of(request).client:
-        raise denied(kind, name)
-    return holder
+async def held_by_caller(request: web.Request, name: str) -> Holder:
+    """The holder of ``name`` (its own record, or the resource it lies under) if the caller
+    owns it; else Gemini's answer for a resource that does not exist (403), so another client
+    learns nothing."""
+    found = await runtime_of(request).owners.holder_of(name)
+    if found is None or found[1].client != exchange_of(request).client:
+        raise denied(name)
+    return found[1]
 
 
 async def list_page(

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -87,17 +87,19 @@ async def _setup(ws: web.WebSocketResponse) -> tuple[dict[str, object], str]:
     return frame, model
 
 
-async def _try(
+async def try_member(
     responder: GeminiResponder,
     version: str,
     key: int,
     model: str,
     frame: dict[str, object],
     max_frame: int,
+    token: str = "",
 ) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage] | Refusal:
-    """Open the upstream socket for ``model`` with ``key`` and wait for ``setupComplete``."""
+    """Open the upstream socket for ``model`` with ``key`` (or the ephemeral ``token`` made with
+    it) and wait for ``setupComplete``."""
     try:
-        upstream = await responder.live(version, key, max_frame)
+        upstream = await responder.live(version, key, max_frame, token)
     except aiohttp.WSServerHandshakeError as exc:
         return Refusal(model, f"HTTP {exc.status}", quota=exc.status == 429)
     except AttemptFailed as failed:
@@ -165,7 +167,7 @@ async def _open(
             exchange.attempts += 1
             runtime.counters.model_usage[member.model] += 1
             max_frame = runtime.config.limits.max_live_frame_bytes
-            outcome = await _try(responder, version, key, member.model, frame, max_frame)
+            outcome = await try_member(responder, version, key, member.model, frame, max_frame)
             span.add_event(
                 "live.attempt",
                 {
@@ -197,7 +199,28 @@ def _refused(plan: Plan, refusals: list[Refusal]) -> SessionRefused:
     return SessionRefused(1011, f"No model of '{plan.name}' took the session; tried: {tried}")
 
 
+Opener = Callable[
+    [dict[str, object], str, Exchange],
+    Awaitable[tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage]],
+]
+
+
 async def live(request: web.Request) -> web.StreamResponse:
+    """A Live session on a chain: its members and keys are tried until one takes it."""
+    runtime = runtime_of(request)
+    version = request.path.split(".")[3]  # /ws/google.ai.generativelanguage.{v}.…
+
+    async def opener(
+        frame: dict[str, object], model: str, exchange: Exchange
+    ) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.WSMessage]:
+        return await _open(runtime, runtime.resolver.resolve(model), version, frame, exchange)
+
+    return await serve(request, opener)
+
+
+async def serve(request: web.Request, opener: Opener) -> web.StreamResponse:
+    """A Live session for the client's limits: its setup read, the upstream opened by
+    ``opener``, then frames relayed both ways until either side closes."""
     runtime = runtime_of(request)
     exchange = exchange_of(request)
     limit = runtime.config.limits.max_live_sessions
@@ -214,7 +237,6 @@ async def live(request: web.Request) -> web.StreamResponse:
             f"(limits.max_live_sessions: {limit}).",
             retry_after_s=1.0,
         )
-    version = request.path.split(".")[3]  # /ws/google.ai.generativelanguage.{v}.…
     client = web.WebSocketResponse(
         max_msg_size=runtime.config.limits.max_live_frame_bytes, autoping=True
     )
@@ -223,9 +245,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     try:
         frame, model = await _setup(client)
         exchange.requested = model
-        upstream, first = await _open(
-            runtime, runtime.resolver.resolve(model), version, frame, exchange
-        )
+        upstream, first = await opener(frame, model, exchange)
         exchange.status = 200
         exchange.mark_first_byte()
         if first.type == WSMsgType.TEXT:

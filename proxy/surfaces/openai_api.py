@@ -87,7 +87,7 @@ async def _call(
     try:
         if outcome.reply.chunks is None:
             return relay.whole(_as_openai(outcome.reply), headers, exchange)
-        return await relay.stream(request, outcome.reply, headers, True, exchange, openai=True)
+        return await relay.stream(request, outcome.reply, headers, True, exchange, frames="openai")
     finally:
         runtime.observer.finish(outcome.span, exchange, outcome.reply.body)
         runtime.rotator.settle(outcome, exchange.total_tokens or exchange.input_tokens)

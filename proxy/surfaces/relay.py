@@ -14,10 +14,11 @@ import logging
 from collections.abc import Mapping
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from proxy import openai_wire
-from proxy.errors import AttemptFailed, error_body
+from proxy.errors import AttemptFailed, error_body, status_name
 from proxy.exchange import Exchange
 from proxy.responders import Reply
 from proxy.responders.base import Hold
@@ -38,10 +39,14 @@ def broken_stream(exc: BaseException) -> tuple[int, str]:
     return 504 if timed_out else 503, f"The upstream stream broke: {type(exc).__name__}."
 
 
-def _error_frame(code: int, message: str, sse: bool, openai: bool) -> bytes:
-    """The in-band error: an SSE event (OpenAI's shape on that surface) or an array element."""
-    if openai:
+def _error_frame(code: int, message: str, sse: bool, frames: str) -> bytes:
+    """The in-band error: an SSE event (OpenAI's shape, or an Interactions ``error`` event, on
+    those surfaces) or an array element."""
+    if frames == "openai":
         return b"data: " + openai_wire.error_body(code, message) + b"\n\n"
+    if frames == "interactions":
+        event = {"event_type": "error", "error": {"code": status_name(code), "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
     frame = error_body(code, message)
     return b"data: " + frame + SSE_END if sse else b"\r\n," + frame
 
@@ -83,9 +88,10 @@ async def stream(
     sse: bool,
     exchange: Exchange,
     *,
-    openai: bool = False,
+    frames: str = "gemini",
 ) -> web.StreamResponse:
-    """Relay ``reply.chunks`` unbuffered; the upstream is released however this ends."""
+    """Relay ``reply.chunks`` unbuffered; the upstream is released however this ends. ``frames``
+    (``gemini``, ``openai``, ``interactions``) is the shape of an in-band error."""
     assert reply.chunks is not None
     resp = web.StreamResponse(status=reply.status, headers=headers)
     resp.headers["Content-Type"] = reply.content_type
@@ -105,7 +111,7 @@ async def stream(
                 exchange.status = code
                 log.warning("upstream stream broke after the first byte: %s", type(exc).__name__)
                 with contextlib.suppress(ConnectionError):
-                    await resp.write(_error_frame(code, message, sse, openai))
+                    await resp.write(_error_frame(code, message, sse, frames))
                 abort(request)
                 return resp
             exchange.mark_first_byte()

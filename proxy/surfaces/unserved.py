@@ -1,7 +1,7 @@
-"""Gemini endpoints the proxy knows but does not serve (yet): a 404 that says so.
+"""Live endpoints the proxy does not serve: a 404 that says so.
 
-A client that calls ``files.upload`` through the proxy should learn that the proxy lacks the
-endpoint, not that the URL is wrong. Nothing here is ever forwarded.
+A client should learn that the proxy lacks the endpoint, not that the URL is wrong. Nothing
+here is ever forwarded.
 """
 
 from __future__ import annotations
@@ -10,14 +10,6 @@ from aiohttp import web
 
 from proxy.errors import NotFound
 from proxy.middleware import Handler
-from proxy.surfaces import VERSIONS
-
-# (path prefix under a version, what it is)
-APIS = (
-    ("tunedModels", "tuned models"),
-    ("batches", "batch jobs"),
-    ("operations", "long-running operations"),
-)
 
 
 def _refuse(what: str) -> Handler:
@@ -28,12 +20,6 @@ def _refuse(what: str) -> Handler:
 
 
 def add_routes(app: web.Application) -> None:
-    # Plain prefixes per version: they sit in their own slots of aiohttp's route index, so
-    # they cost the model actions nothing.
-    for version in VERSIONS:
-        for prefix, what in APIS:
-            handler = _refuse(what)
-            app.router.add_route("*", f"/{version}/{prefix}", handler)
-            app.router.add_route("*", f"/{version}/{prefix}/{{tail:.*}}", handler)
+    # Paths under a version are the registry's (:mod:`proxy.surfaces.resources_api`).
     other_live = _refuse("this Live API endpoint (only BidiGenerateContent)")
     app.router.add_route("*", "/ws/{tail:.*}", other_live)

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import aiosqlite
 
-from proxy.resources.owners import CACHE, FILE, Holder, Owners, key_id, wall_time
+from proxy.resources import kinds
+from proxy.resources.owners import Holder, Owners, key_id, wall_time
 from proxy.store.schema import migrate
+
+FILE, CACHE = kinds.FILE.tag, kinds.CACHE.tag
 
 KEYS = {"up": (key_id("secret-key-a"), key_id("secret-key-b"))}
 

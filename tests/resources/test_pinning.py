@@ -10,10 +10,13 @@ import pytest
 from hypothesis import given, settings
 
 from proxy.errors import InvalidArgument, PermissionDenied
-from proxy.resources.owners import CACHE, FILE, Holder, Owners
+from proxy.resources import kinds
+from proxy.resources.owners import Holder, Owners
 from proxy.resources.pinning import named, names_resources, pin_for
 from proxy.responders.base import Pin
 from tests.fuzz.spellings import spelt
+
+FILE, CACHE = kinds.FILE.tag, kinds.CACHE.tag
 
 GEMINI = "https://generativelanguage.googleapis.com"
 

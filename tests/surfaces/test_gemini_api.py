@@ -76,9 +76,10 @@ async def test_client_key_is_never_forwarded_and_the_upstream_key_only_as_header
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v1beta/models/m1:predict"),
+        ("POST", "/v1beta/models/m1:frobnicate"),
         ("POST", "/v1beta/models/m1"),
-        ("POST", "/v1beta/tunedModels/x:generateContent"),
+        ("POST", "/v1beta/corpora/x:query"),
+        ("GET", "/v1beta/no/such/thing"),
         ("POST", "/v2/models/m1:generateContent"),
         ("GET", "/v1beta/models/m1:generateContent"),
         ("DELETE", "/v1beta/models/m1"),
@@ -152,11 +153,11 @@ async def test_sdk_errors_carry_gemini_fields(start_proxy: StartProxy, upstream:
 @pytest.mark.parametrize(
     ("method", "path", "what"),
     [
-        ("POST", "/v1beta/batches", "batch jobs"),
-        ("POST", "/v1beta/tunedModels/x:generateContent", "tuned models"),
+        ("POST", "/v1beta/batches", "POST /v1beta/batches"),
+        ("GET", "/v1/corpora/c1/documents", "GET /v1/corpora/c1/documents"),
         (
             "GET",
-            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContentConstrained",
+            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateMusic",
             "Live",
         ),
     ],

@@ -1,0 +1,139 @@
+"""What an upstream answer tells the registry: the resources it made, the result files a batch or
+an operation points to, and the usage a finished batch counted.
+
+Only answers of the upstream are read here, never a client's body: a name found in one is a
+resource the upstream made for the key that was used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from proxy.exchange import Exchange
+from proxy.resources.kinds import BATCH, FILE, kind_of
+from proxy.resources.owners import Holder, Owners, wall_time
+from proxy.resources.pinning import file_name
+
+# Where a batch's or an operation's answer names the files it made (a batch's responses, a
+# video of Veo's).
+RESULT_KEYS = frozenset({"responsesFile", "responses_file", "uri", "fileUri", "fileName"})
+_EXPIRY_KEYS = ("expireTime", "expirationTime", "expire_time")
+_USAGE_FIELDS = {
+    "promptTokenCount": 0,
+    "candidatesTokenCount": 1,
+    "totalTokenCount": 2,
+}
+
+
+def expiry(meta: dict[str, Any]) -> float:
+    """A resource's expiry as wall time, from whichever field its kind uses (0: unknown)."""
+    for key in _EXPIRY_KEYS:
+        if key in meta:
+            return wall_time(meta[key])
+    return 0.0
+
+
+def made(meta: Any) -> str | None:
+    """The resource an answer describes (its ``name``), if the name is a resource's."""
+    if not isinstance(meta, dict):
+        return None
+    name = meta.get("name")
+    if isinstance(name, str) and kind_of(name) is not None:
+        return name
+    return None
+
+
+def _walk(data: Any) -> Iterator[tuple[str, Any]]:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                else:
+                    yield key, value
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def result_files(meta: Any) -> list[str]:
+    """The files a batch or an operation answer names as its results."""
+    found = [
+        name
+        for key, value in _walk(meta)
+        if key in RESULT_KEYS and isinstance(value, str) and (name := file_name(value))
+    ]
+    return list(dict.fromkeys(found))
+
+
+def batch_done(meta: Any) -> bool:
+    """Whether a batch answer says it has ended (succeeded, failed, cancelled or expired)."""
+    if not isinstance(meta, dict):
+        return False
+    state = ""
+    for holder in (meta.get("metadata"), meta):
+        if isinstance(holder, dict) and isinstance(holder.get("state"), str):
+            state = holder["state"]
+            break
+    return (
+        state
+        in {
+            "BATCH_STATE_SUCCEEDED",
+            "BATCH_STATE_FAILED",
+            "BATCH_STATE_CANCELLED",
+            "BATCH_STATE_EXPIRED",
+            "JOB_STATE_SUCCEEDED",
+        }
+        or meta.get("done") is True
+    )
+
+
+def batch_usage(meta: Any) -> tuple[int, int, int]:
+    """The input, output and total tokens of a finished batch's inline answers, summed."""
+    sums = [0, 0, 0]
+    for key, value in _walk(meta):
+        at = _USAGE_FIELDS.get(key)
+        if at is not None and isinstance(value, int) and not isinstance(value, bool):
+            sums[at] += value
+    return sums[0], sums[1], sums[2]
+
+
+async def learn(
+    owners: Owners, exchange: Exchange, body: bytes, holder: Holder, record: str
+) -> None:
+    """Record what a 200 answer made with ``holder``'s key: the resource it names, the result
+    files of a batch or an operation. A finished batch's (``record``) usage goes to the ledger,
+    once."""
+    try:
+        meta = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    name = made(meta)
+    if name is not None and name != record and name not in owners.held:
+        kind = kind_of(name)
+        assert kind is not None
+        await owners.add(
+            name,
+            Holder(
+                kind.tag,
+                holder.responder,
+                holder.key_index,
+                holder.client,
+                holder.model,
+                expiry(meta),
+            ),
+        )
+    for file in result_files(meta):
+        if await owners.find(file) is None:
+            await owners.add(
+                file, Holder(FILE.tag, holder.responder, holder.key_index, holder.client)
+            )
+    if record and holder.kind == BATCH.tag and not holder.settled and batch_done(meta):
+        exchange.input_tokens, exchange.output_tokens, exchange.total_tokens = batch_usage(meta)
+        exchange.served = holder.model
+        await owners.add(record, replace(holder, settled=True))
