@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes import groups
 from tests.fakes.common import STATE, error, next_step, record
 
 UPGRADE = "live-upgrade"
@@ -44,6 +45,10 @@ async def live(request: web.Request) -> web.StreamResponse:
     record(request, "", "live.upgrade", b"", key=key)
     if not key:
         return error(401, "Missing API key.", "UNAUTHENTICATED")
+    constrained = request.path.endswith("Constrained")
+    bound = groups.token_model(request, key)
+    if constrained != (bound is not None):  # a token only on the constrained socket, and back
+        return error(401, "The credential does not fit this endpoint.", "UNAUTHENTICATED")
     if int(next_step(state, UPGRADE).get("status", 200)) == 429:
         return error(429, "You exceeded your current quota.", "RESOURCE_EXHAUSTED")
     ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
@@ -52,6 +57,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     setup = json.loads(first.data)["setup"]
     model = setup["model"].removeprefix("models/")
     record(request, model, "live.setup", json.dumps(setup).encode(), key=key)
+    if bound and bound != setup["model"]:
+        await ws.close(code=1008, message=b"The setup does not match the token's constraints.")
+        return ws
     status = int(next_step(state, model).get("status", 200))
     if status == 429:
         await ws.close(
@@ -94,7 +102,7 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     for version in ("v1", "v1beta", "v1alpha"):
-        app.router.add_get(
-            f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent",
-            live,
-        )
+        for name in ("BidiGenerateContent", "BidiGenerateContentConstrained"):
+            app.router.add_get(
+                f"/ws/google.ai.generativelanguage.{version}.GenerativeService.{name}", live
+            )

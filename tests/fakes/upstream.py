@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import agents, files_api, live_api, openai_compat
+from tests.fakes import agents, files_api, groups, live_api, openai_compat
 from tests.fakes.common import (
     STATE,
     STATUS_ERRORS,
@@ -52,6 +52,9 @@ from tests.fakes.common import (
 )
 
 MODELS = [f"gemini-upstream-{i}" for i in range(5)]
+GROUP_ACTIONS = frozenset(
+    {"predict", "predictLongRunning", "batchGenerateContent", "asyncBatchEmbedContent"}
+)
 
 
 def answer(model: str, text: str, last: bool) -> dict[str, Any]:
@@ -205,7 +208,9 @@ async def model_call(request: web.Request) -> web.StreamResponse:
     data: dict[str, Any] = {}
     if action in ("generateContent", "streamGenerateContent", "countTokens"):
         data = json.loads(body or b"{}")
-        refusal = files_api.check_binding(request, model, data)
+        refusal = files_api.check_binding(request, model, data) or groups.store_refusal(
+            request, data
+        )
         if refusal is not None:
             return refusal
         refused = agents.signature_refusal(model, data)
@@ -240,6 +245,8 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         if step.get("echo_key"):  # a careless upstream that repeats the key it was given
             message += f" Key: {request.headers.get('x-goog-api-key')}"
         return error(status, message, name)
+    if action in GROUP_ACTIONS:
+        return await groups.model_action(request, model, action, json.loads(body or b"{}"))
     if step.get("empty"):  # a 200 with nothing in it
         return await _empty(request, model, step, action, state)
     tool_parts = agents.tool_parts(model, data) if data else None
@@ -310,6 +317,7 @@ async def control(request: web.Request) -> web.Response:
         state.gate = asyncio.Event()
     elif what == "reset":
         files_api.reset(request.app)
+        groups.reset(request.app)
         state.scripts.clear()
         state.quotas.clear()
         state.bad_keys.clear()
@@ -334,6 +342,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/_{what}", control)
     openai_compat.add_routes(app)
     files_api.add_routes(app)
+    groups.add_routes(app)
     live_api.add_routes(app)
     return app
 

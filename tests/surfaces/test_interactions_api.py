@@ -1,0 +1,124 @@
+"""The Interactions API through the proxy with the real google-genai SDK. The fake upstream holds
+each interaction in its key's project (another key gets 403), so a follow-up sent with the wrong
+key fails the test."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from tests.conftest import StartProxy, Upstream, base_yaml
+
+CLIENTS = "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
+
+
+def creates(upstream: Upstream) -> list[dict[str, object]]:
+    return [r for r in upstream.requests() if r["action"] == "interactions.create"]
+
+
+async def test_a_chain_rotates_then_a_follow_up_stays_on_the_key(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS, store=""))
+    alice = proxy.client(key="alice-key").aio
+    quota = {"status": 429, "delay": "30s"}
+    upstream.script("m1", quota, quota)  # both keys' projects
+    first = await alice.interactions.create(model="default", input="hi")
+    assert first.status == "completed"
+    assert first.model == "m2"  # m1 was out of quota: the chain moved on before the first byte
+    sent = creates(upstream)
+    assert [json.loads(str(r["body"]))["model"] for r in sent] == ["m1", "m1", "m2"]
+    key = sent[-1]["headers"]["x-goog-api-key"]  # type: ignore[index]
+
+    # The follow-up goes with the first one's key; m1 is still cooling there, so m2 again.
+    follow = await alice.interactions.create(
+        model="default", input="and?", previous_interaction_id=first.id
+    )
+    assert follow.status == "completed"
+    last = creates(upstream)[-1]
+    assert last["headers"]["x-goog-api-key"] == key  # type: ignore[index]
+    assert json.loads(str(last["body"]))["previous_interaction_id"] == first.id
+
+    got = await alice.interactions.get(first.id)
+    assert got.id == first.id
+    bob = proxy.client(key="bob-key").aio
+    with pytest.raises(Exception) as info:
+        await bob.interactions.get(first.id)
+    assert "403" in str(info.value) or "permission" in str(info.value).lower()
+    with pytest.raises(Exception):
+        await bob.interactions.create(model="default", input="x", previous_interaction_id=first.id)
+    # Neither of bob's calls reached the upstream.
+    assert len(creates(upstream)) == 4
+    await alice.interactions.delete(first.id)
+    with pytest.raises(Exception):
+        await alice.interactions.get(first.id)
+
+
+async def test_a_stream_has_its_own_shape_and_is_recorded(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    client = proxy.client().aio
+    events = [
+        e async for e in await client.interactions.create(model="default", input="hi", stream=True)
+    ]
+    kinds = [e.event_type for e in events]
+    assert kinds == ["interaction.created", "step.delta", "interaction.completed"]
+    ident = events[0].interaction.id  # type: ignore[union-attr]
+    # Recorded from the stream: a follow-up finds it, a resumed stream replays after an event.
+    again = await client.interactions.create(
+        model="default", input="more", previous_interaction_id=ident
+    )
+    assert again.status == "completed"
+    resumed = [
+        e.event_type
+        async for e in await client.interactions.get(ident, stream=True, last_event_id="evt-1")
+    ]
+    assert resumed == ["step.delta", "interaction.completed"]
+
+
+async def test_background_runs_are_polled_and_counted_once(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: object
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    client = proxy.client().aio
+    run = await client.interactions.create(model="m2", input="long job", background=True)
+    assert run.status == "in_progress"
+    polls = [await client.interactions.get(run.id) for _ in range(3)]
+    assert [p.status for p in polls] == ["in_progress", "completed", "completed"]
+    assert polls[-1].usage is not None and polls[-1].usage.total_tokens == 8
+    cancelled = await client.interactions.cancel(run.id)
+    assert cancelled.id == run.id
+    keys = {
+        r["headers"]["x-goog-api-key"] for r in upstream.requests() if "interactions" in r["action"]
+    }
+    assert len(keys) == 1
+
+
+async def test_an_agent_goes_to_a_key_in_turn_and_is_pinned(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    async with aiohttp.ClientSession() as s:
+        url = f"{proxy.url}/v1beta/interactions"
+        body = {"agent": "deep-research-pro", "input": "find", "background": True}
+        async with s.post(url, json=body, headers={"x-goog-api-key": "client-key"}) as r:
+            assert r.status == 200
+            made = await r.json()
+        async with s.get(f"{url}/{made['id']}", headers={"x-goog-api-key": "client-key"}) as r:
+            assert r.status == 200
+    calls = [r for r in upstream.requests() if "interactions" in r["action"]]
+    assert len({c["headers"]["x-goog-api-key"] for c in calls}) == 1
+
+
+async def test_errors_before_the_first_byte_reach_the_sdk(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]'))
+    client = proxy.client().aio
+    with pytest.raises(Exception) as info:
+        await client.interactions.create(model="no-such-chain!", input="hi")
+    assert "400" in str(info.value) or "Invalid model" in str(info.value)
+    assert creates(upstream) == []
