@@ -94,9 +94,15 @@ def batch_done(meta: Any) -> bool:
 
 
 def batch_usage(meta: Any) -> tuple[int, int, int]:
-    """The input, output and total tokens of a finished batch's inline answers, summed."""
+    """The input, output and total tokens of a finished batch's inline answers, summed. The
+    output is read from one place (``metadata.output``, else ``response``): Gemini may give
+    it in both."""
+    if not isinstance(meta, dict):
+        return 0, 0, 0
+    metadata = meta.get("metadata")
+    output = metadata.get("output") if isinstance(metadata, dict) else None
     sums = [0, 0, 0]
-    for key, value in _walk(meta):
+    for key, value in _walk(output if output is not None else meta.get("response")):
         at = _USAGE_FIELDS.get(key)
         if at is not None and isinstance(value, int) and not isinstance(value, bool):
             sums[at] += value

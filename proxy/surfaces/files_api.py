@@ -22,8 +22,9 @@ from proxy.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from proxy.exchange import exchange_of
+from proxy.exchange import Exchange, exchange_of
 from proxy.middleware.auth import UPLOAD_TOKEN
+from proxy.resources import records
 from proxy.resources.kinds import FILE
 from proxy.resources.owners import Holder, wall_time
 from proxy.resources.uploads import UploadSession
@@ -98,15 +99,21 @@ async def _stream_body(request: web.Request, limit: int) -> AsyncIterator[bytes]
 
 
 async def _remember(runtime: Runtime, body: bytes, responder: str, key: int, client: str) -> None:
-    """Record the file a finished upload made (its answer is ``{"file": {…}}``)."""
+    """Record what a finished upload made: a file (``{"file": {…}}``), or a store upload's
+    operation."""
     try:
-        meta = orjson.loads(body).get("file") or {}
-    except (orjson.JSONDecodeError, AttributeError):
+        meta = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if isinstance(name, str) and name.startswith("files/"):
-        expires = wall_time(meta.get("expirationTime"))
+    file = meta.get("file") if isinstance(meta, dict) else None
+    name = file.get("name") if isinstance(file, dict) else None
+    if isinstance(file, dict) and isinstance(name, str) and name.startswith("files/"):
+        expires = wall_time(file.get("expirationTime"))
         await runtime.owners.add(name, Holder(FILE.tag, responder, key, client, expires=expires))
+    elif records.made(meta) is not None:
+        await records.learn(
+            runtime.owners, Exchange(), body, Holder("", responder, key, client), ""
+        )
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -115,18 +122,38 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if upload_id is not None:
         return await _piece(request, upload_id)
     runtime = runtime_of(request)
-    client = exchange_of(request).client
     responder = home_responder(runtime)
     models = [m.model for m in runtime.config.default_chain.members]
     key = runtime.keys.pick(responder, models)
     version = request.path.split("/")[2]
+    return await _begin(request, responder, key, f"upload/{version}/files")
+
+
+async def store_upload(request: web.Request) -> web.StreamResponse:
+    """``POST /upload/{v}/fileSearchStores/{id}:uploadToFileSearchStore``: as a file's upload,
+    with the key that holds the store (the caller's, or Gemini's answer for a missing one)."""
+    store_id, _, action = request.match_info["target"].partition(":")
+    if action != "uploadToFileSearchStore":
+        raise NotFound(f"Method not found: fileSearchStores/{store_id[:64]}:{action[:40]}.")
+    holder = await held_by_caller(request, f"fileSearchStores/{store_id}")
+    responder = gemini_of(runtime_of(request), holder)
+    return await _begin(request, responder, holder.key_index, request.path.lstrip("/"))
+
+
+async def _begin(
+    request: web.Request, responder: GeminiResponder, key: int, path: str
+) -> web.StreamResponse:
+    """An upload's first request to ``path`` with ``key``: the whole of a multipart one, the
+    ``start`` of a resumable one (its pieces come back to :func:`_piece`)."""
+    runtime = runtime_of(request)
+    client = exchange_of(request).client
     headers = client_headers(request, _UPLOAD_IN)
     protocol = request.headers.get("X-Goog-Upload-Protocol", "")
     if protocol == "multipart":
         _limit(request, "Content-Length")
         limit = runtime.config.limits.max_upload_bytes
         resp = await open_upstream(
-            responder, "POST", f"upload/{version}/files", key, headers, _stream_body(request, limit)
+            responder, "POST", path, key, headers, _stream_body(request, limit)
         )
         body = await read_body(responder, resp)
         if resp.status == 200:
@@ -136,7 +163,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("An upload is 'X-Goog-Upload-Protocol: resumable' or 'multipart'.")
     _limit(request, "X-Goog-Upload-Header-Content-Length")
     start = await request.read()
-    resp = await open_upstream(responder, "POST", f"upload/{version}/files", key, headers, start)
+    resp = await open_upstream(responder, "POST", path, key, headers, start)
     body = await read_body(responder, resp)
     upstream_url = resp.headers.get("X-Goog-Upload-URL", "")
     upstream_id = parse_qs(urlsplit(upstream_url).query).get("upload_id", [""])[0]
@@ -214,6 +241,7 @@ async def list_files(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     for version in VERSIONS:
         app.router.add_post(f"/upload/{version}/files", upload)
+        app.router.add_post(f"/upload/{version}/fileSearchStores/{{target}}", store_upload)
         app.router.add_get(f"/{version}/files", list_files)
         app.router.add_route("GET", f"/{version}/files/{{target}}", one_file)
         app.router.add_route("DELETE", f"/{version}/files/{{target}}", one_file)

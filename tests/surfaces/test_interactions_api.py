@@ -5,11 +5,12 @@ key fails the test."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import StartProxy, Upstream, base_yaml
+from tests.conftest import StartProxy, Upstream, base_yaml, ledger_rows
 
 CLIENTS = "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
 
@@ -80,9 +81,10 @@ async def test_a_stream_has_its_own_shape_and_is_recorded(
 
 
 async def test_background_runs_are_polled_and_counted_once(
-    start_proxy: StartProxy, upstream: Upstream, tmp_path: object
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
 ) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url))
+    db = tmp_path / "l104.db"
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
     client = proxy.client().aio
     run = await client.interactions.create(model="m2", input="long job", background=True)
     assert run.status == "in_progress"
