@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from google.genai._gaos.lib.compat_errors import APIStatusError
+from google.genai.interactions import Interaction, InteractionCreatedEvent
 
 from tests.conftest import StartProxy, Upstream, base_yaml, ledger_rows
 
 CLIENTS = "clients: [{name: alice, key: alice-key}, {name: bob, key: bob-key}]"
+
+
+async def made(client: Any, **fields: Any) -> Interaction:
+    """An interaction made whole (not streamed), with its id."""
+    out = await client.interactions.create(**fields)
+    assert isinstance(out, Interaction)
+    assert out.id is not None
+    return out
 
 
 def creates(upstream: Upstream) -> list[dict[str, object]]:
@@ -26,7 +37,8 @@ async def test_a_chain_rotates_then_a_follow_up_stays_on_the_key(
     alice = proxy.client(key="alice-key").aio
     quota = {"status": 429, "delay": "30s"}
     upstream.script("m1", quota, quota)  # both keys' projects
-    first = await alice.interactions.create(model="default", input="hi")
+    first = await made(alice, model="default", input="hi")
+    assert first.id is not None
     assert first.status == "completed"
     assert first.model == "m2"  # m1 was out of quota: the chain moved on before the first byte
     sent = creates(upstream)
@@ -34,9 +46,7 @@ async def test_a_chain_rotates_then_a_follow_up_stays_on_the_key(
     key = sent[-1]["headers"]["x-goog-api-key"]  # type: ignore[index]
 
     # The follow-up goes with the first one's key; m1 is still cooling there, so m2 again.
-    follow = await alice.interactions.create(
-        model="default", input="and?", previous_interaction_id=first.id
-    )
+    follow = await made(alice, model="default", input="and?", previous_interaction_id=first.id)
     assert follow.status == "completed"
     last = creates(upstream)[-1]
     assert last["headers"]["x-goog-api-key"] == key  # type: ignore[index]
@@ -45,16 +55,19 @@ async def test_a_chain_rotates_then_a_follow_up_stays_on_the_key(
     got = await alice.interactions.get(first.id)
     assert got.id == first.id
     bob = proxy.client(key="bob-key").aio
-    with pytest.raises(Exception) as info:
+    with pytest.raises(APIStatusError) as info:
         await bob.interactions.get(first.id)
-    assert "403" in str(info.value) or "permission" in str(info.value).lower()
-    with pytest.raises(Exception):
-        await bob.interactions.create(model="default", input="x", previous_interaction_id=first.id)
+    assert info.value.status_code == 403
+    assert "Interaction" in str(info.value)
+    with pytest.raises(APIStatusError) as info:
+        await made(bob, model="default", input="x", previous_interaction_id=first.id)
+    assert info.value.status_code == 403
     # Neither of bob's calls reached the upstream.
     assert len(creates(upstream)) == 4
     await alice.interactions.delete(first.id)
-    with pytest.raises(Exception):
+    with pytest.raises(APIStatusError) as info:
         await alice.interactions.get(first.id)
+    assert info.value.status_code == 403
 
 
 async def test_a_stream_has_its_own_shape_and_is_recorded(
@@ -62,21 +75,21 @@ async def test_a_stream_has_its_own_shape_and_is_recorded(
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url))
     client = proxy.client().aio
-    events = [
-        e async for e in await client.interactions.create(model="default", input="hi", stream=True)
-    ]
+    stream = await client.interactions.create(model="default", input="hi", stream=True)
+    assert not isinstance(stream, Interaction)
+    events = [e async for e in stream]
     kinds = [e.event_type for e in events]
     assert kinds == ["interaction.created", "step.delta", "interaction.completed"]
-    ident = events[0].interaction.id  # type: ignore[union-attr]
+    created = events[0]
+    assert isinstance(created, InteractionCreatedEvent)
+    ident = created.interaction.id
+    assert ident is not None
     # Recorded from the stream: a follow-up finds it, a resumed stream replays after an event.
-    again = await client.interactions.create(
-        model="default", input="more", previous_interaction_id=ident
-    )
+    again = await made(client, model="default", input="more", previous_interaction_id=ident)
     assert again.status == "completed"
-    resumed = [
-        e.event_type
-        async for e in await client.interactions.get(ident, stream=True, last_event_id="evt-1")
-    ]
+    again_stream = await client.interactions.get(ident, stream=True, last_event_id="evt-1")
+    assert not isinstance(again_stream, Interaction)
+    resumed = [e.event_type async for e in again_stream]
     assert resumed == ["step.delta", "interaction.completed"]
 
 
@@ -86,17 +99,24 @@ async def test_background_runs_are_polled_and_counted_once(
     db = tmp_path / "l104.db"
     proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
     client = proxy.client().aio
-    run = await client.interactions.create(model="m2", input="long job", background=True)
+    run = await made(client, model="m2", input="long job", background=True)
     assert run.status == "in_progress"
-    polls = [await client.interactions.get(run.id) for _ in range(3)]
+    assert run.id is not None
+    polls = [await client.interactions.get(run.id, stream=False) for _ in range(3)]
     assert [p.status for p in polls] == ["in_progress", "completed", "completed"]
-    assert polls[-1].usage is not None and polls[-1].usage.total_tokens == 8
+    assert polls[-1].usage is not None
+    assert polls[-1].usage.total_tokens == 8
     cancelled = await client.interactions.cancel(run.id)
     assert cancelled.id == run.id
     keys = {
         r["headers"]["x-goog-api-key"] for r in upstream.requests() if "interactions" in r["action"]
     }
     assert len(keys) == 1
+    # The ledger: the create, three polls (the usage on the first that found it completed
+    # only), the cancel.
+    rows = await ledger_rows(db, "requested, served, status, input_tokens, output_tokens", 5)
+    assert [r[3:] for r in rows] == [(0, 0), (0, 0), (5, 3), (0, 0), (0, 0)]
+    assert rows[2][1] == "m2"
 
 
 async def test_an_agent_goes_to_a_key_in_turn_and_is_pinned(
@@ -120,7 +140,8 @@ async def test_errors_before_the_first_byte_reach_the_sdk(
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, chains='default: ["up:m1"]'))
     client = proxy.client().aio
-    with pytest.raises(Exception) as info:
-        await client.interactions.create(model="no-such-chain!", input="hi")
-    assert "400" in str(info.value) or "Invalid model" in str(info.value)
+    with pytest.raises(APIStatusError) as info:
+        await made(client, model="no-such-chain!", input="hi")
+    assert info.value.status_code == 400
+    assert "Invalid model name" in str(info.value)
     assert creates(upstream) == []

@@ -40,7 +40,8 @@ async def test_an_inline_batch_rotates_is_polled_listed_and_counted_once(
     quota = {"status": 429, "delay": "30s"}
     upstream.script("m1", quota, quota)
     job = await alice.batches.create(model="default", src=INLINE)  # type: ignore[arg-type]
-    assert job.name is not None and job.name.startswith("batches/")
+    assert job.name is not None
+    assert job.name.startswith("batches/")
     assert job.model == "models/m2"  # m1 was out of quota on both keys
     key = calls(upstream, "batchGenerateContent")[-1]["headers"]["x-goog-api-key"]
 
@@ -49,7 +50,8 @@ async def test_an_inline_batch_rotates_is_polled_listed_and_counted_once(
     again = await alice.batches.get(name=job.name)
     assert first.state == types.JobState.JOB_STATE_PENDING
     assert done.state == again.state == types.JobState.JOB_STATE_SUCCEEDED
-    assert done.dest is not None and done.dest.inlined_responses is not None
+    assert done.dest is not None
+    assert done.dest.inlined_responses is not None
     assert {r["headers"]["x-goog-api-key"] for r in calls(upstream, "groups.get")} == {key}
 
     assert [j.name async for j in await alice.batches.list()] == [job.name]
@@ -86,25 +88,30 @@ async def test_a_batch_from_a_file_goes_to_its_key_and_its_results_download(
     )
     assert uploaded.name is not None
     file_key = calls(upstream, "files.upload")[-1]["headers"]["x-goog-api-key"]
+    names = []
     for _ in range(2):  # whichever key is next in turn, the batch goes with the file's
         job = await client.batches.create(model="default", src=uploaded.name)
         assert job.name is not None
+        names.append(job.name)
         made = calls(upstream, "batchGenerateContent")[-1]
         assert made["headers"]["x-goog-api-key"] == file_key
-    await client.batches.get(name=job.name)
-    done = await client.batches.get(name=job.name)
-    assert done.dest is not None and done.dest.file_name is not None
+    await client.batches.get(name=names[-1])
+    done = await client.batches.get(name=names[-1])
+    assert done.dest is not None
+    assert done.dest.file_name is not None
     results = done.dest.file_name.removeprefix("files/")
     status, body = await raw(
         "GET", f"{proxy.url}/v1beta/files/{results}:download?alt=media", "client-key"
     )
-    assert status == 200 and b"usageMetadata" in body
+    assert status == 200
+    assert b"usageMetadata" in body
 
     embeddings = await client.batches.create_embeddings(
         model="m1",
-        src={"inlined_requests": {"contents": [{"parts": [{"text": "a"}]}]}},  # type: ignore[arg-type]
+        src={"inlined_requests": {"contents": [{"parts": [{"text": "a"}]}]}},
     )
-    assert embeddings.name is not None and embeddings.name.startswith("batches/")
+    assert embeddings.name is not None
+    assert embeddings.name.startswith("batches/")
 
 
 async def test_images_videos_and_operations(start_proxy: StartProxy, upstream: Upstream) -> None:
@@ -116,7 +123,8 @@ async def test_images_videos_and_operations(start_proxy: StartProxy, upstream: U
         "alice-key",
         {"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 1}},
     )
-    assert status == 200 and images["predictions"][0]["mimeType"] == "image/png"
+    assert status == 200
+    assert images["predictions"][0]["mimeType"] == "image/png"
     assert calls(upstream, "predict")[-1]["model"] == "m2"
 
     status, operation = await raw(
@@ -125,23 +133,27 @@ async def test_images_videos_and_operations(start_proxy: StartProxy, upstream: U
         "alice-key",
         {"instances": [{"prompt": "a cat running"}]},
     )
-    assert status == 200 and operation["name"].startswith("models/m3/operations/")
+    assert status == 200
+    assert operation["name"].startswith("models/m3/operations/")
     alice = proxy.client(key="alice-key").aio
-    polled = types.GenerateVideosOperation(name=operation["name"])
+    polled = types.GenerateVideosOperation.model_validate({"name": operation["name"]})
     first = await alice.operations.get(polled)
     done = await alice.operations.get(polled)
-    assert not first.done and done.done
+    assert not first.done
+    assert done.done
     status, raw_done = await raw("GET", f"{proxy.url}/v1beta/{operation['name']}", "alice-key")
     video = raw_done["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
     file_id = video.split("/files/")[1].split(":")[0]
     status, data = await raw(
         "GET", f"{proxy.url}/v1beta/files/{file_id}:download?alt=media", "alice-key"
     )
-    assert status == 200 and data == b"video-bytes"
+    assert status == 200
+    assert data == b"video-bytes"
     # bob knows the names, and gets what Gemini says of a resource that does not exist.
     for path in (operation["name"], f"files/{file_id}"):
         status, refused = await raw("GET", f"{proxy.url}/v1beta/{path}", "bob-key")
-        assert status == 403 and "may not exist" in refused["error"]["message"]
+        assert status == 403
+        assert "may not exist" in refused["error"]["message"]
     keys = {r["headers"]["x-goog-api-key"] for r in upstream.requests() if r["model"] != "m1"}
     assert len(keys) == 1  # the video, its polls and its download: one key
 
@@ -158,13 +170,15 @@ async def test_file_search_stores_documents_and_the_tool(
     uploaded = await alice.file_search_stores.upload_to_file_search_store(
         file_search_store_name=store.name, file=doc
     )
-    assert uploaded.name is not None and "/upload/operations/" in uploaded.name
+    assert uploaded.name is not None
+    assert "/upload/operations/" in uploaded.name
     file = await alice.files.upload(file=doc)
     assert file.name is not None
     imported = await alice.file_search_stores.import_file(
         file_search_store_name=store.name, file_name=file.name
     )
-    assert imported.name is not None and imported.name.startswith(f"{store.name}/operations/")
+    assert imported.name is not None
+    assert imported.name.startswith(f"{store.name}/operations/")
     assert (await alice.operations.get(imported)).done
     documents = [
         d.name async for d in await alice.file_search_stores.documents.list(parent=store.name)
@@ -186,7 +200,7 @@ async def test_file_search_stores_documents_and_the_tool(
         )
     assert info.value.code == 403
     with pytest.raises(errors.ClientError):
-        await bob.file_search_stores.documents.get(name=documents[0])
+        await bob.file_search_stores.documents.get(name=str(documents[0]))
     with pytest.raises(errors.ClientError):
         await bob.file_search_stores.import_file(
             file_search_store_name=store.name, file_name=file.name
@@ -206,7 +220,8 @@ async def test_a_file_on_another_key_than_the_store_is_a_clear_400(
     doc = tmp_path / "notes.txt"
     doc.write_text("x")
     file = await client.files.upload(file=doc)
-    assert store.name is not None and file.name is not None
+    assert store.name is not None
+    assert file.name is not None
     with pytest.raises(errors.ClientError) as info:
         await client.file_search_stores.import_file(
             file_search_store_name=store.name, file_name=file.name
@@ -223,7 +238,8 @@ async def test_unknown_paths_are_named_and_passthrough_opens_them(
     assert status == 404
     assert body["error"]["message"].startswith("L104 Proxy does not serve GET /v1beta/corpora")
     status, body = await raw("GET", f"{proxy.url}/v1beta/batches/nope", "client-key")
-    assert status == 403 and "Batch nope" in body["error"]["message"]
+    assert status == 403
+    assert "Batch nope" in body["error"]["message"]
     assert upstream.requests() == []
 
     opened = await start_proxy(
