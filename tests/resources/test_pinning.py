@@ -129,3 +129,73 @@ async def test_a_cache_named_anywhere_is_checked() -> None:
 
 def test_a_web_page_named_files_is_not_a_file() -> None:
     assert named({"fileUri": "https://example.com/files/report.pdf"}) == ([], [])
+
+
+# -- the newer groups' fields --------------------------------------------------------------
+
+
+def held_more() -> Owners:
+    held = owners()
+    held.held.update(
+        {
+            "interactions/v1_i1": Holder("interaction", "up", 1, "alice", "m1"),
+            "fileSearchStores/s1": Holder("fileSearchStore", "up", 1, "alice"),
+            "fileSearchStores/s2": Holder("fileSearchStore", "up", 0, "bob"),
+        }
+    )
+    return held
+
+
+@pytest.mark.parametrize(
+    ("data", "pin"),
+    [
+        ({"model": "x", "input": "hi", "previous_interaction_id": "v1_i1"}, Pin("up", 1)),
+        ({"previousInteractionId": "interactions/v1_i1"}, Pin("up", 1)),
+        (
+            {"tools": [{"fileSearch": {"file_search_store_names": ["fileSearchStores/s1"]}}]},
+            Pin("up", 1),
+        ),
+        ({"tools": [{"type": "file_search", "file_search_store_names": ["s1"]}]}, Pin("up", 1)),
+        ({"batch": {"inputConfig": {"fileName": "files/bbb"}}}, Pin("up", 1)),
+        ({"batch": {"input_config": {"file_name": "files/aaa"}}}, Pin("up", 0)),
+        ({"fileName": "files/bbb"}, Pin("up", 1)),  # importFile
+        # A tool's own arguments may say fileName: that is the caller's data, not a resource.
+        ({"contents": [{"parts": [{"functionCall": {"args": {"fileName": "files/zzz"}}}]}]}, None),
+        # An Interactions content's uri counts only if it is a file the proxy holds.
+        ({"input": [{"type": "image", "uri": "https://example.com/files/zzz"}]}, None),
+        ({"input": [{"type": "document", "uri": "files/bbb"}]}, Pin("up", 1)),
+    ],
+)
+async def test_the_newer_fields_pin(data: dict[str, Any], pin: Pin | None) -> None:
+    assert await pin_for(data, "alice", held_more()) == pin
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"previous_interaction_id": "v1_unknown"},
+        {"tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/s2"]}}]},
+        {"batch": {"inputConfig": {"fileName": "files/ccc"}}},
+        {"input": [{"type": "document", "uri": "files/ccc"}]},  # bob's file, by uri
+    ],
+)
+async def test_the_newer_fields_refuse_what_is_not_the_callers(data: dict[str, Any]) -> None:
+    with pytest.raises(PermissionDenied, match="may not exist"):
+        await pin_for(data, "alice", held_more())
+
+
+async def test_a_store_and_a_file_on_two_keys_are_refused() -> None:
+    data = {
+        "tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/s1"]}}],
+        "contents": [{"parts": [{"fileData": {"fileUri": "files/aaa"}}]}],
+    }
+    with pytest.raises(InvalidArgument, match="different upstream API keys"):
+        await pin_for(data, "alice", held_more())
+
+
+async def test_names_under_a_held_resource_are_its() -> None:
+    held = held_more()
+    found = await held.holder_of("fileSearchStores/s1/upload/operations/o9")
+    assert found is not None
+    assert found[0] == "fileSearchStores/s1"
+    assert await held.holder_of("models/m1/operations/o9") is None

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+import websockets
 from google import genai
 from google.genai import types
 
@@ -284,3 +285,63 @@ async def test_a_key_the_upstream_reflects_in_a_close_reason_is_scrubbed(
     reason = str(closed.extra)
     assert "bad key [redacted]" in reason
     assert secret[:12] not in reason
+
+
+# The SDK calls ephemeral tokens experimental: that warning, by name, and no other.
+@pytest.mark.filterwarnings("ignore::google.genai._common.ExperimentalWarning")
+async def test_an_ephemeral_token_opens_live_on_its_own_key(
+    proxy_process: Callable[..., ProxyProcess],
+    upstream: Upstream,
+    tls_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``auth_tokens.create`` through the proxy, then the SDK's Live on that token: the token
+    stands for the client that made it, and the session goes to the key that made it."""
+    tls = f"tls: {{cert_file: '{tls_files['cert']}', key_file: '{tls_files['key']}'}}"
+    clients = "clients: [{name: alice, key: alice-key}]"
+    yaml = base_yaml(upstream.url, extra=clients).replace(
+        "listen: {host: 127.0.0.1, port: 0}", f"listen: {{host: 127.0.0.1, port: 0, {tls}}}"
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files["ca"]))
+    proxy = proxy_process(yaml, scheme="https")
+    options = types.HttpOptions(base_url=proxy.url, api_version="v1alpha")
+    maker = genai.Client(api_key="alice-key", http_options=options)
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    token = await maker.aio.auth_tokens.create(
+        config=types.CreateAuthTokenConfig(
+            uses=1,
+            live_connect_constraints=types.LiveConnectConstraints(model="default", config=config),
+        )
+    )
+    assert token.name is not None
+    assert token.name.startswith("auth_tokens/")
+    made = [r for r in upstream.requests() if r["action"] == "auth_tokens.create"][-1]
+    assert json.loads(made["body"])["bidiGenerateContentSetup"]["model"] == "models/m1"
+
+    browser = genai.Client(api_key=token.name, http_options=options)
+    texts: list[str] = []
+    async with browser.aio.live.connect(model="default", config=config) as live:
+        await live.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="hi")]), turn_complete=True
+        )
+        async for message in live.receive():
+            if message.text:
+                texts.append(message.text)
+    assert texts == ["Hello from m1."]
+    upgrade = [r for r in upstream.requests() if r["action"] == "live.upgrade"][-1]
+    assert upgrade["path"].endswith("BidiGenerateContentConstrained")
+    assert upgrade["key"] == token.name  # the token went on; the key stayed in the proxy
+    setup = [r for r in upstream.requests() if r["action"] == "live.setup"][-1]
+    assert setup["key"] == token.name
+
+    # A token the proxy never made opens nothing, and reaches nothing.
+    before = len(upstream.requests())
+    stranger = genai.Client(api_key="auth_tokens/made-up", http_options=options)
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with stranger.aio.live.connect(model="default", config=config):
+            pass
+    assert refused.value.response.status_code == 403
+    assert len(upstream.requests()) == before
+    await maker.aio.aclose()
+    await browser.aio.aclose()
+    await stranger.aio.aclose()
