@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from google.genai import errors, types
+from google.genai.interactions import Interaction
 
 from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, http
 from tests.surfaces.test_live_api import LIVE, session
@@ -51,6 +52,46 @@ def test_a_file_uploaded_through_one_replica_is_used_through_another(
     with pytest.raises(errors.ClientError) as other:  # still alice's only
         bob.files.get(name=upload.name)
     assert other.value.code == 403
+
+
+def test_the_registry_is_the_fleets(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    """A batch, a store and an interaction made through one replica are the same client's, on
+    the same key, through another."""
+    yaml = _yaml(upstream, redis_server)
+    first, second = proxy_process(yaml), proxy_process(yaml)
+    maker = first.client(key="alice-key")
+    job = maker.batches.create(model="default", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
+    store = maker.file_search_stores.create(config={"display_name": "docs"})
+    talk = maker.interactions.create(model="default", input="hi")
+    assert isinstance(talk, Interaction)
+    assert job.name is not None
+    assert store.name is not None
+    assert talk.id is not None
+    made = {
+        r["action"]: r["headers"]["x-goog-api-key"]
+        for r in upstream.requests()
+        if r["action"] in ("batchGenerateContent", "groups.post", "interactions.create")
+    }
+    alice = second.client(key="alice-key")
+    assert alice.batches.get(name=job.name).name == job.name
+    assert [j.name for j in alice.batches.list()] == [job.name]
+    assert [s.name for s in alice.file_search_stores.list()] == [store.name]
+    follow = alice.interactions.create(
+        model="default", input="more", previous_interaction_id=talk.id
+    )
+    assert isinstance(follow, Interaction)
+    assert follow.status == "completed"
+    polled = [r for r in upstream.requests() if r["action"] == "groups.get"]
+    assert polled[0]["headers"]["x-goog-api-key"] == made["batchGenerateContent"]
+    followed = [r for r in upstream.requests() if r["action"] == "interactions.create"][-1]
+    assert followed["headers"]["x-goog-api-key"] == made["interactions.create"]
+    bob = second.client(key="bob-key")
+    with pytest.raises(errors.ClientError) as other:
+        bob.batches.get(name=job.name)
+    assert other.value.code == 403
+    assert list(bob.file_search_stores.list()) == []
 
 
 def test_metrics_on_any_replica_show_the_fleets_totals(
