@@ -62,7 +62,7 @@ def test_the_registry_is_the_fleets(
     yaml = _yaml(upstream, redis_server)
     first, second = proxy_process(yaml), proxy_process(yaml)
     maker = first.client(key="alice-key")
-    job = maker.batches.create(model="default", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
+    job = maker.batches.create(model="default", src=[types.InlinedRequest(contents="x")])
     store = maker.file_search_stores.create(config={"display_name": "docs"})
     talk = maker.interactions.create(model="default", input="hi")
     assert isinstance(talk, Interaction)
