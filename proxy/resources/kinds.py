@@ -32,6 +32,8 @@ STORE = Kind("fileSearchStore", "FileSearchStore")
 DOCUMENT = Kind("document", "Document")
 TUNED = Kind("tunedModel", "TunedModel")
 TOKEN = Kind("authToken", "AuthToken", DAY)
+# What a path that ``surface.passthrough`` opens makes (``agents/…``, ``webhooks/…``).
+OPENED = Kind("opened", "resource")
 
 # Each collection's kind, by the collection segment of a name.
 COLLECTIONS: dict[str, Kind] = {

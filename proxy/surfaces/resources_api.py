@@ -12,6 +12,7 @@ is a 404 that names it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from aiohttp import web
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
 from proxy.resources import records
-from proxy.resources.kinds import COLLECTIONS, LIST_FIELDS, TOKEN, kind_of, parents
+from proxy.resources.kinds import COLLECTIONS, LIST_FIELDS, OPENED, TOKEN, kind_of, parents
 from proxy.resources.owners import Holder
 from proxy.resources.pinning import denied, names_resources, pin_for
 from proxy.responders.gemini import GeminiResponder
@@ -84,9 +85,14 @@ async def route(request: web.Request) -> web.StreamResponse:
             raise denied(name)
         return await _held(request, runtime, tail, name, found)
     if _passthrough(runtime, tail):
+        found = await _opened_holder(runtime, name)
+        if found is not None:  # made through the proxy: its owner's, on its key
+            if found[1].client != exchange_of(request).client:
+                raise denied(name)
+            return await _held(request, runtime, tail, name, found)
         responder = home_responder(runtime)
         key = runtime.keys.pick(responder, ())
-        return await _send(request, runtime, responder, key, tail, "")
+        return await _send(request, runtime, responder, key, tail, "", opened=True)
     raise NotFound(
         f"L104 Proxy does not serve {method} {request.path[:200]}: it is no Gemini endpoint the "
         "proxy knows (surface.passthrough can open a path prefix)."
@@ -94,6 +100,18 @@ async def route(request: web.Request) -> web.StreamResponse:
 
 
 _PAGE = {"batches": 50, "fileSearchStores": 10, "tunedModels": 50}
+
+
+async def _opened_holder(runtime: Runtime, name: str) -> tuple[str, Holder] | None:
+    """The record of a resource made under a passthrough prefix that ``name`` is or lies
+    under (nearest first)."""
+    parts = name.split("/")
+    for end in range(len(parts), 1, -1):
+        candidate = "/".join(parts[:end])
+        holder = await runtime.owners.find(candidate)
+        if holder is not None:
+            return candidate, holder
+    return None
 
 
 def _passthrough(runtime: Runtime, tail: str) -> bool:
@@ -181,7 +199,12 @@ async def _send(
     tail: str,
     model: str,
     body: bytes | None = None,
+    *,
+    opened: bool = False,
 ) -> web.StreamResponse:
+    """Send a request that makes something (or passes through) with ``key``; record what it
+    made. ``opened``: under a passthrough prefix, where any ``name`` an answer gives is a
+    resource of that key, owned by the caller."""
     if body is None:
         body, _ = await _body(request)
     resp = await open_upstream(
@@ -191,7 +214,21 @@ async def _send(
     if resp.status == 200:
         holder = Holder("", responder.name, key, exchange_of(request).client, model)
         await records.learn(runtime.owners, exchange_of(request), answered, holder, "")
+        if opened:
+            await _record_opened(runtime, answered, holder)
     return answer(resp, answered, {})
+
+
+async def _record_opened(runtime: Runtime, body: bytes, holder: Holder) -> None:
+    try:
+        meta = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or "/" not in name or name in runtime.owners.held:
+        return
+    if kind_of(name) is None and _passthrough(runtime, name):
+        await runtime.owners.add(name, replace(holder, kind=OPENED.tag))
 
 
 def add_routes(app: web.Application) -> None:

@@ -173,9 +173,9 @@ async def by_name(request: web.Request) -> web.StreamResponse:
         ]
         mine = [m for m in mine if m["name"].count("/") == 1]
         return web.json_response({field_name: mine})
-    if tail == "fileSearchStores" and request.method == "POST":
+    if tail in ("fileSearchStores", "agents") and request.method == "POST":
         data = json.loads(body or b"{}")
-        name = f"fileSearchStores/{_id()}"
+        name = f"{tail}/{_id()}"
         meta = {"name": name, "displayName": data.get("displayName", ""), "createTime": STAMP}
         groups.items[name] = Held(key, meta)
         return web.json_response(meta)
@@ -391,7 +391,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"/{version}/interactions/{{id}}/cancel", interactions_one)
     app.router.add_post(f"/{version}/auth_tokens", auth_tokens)
     app.router.add_post(f"/upload/{version}/fileSearchStores/{{target}}", upload_to_store)
-    for prefix in ("batches", "fileSearchStores", "models/[^/]+/operations"):
+    for prefix in ("batches", "fileSearchStores", "agents", "models/[^/]+/operations"):
         app.router.add_route("*", f"/{version}/{{tail:{prefix}(?:/.*)?}}", by_name)
 
 

@@ -243,9 +243,17 @@ async def test_unknown_paths_are_named_and_passthrough_opens_them(
     assert upstream.requests() == []
 
     opened = await start_proxy(
-        base_yaml(upstream.url, extra="surface: {passthrough: [fileSearchStores]}")
+        base_yaml(upstream.url, extra=f"surface: {{passthrough: [agents]}}\n{CLIENTS}")
     )
-    status, body = await raw("POST", f"{opened.url}/v1beta/fileSearchStores", "client-key", {})
+    status, agent = await raw("POST", f"{opened.url}/v1beta/agents", "alice-key", {})
     assert status == 200
-    status, body = await raw("GET", f"{opened.url}/v1beta/{body['name']}", "client-key")
-    assert status == 200
+    assert agent["name"].startswith("agents/")
+    made_with = upstream.requests()[-1]["headers"]["x-goog-api-key"]
+    for _ in range(2):  # keys are taken in turn, but what was made stays on its key
+        status, _ = await raw("GET", f"{opened.url}/v1beta/{agent['name']}", "alice-key")
+        assert status == 200
+        assert upstream.requests()[-1]["headers"]["x-goog-api-key"] == made_with
+    before = len(upstream.requests())
+    status, _ = await raw("GET", f"{opened.url}/v1beta/{agent['name']}", "bob-key")
+    assert status == 403
+    assert len(upstream.requests()) == before
