@@ -315,8 +315,12 @@ def _events(interaction: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _stream(
-    request: web.Request, events: list[tuple[str, dict[str, Any]]], after: int
+    request: web.Request,
+    events: list[tuple[str, dict[str, Any]]],
+    after: int,
+    cut: bool = False,
 ) -> web.StreamResponse:
+    """The events after ``after``; with ``cut``, the connection breaks after the first."""
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     for i, (kind, data) in enumerate(events, 1):
@@ -324,6 +328,10 @@ async def _stream(
             continue
         event = {"event_type": kind, "event_id": f"evt-{i}", **data}
         await resp.write(f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode())
+        if cut:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp
@@ -358,7 +366,7 @@ async def interactions_create(request: web.Request) -> web.StreamResponse:
     final = _interaction(model, ident, "in_progress" if background else "completed")
     groups.items[f"interactions/{ident}"] = Held(_key(request), final, extra={"model": model})
     if data.get("stream") is True:
-        return await _stream(request, _events(final), 0)
+        return await _stream(request, _events(final), 0, cut=bool(step.get("cut")))
     return web.json_response(final)
 
 

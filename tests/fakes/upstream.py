@@ -187,6 +187,11 @@ def _model_mismatch(model: str, action: str, body: bytes) -> str:
         named = [r.get("model") for r in data.get("requests", []) if "model" in r]
     elif action == "countTokens" and "model" in data.get("generateContentRequest", {}):
         named = [data["generateContentRequest"]["model"]]
+    elif action in ("batchGenerateContent", "asyncBatchEmbedContent"):
+        batch = data.get("batch", {})
+        inner = batch.get("inputConfig", {}).get("requests", {}).get("requests", [])
+        named = [batch["model"]] if "model" in batch else []
+        named += [r["request"]["model"] for r in inner if "model" in r.get("request", {})]
     wrong = [n for n in named if n != f"models/{model}"]
     if wrong:
         return f"* {action}: model '{wrong[0]}' does not match the URL's 'models/{model}'."

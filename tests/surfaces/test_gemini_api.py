@@ -187,10 +187,17 @@ async def test_body_model_fields_name_the_member_tried(
     batch = upstream.requests("m2")[0]
     assert batch["action"] == "batchEmbedContents"
     assert [r["model"] for r in json.loads(batch["body"])["requests"]] == ["models/m2"] * 2
+    inline = {"request": {"model": "models/default", "contents": [{"parts": [{"text": "a"}]}]}}
     bodies = {
         "embedContent": {"model": "models/default", "content": {"parts": [{"text": "a"}]}},
         "countTokens": {
             "generateContentRequest": {"model": "models/default", "contents": [{"parts": []}]}
+        },
+        "batchGenerateContent": {
+            "batch": {
+                "model": "models/default",
+                "inputConfig": {"requests": {"requests": [inline]}},
+            }
         },
     }
     async with aiohttp.ClientSession() as s:
@@ -202,6 +209,9 @@ async def test_body_model_fields_name_the_member_tried(
     assert sent["embedContent"]["model"] == "models/m2"
     assert sent["countTokens"]["generateContentRequest"]["model"] == "models/m2"
     assert sent["countTokens"]["generateContentRequest"]["contents"] == [{"parts": []}]
+    batch_sent = sent["batchGenerateContent"]["batch"]
+    assert batch_sent["model"] == "models/m2"
+    assert batch_sent["inputConfig"]["requests"]["requests"][0]["request"]["model"] == "models/m2"
 
 
 async def test_generate_content_body_passes_byte_for_byte(

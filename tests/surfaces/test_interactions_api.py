@@ -4,6 +4,7 @@ key fails the test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,25 @@ async def test_errors_before_the_first_byte_reach_the_sdk(
     assert info.value.status_code == 400
     assert "Invalid model name" in str(info.value)
     assert creates(upstream) == []
+
+
+async def test_a_stream_that_breaks_ends_with_an_interactions_error_event(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url))
+    upstream.script("m1", {"cut": True})
+    seen = b""
+    async with aiohttp.ClientSession() as s:
+        body = {"model": "default", "input": "hi", "stream": True}
+        async with s.post(f"{proxy.url}/v1beta/interactions", json=body) as r:
+            assert r.status == 200
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                async for piece in r.content.iter_any():
+                    seen += piece
+    events = [block for block in seen.decode().split("\n\n") if block.strip()]
+    assert events[0].startswith("event: interaction.created\n")
+    assert events[-1].startswith("event: error\ndata: ")
+    error = json.loads(events[-1].split("data: ", 1)[1])
+    assert error["event_type"] == "error"
+    assert error["error"]["code"] == "UNAVAILABLE"
+    assert "broke" in error["error"]["message"]
