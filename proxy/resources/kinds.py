@@ -14,26 +14,28 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Kind:
     """``tag`` is what the registry stores, ``label`` Gemini's word for it in an error,
-    ``ttl_s`` how long a record is kept when the upstream gives no expiry (0: until deleted)."""
+    ``counted`` its name in ``/metrics``' ``resources``, ``ttl_s`` how long a record is kept
+    when the upstream gives no expiry (0: until deleted)."""
 
     tag: str
     label: str
+    counted: str
     ttl_s: float = 0.0
 
 
 DAY = 86_400.0
-FILE = Kind("file", "File", 2 * DAY)
-CACHE = Kind("cache", "CachedContent")
-BATCH = Kind("batch", "Batch")
-OPERATION = Kind("operation", "Operation", 30 * DAY)
+FILE = Kind("file", "File", "files", 2 * DAY)
+CACHE = Kind("cache", "CachedContent", "cached_contents")
+BATCH = Kind("batch", "Batch", "batches")
+OPERATION = Kind("operation", "Operation", "operations", 30 * DAY)
 # Gemini keeps a stored interaction 55 days on a paid tier (one on the free tier).
-INTERACTION = Kind("interaction", "Interaction", 55 * DAY)
-STORE = Kind("fileSearchStore", "FileSearchStore")
-DOCUMENT = Kind("document", "Document")
-TUNED = Kind("tunedModel", "TunedModel")
-TOKEN = Kind("authToken", "AuthToken", DAY)
+INTERACTION = Kind("interaction", "Interaction", "interactions", 55 * DAY)
+STORE = Kind("fileSearchStore", "FileSearchStore", "file_search_stores")
+DOCUMENT = Kind("document", "Document", "documents")
+TUNED = Kind("tunedModel", "TunedModel", "tuned_models")
+TOKEN = Kind("authToken", "AuthToken", "auth_tokens", DAY)
 # What a path that ``surface.passthrough`` opens makes (``agents/…``, ``webhooks/…``).
-OPENED = Kind("opened", "resource")
+OPENED = Kind("opened", "resource", "opened")
 
 # Each collection's kind, by the collection segment of a name.
 COLLECTIONS: dict[str, Kind] = {
@@ -48,7 +50,7 @@ COLLECTIONS: dict[str, Kind] = {
     "auth_tokens": TOKEN,
     "authTokens": TOKEN,
 }
-BY_TAG = {kind.tag: kind for kind in COLLECTIONS.values()}
+BY_TAG = {kind.tag: kind for kind in (*COLLECTIONS.values(), OPENED)}
 # What a list of a client's resources is called in Gemini's answer, by the collection listed.
 LIST_FIELDS = {
     "files": "files",

@@ -55,8 +55,6 @@ class Holder:
     settled: bool = False  # a batch whose usage the ledger has counted
 
 
-# /health's names for the counts of the first two kinds held (the rest go by their tags).
-_COUNT_NAMES = {"file": "files", "cache": "cached_contents"}
 _COLUMNS = "name, kind, responder, key_id, client, model, expires, created, settled"
 Row = tuple[object, ...]  # the columns above, in order
 
@@ -215,7 +213,8 @@ class Owners:
         """How many resources are held, by kind (``files``, ``cached_contents``, …)."""
         out = {"files": 0, "cached_contents": 0}
         for holder in self.held.values():
-            label = _COUNT_NAMES.get(holder.kind, holder.kind)
+            kind = BY_TAG.get(holder.kind)
+            label = kind.counted if kind is not None else holder.kind
             out[label] = out.get(label, 0) + 1
         return out
 

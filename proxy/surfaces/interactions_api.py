@@ -123,16 +123,18 @@ async def _record(owners: Owners, body: bytes, holder: Holder) -> None:
 async def _recording(
     chunks: AsyncIterator[bytes], owners: Owners, holder: Holder
 ) -> AsyncIterator[bytes]:
-    """The stream, its interaction recorded from the first event that names it."""
+    """The stream, its interaction recorded from the first event that names it (looked for in
+    the first 64 KiB only)."""
     seen = b""
+    looking = True
     async for chunk in chunks:
-        if seen is not None:
+        if looking:
             seen += chunk
-            if _ID.search(seen):
+            if _ID.search(seen) is not None:
                 await _record(owners, seen, holder)
-                seen = None  # type: ignore[assignment]
+                looking = False
             elif len(seen) > 64 * 1024:
-                seen = None  # type: ignore[assignment]
+                looking = False
         yield chunk
 
 
