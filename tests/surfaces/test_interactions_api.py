@@ -4,6 +4,7 @@ key fails the test."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from pathlib import Path
@@ -168,3 +169,20 @@ async def test_a_stream_that_breaks_ends_with_an_interactions_error_event(
     assert error["event_type"] == "error"
     assert error["error"]["code"] == "UNAVAILABLE"
     assert "broke" in error["error"]["message"]
+
+
+async def test_an_exhausted_chain_tells_the_sdks_own_retry_when_to_come_back(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """The SDK's Interactions client retries a 429 itself, after the ``Retry-After`` it is
+    given: the proxy's is the cooldown's exact end, so the retry lands once quota is back and
+    nothing in between reaches the upstream."""
+    proxy = await start_proxy(
+        base_yaml(upstream.url, keys=("only-key",), chains='default: ["up:m1"]')
+    )
+    upstream.script("m1", {"status": 429, "delay": "1s"})
+    # The proxy's clock is the test's: the cooldown's second passes while the SDK waits.
+    asyncio.get_running_loop().call_later(0.5, proxy.clock.advance, 1.0)
+    done = await made(proxy.client().aio, model="default", input="hi")
+    assert done.status == "completed"
+    assert [r["model"] for r in creates(upstream)] == ["m1", "m1"]
