@@ -23,6 +23,7 @@ from aiohttp import web
 
 from proxy.errors import InvalidArgument
 from proxy.exchange import exchange_of
+from proxy.names import valid_model_name
 from proxy.resources.owners import Holder, Owners
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call, Reply
@@ -180,6 +181,8 @@ async def relay_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 async def one(request: web.Request) -> web.StreamResponse:
     """``GET|DELETE /{v}/interactions/{id}`` and ``POST …/{id}/cancel``, with its own key."""
     runtime = runtime_of(request)
+    if not valid_model_name(request.match_info["id"]):  # one plain segment, as an id is
+        raise InvalidArgument(f"Invalid interaction id: '{request.match_info['id'][:100]}'.")
     name = f"interactions/{request.match_info['id']}"
     holder = await held_by_caller(request, name)
     responder = gemini_of(runtime, holder)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy.errors import InvalidArgument, NotFound
 from proxy.exchange import exchange_of
+from proxy.names import valid_resource_path
 from proxy.resources import records
 from proxy.resources.kinds import COLLECTIONS, LIST_FIELDS, OPENED, TOKEN, kind_of, parents
 from proxy.resources.owners import Holder
@@ -71,6 +72,9 @@ async def _body(request: web.Request) -> tuple[bytes | None, dict[str, Any] | No
 async def route(request: web.Request) -> web.StreamResponse:
     runtime = runtime_of(request)
     tail = request.match_info["tail"]
+    if not valid_resource_path(tail) or "%" in request.raw_path.partition("?")[0]:
+        # SECURITY: forwarded with a key, "x/../../y" would reach whatever "y" is upstream.
+        raise InvalidArgument(f"Invalid resource name: '{tail[:200]}'.")
     name, action = _target(tail)
     method = request.method
     if method == "GET" and name in LIST_FIELDS and name in COLLECTIONS:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from google.genai import errors, types
+from yarl import URL
 
 from tests.conftest import StartProxy, Upstream, base_yaml, ledger_rows
 
@@ -256,4 +257,31 @@ async def test_unknown_paths_are_named_and_passthrough_opens_them(
     before = len(upstream.requests())
     status, _ = await raw("GET", f"{opened.url}/v1beta/{agent['name']}", "bob-key")
     assert status == 403
+    assert len(upstream.requests()) == before
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "{store}/../../models/m1:generateContent",
+        "{store}/..%2F..%2Fmodels%2Fm1:generateContent",
+        "{store}/%2e%2e/%2e%2e/models/m1",
+        "{store}//documents",
+        "{store}/./documents",
+        "{store}/documents/%00x",
+    ],
+)
+async def test_a_path_under_a_held_resource_cannot_climb_out_of_it(
+    start_proxy: StartProxy, upstream: Upstream, tail: str
+) -> None:
+    """SECURITY: a path under a resource the caller holds goes upstream with that resource's
+    key; one that climbs out of it would make the key a key to anything."""
+    proxy = await start_proxy(base_yaml(upstream.url))
+    store = await proxy.client().aio.file_search_stores.create(config={"display_name": "x"})
+    assert store.name is not None
+    before = len(upstream.requests())
+    url = URL(f"{proxy.url}/v1beta/{tail.format(store=store.name)}", encoded=True)
+    async with aiohttp.ClientSession() as s, s.get(url, headers={"x-goog-api-key": "k"}) as r:
+        assert r.status in (400, 404), await r.text()
+        assert (await r.json())["error"]["code"] in (400, 404)
     assert len(upstream.requests()) == before
