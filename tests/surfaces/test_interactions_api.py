@@ -73,9 +73,10 @@ async def test_a_chain_rotates_then_a_follow_up_stays_on_the_key(
 
 
 async def test_a_stream_has_its_own_shape_and_is_recorded(
-    start_proxy: StartProxy, upstream: Upstream
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
 ) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url))
+    db = tmp_path / "l104.db"
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
     client = proxy.client().aio
     stream = await client.interactions.create(model="default", input="hi", stream=True)
     assert not isinstance(stream, Interaction)
@@ -93,6 +94,9 @@ async def test_a_stream_has_its_own_shape_and_is_recorded(
     assert not isinstance(again_stream, Interaction)
     resumed = [e.event_type async for e in again_stream]
     assert resumed == ["step.delta", "interaction.completed"]
+    # usage.total_* reached the ledger: the stream's and the plain follow-up's.
+    rows = await ledger_rows(db, "requested, served, input_tokens, output_tokens", 2)
+    assert rows[:2] == [("default", "m1", 5, 3), ("default", "m1", 5, 3)]
 
 
 async def test_background_runs_are_polled_and_counted_once(
