@@ -133,6 +133,19 @@ async def test_live_sessions_per_client_are_capped(
     await s.close()
 
 
+async def say_hi(client: genai.Client, config: types.LiveConnectConfig) -> list[str]:
+    """One turn of the SDK's Live session on ``default``: the texts that came back."""
+    texts: list[str] = []
+    async with client.aio.live.connect(model="default", config=config) as live:
+        await live.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="hi")]), turn_complete=True
+        )
+        async for message in live.receive():
+            if message.text:
+                texts.append(message.text)
+    return texts
+
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA made here, and a certificate for 127.0.0.1 that it signed."""
@@ -167,15 +180,7 @@ async def test_the_python_sdk_over_tls(
         http_options=types.HttpOptions(base_url=proxy.url, api_version="v1beta"),
     )
     config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
-    texts: list[str] = []
-    async with client.aio.live.connect(model="default", config=config) as live:
-        await live.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="hi")]), turn_complete=True
-        )
-        async for message in live.receive():
-            if message.text:
-                texts.append(message.text)
-    assert texts == ["Hello from m2."]
+    assert await say_hi(client, config) == ["Hello from m2."]
     frames = [json.loads(r["body"]) for r in upstream.requests() if r["action"] == "live.frame"]
     assert "client_content" in frames[0]  # the SDK's snake_case frame went on as it was
     await client.aio.aclose()
@@ -319,15 +324,7 @@ async def test_an_ephemeral_token_opens_live_on_its_own_key(
     assert json.loads(made["body"])["bidiGenerateContentSetup"]["model"] == "models/m1"
 
     browser = genai.Client(api_key=token.name, http_options=options)
-    texts: list[str] = []
-    async with browser.aio.live.connect(model="default", config=config) as live:
-        await live.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="hi")]), turn_complete=True
-        )
-        async for message in live.receive():
-            if message.text:
-                texts.append(message.text)
-    assert texts == ["Hello from m1."]
+    assert await say_hi(browser, config) == ["Hello from m1."]
     upgrade = [r for r in upstream.requests() if r["action"] == "live.upgrade"][-1]
     assert upgrade["path"].endswith("BidiGenerateContentConstrained")
     assert upgrade["key"] == token.name  # the token went on; the key stayed in the proxy
