@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.exchange import Exchange
-from proxy.resources.kinds import BATCH, FILE, kind_of
+from proxy.resources.kinds import BATCH, FILE, kind_of, parents
 from proxy.resources.owners import Holder, Owners, wall_time
 from proxy.resources.pinning import file_name
 
@@ -120,20 +120,26 @@ async def learn(
     except orjson.JSONDecodeError:
         return
     name = made(meta)
-    if name is not None and name != record and name not in owners.held:
-        kind = kind_of(name)
-        assert kind is not None
-        await owners.add(
-            name,
-            Holder(
-                kind.tag,
-                holder.responder,
-                holder.key_index,
-                holder.client,
-                holder.model,
-                expiry(meta),
-            ),
-        )
+    if name is not None and name != record:
+        # An operation under a resource made with it (``tunedModels/t/operations/o``): the
+        # resource is that key's too.
+        for held in (name, *parents(name)):
+            if held in owners.held or await owners.find(held) is not None:
+                continue
+            kind = kind_of(held)
+            assert kind is not None
+            expires = expiry(meta) if held == name else 0.0
+            await owners.add(
+                held,
+                Holder(
+                    kind.tag,
+                    holder.responder,
+                    holder.key_index,
+                    holder.client,
+                    holder.model,
+                    expires,
+                ),
+            )
     for file in result_files(meta):
         if await owners.find(file) is None:
             await owners.add(

@@ -56,6 +56,7 @@ def _label(name: str) -> str:
         "fileSearchStores": "FileSearchStore",
         "documents": "Document",
         "interactions": "Interaction",
+        "tunedModels": "TunedModel",
     }
     return labels.get(name.split("/")[-2], "resource")
 
@@ -179,6 +180,13 @@ async def by_name(request: web.Request) -> web.StreamResponse:
         meta = {"name": name, "displayName": data.get("displayName", ""), "createTime": STAMP}
         groups.items[name] = Held(key, meta)
         return web.json_response(meta)
+    if tail == "tunedModels" and request.method == "POST":
+        name = f"tunedModels/{_id()}"
+        groups.items[name] = Held(key, {"name": name, "state": "ACTIVE"})
+        op = f"{name}/operations/{_id()}"
+        meta = {"name": op, "metadata": {"tunedModel": name}, "done": False}
+        groups.items[op] = Held(key, meta)
+        return web.json_response(meta)
     if tail.endswith("/documents") and request.method == "GET":
         store = tail.removesuffix("/documents")
         held = _mine(request, store)
@@ -194,6 +202,8 @@ async def by_name(request: web.Request) -> web.StreamResponse:
         for other in [n for n in groups.items if n == name or n.startswith(f"{name}/")]:
             del groups.items[other]
         return web.json_response({})
+    if name.startswith("tunedModels/") and action == "generateContent":
+        return web.json_response({"candidates": [_candidate(name)], "usageMetadata": USAGE})
     if action == "cancel":
         held.meta["metadata"]["state"] = "BATCH_STATE_CANCELLED"
         return web.json_response({})
@@ -399,7 +409,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"/{version}/interactions/{{id}}/cancel", interactions_one)
     app.router.add_post(f"/{version}/auth_tokens", auth_tokens)
     app.router.add_post(f"/upload/{version}/fileSearchStores/{{target}}", upload_to_store)
-    for prefix in ("batches", "fileSearchStores", "agents", "models/[^/]+/operations"):
+    for prefix in (
+        "batches",
+        "fileSearchStores",
+        "agents",
+        "tunedModels",
+        "models/[^/]+/operations",
+    ):
         app.router.add_route("*", f"/{version}/{{tail:{prefix}(?:/.*)?}}", by_name)
 
 

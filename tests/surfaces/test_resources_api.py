@@ -285,3 +285,22 @@ async def test_a_path_under_a_held_resource_cannot_climb_out_of_it(
         assert r.status in (400, 404), await r.text()
         assert (await r.json())["error"]["code"] in (400, 404)
     assert len(upstream.requests()) == before
+
+
+async def test_a_tuned_model_made_through_the_proxy_is_its_makers(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS))
+    status, operation = await raw("POST", f"{proxy.url}/v1beta/tunedModels", "alice-key", {})
+    assert status == 200
+    tuned = operation["metadata"]["tunedModel"]
+    made_with = upstream.requests()[-1]["headers"]["x-goog-api-key"]
+    alice = proxy.client(key="alice-key").aio
+    assert (await alice.models.get(model=tuned)).name == tuned
+    answer = await alice.models.generate_content(model=tuned, contents="hi")
+    assert answer.text == f"Hello from {tuned}."
+    assert {r["headers"]["x-goog-api-key"] for r in upstream.requests()} == {made_with}
+    bob = proxy.client(key="bob-key").aio
+    with pytest.raises(errors.ClientError) as info:
+        await bob.models.get(model=tuned)
+    assert info.value.code == 403
