@@ -141,7 +141,12 @@ def test_any_query_and_header_with_a_bad_body(
     # L104_FUZZ_EXAMPLES=2000 for the run by hand; CI runs the same 120 every time.
     max_examples=int(os.environ.get("L104_FUZZ_EXAMPLES", "120")),
 )
-@given(case=spelt(), surface=st.sampled_from(["gemini", "count", "openai", "cache"]))
+@given(
+    case=spelt(),
+    surface=st.sampled_from(
+        ["gemini", "count", "openai", "cache", "interaction", "batch", "agent", "token"]
+    ),
+)
 def test_a_resource_named_in_any_spelling_is_checked_on_every_surface(
     served: int, upstream_process: Upstream, case: tuple[bytes, str], surface: str
 ) -> None:
@@ -157,6 +162,13 @@ def test_a_resource_named_in_any_spelling_is_checked_on_every_surface(
             "/v1beta/openai/chat/completions",
         ),
         "cache": (b'{"model": "models/m1", "contents": ' + inner + b"}", "/v1beta/cachedContents"),
+        "interaction": (b'{"model": "default", "input": ' + inner + b"}", "/v1/interactions"),
+        "batch": (
+            b'{"batch": {"inputConfig": {"requests": {"requests": [{"request": ' + raw + b"}]}}}}",
+            "/v1beta/models/default:batchGenerateContent",
+        ),
+        "agent": (b'{"agent": "deep-research", "input": ' + inner + b"}", "/v1beta/interactions"),
+        "token": (b'{"uses": 1, "x": ' + inner + b"}", "/v1alpha/auth_tokens"),
     }[surface]
     before = len(upstream_process.requests())
     status, answer = call(served, "POST", target, body, {"content-type": "application/json"})
