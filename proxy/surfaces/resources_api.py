@@ -83,20 +83,23 @@ async def route(request: web.Request) -> web.StreamResponse:
         )
     if method == "POST" and name in CREATED_BY_POST and not action:
         return await _create(request, runtime, tail, name)
-    if kind_of(name) is not None or parents(name):
+    known = kind_of(name) is not None or bool(parents(name))
+    opened = _passthrough(runtime, tail)
+    found = None
+    if known:
         found = await runtime.owners.holder_of(name)
-        if found is None or found[1].client != exchange_of(request).client:
+    elif opened:
+        found = await _opened_holder(runtime, name)
+    if found is not None:  # made through the proxy: its owner's, on its key
+        if found[1].client != exchange_of(request).client:
             raise denied(name)
         return await _held(request, runtime, tail, name, found)
-    if _passthrough(runtime, tail):
-        found = await _opened_holder(runtime, name)
-        if found is not None:  # made through the proxy: its owner's, on its key
-            if found[1].client != exchange_of(request).client:
-                raise denied(name)
-            return await _held(request, runtime, tail, name, found)
+    if opened:  # not made here (or a collection): on a key taken in turn
         responder = home_responder(runtime)
         key = runtime.keys.pick(responder, ())
         return await _send(request, runtime, responder, key, tail, "", opened=True)
+    if known:
+        raise denied(name)
     raise NotFound(
         f"L104 Proxy does not serve {method} {request.path[:200]}: it is no Gemini endpoint the "
         "proxy knows (surface.passthrough can open a path prefix)."

@@ -304,3 +304,20 @@ async def test_a_tuned_model_made_through_the_proxy_is_its_makers(
     with pytest.raises(errors.ClientError) as info:
         await bob.models.get(model=tuned)
     assert info.value.code == 403
+
+
+async def test_passthrough_sends_on_what_the_proxy_did_not_make(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """A tuned model made elsewhere (AI Studio, say) is no resource of the registry: without
+    passthrough it is one that does not exist; with it, the upstream is asked."""
+    closed = await start_proxy(base_yaml(upstream.url))
+    status, _ = await raw("GET", f"{closed.url}/v1beta/tunedModels/elsewhere", "client-key")
+    assert status == 403
+    assert upstream.requests() == []
+    opened = await start_proxy(
+        base_yaml(upstream.url, extra="surface: {passthrough: [tunedModels]}")
+    )
+    status, _ = await raw("GET", f"{opened.url}/v1beta/tunedModels/elsewhere", "client-key")
+    assert status == 403  # the upstream's own answer, this time
+    assert [r["name"] for r in upstream.requests()] == ["tunedModels/elsewhere"]
