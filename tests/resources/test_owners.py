@@ -77,3 +77,50 @@ async def test_a_reload_moves_resources_with_their_keys() -> None:
     assert found is not None
     assert found.key_index == 1  # the key it was made with, in its new place
     assert await moved.find("files/b") is None  # its key is gone from the config
+
+
+async def test_each_kind_without_an_expiry_gets_its_usual_life(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "l104.db") as db:
+        await migrate(db)
+        owners = Owners(KEYS, db)
+        made = 1_000_000.0
+        for name, tag in (
+            ("interactions/i1", kinds.INTERACTION.tag),
+            ("models/veo/operations/o1", kinds.OPERATION.tag),
+            ("batches/b1", kinds.BATCH.tag),
+            ("auth_tokens/t1", kinds.TOKEN.tag),
+        ):
+            await owners.add(name, Holder(tag, "up", 0, "alice", created=made))
+        life = {n: h.expires - made if h.expires else 0.0 for n, h in owners.held.items()}
+        assert life == {
+            "interactions/i1": 55 * 86_400,
+            "models/veo/operations/o1": 30 * 86_400,
+            "batches/b1": 0.0,  # until it is deleted, or answers 403/404
+            "auth_tokens/t1": 86_400,
+        }
+        assert await owners.prune(now_wall=made + 40 * 86_400) == 2
+        assert sorted(owners.held) == ["batches/b1", "interactions/i1"]
+        assert owners.counts() == {
+            "files": 0,
+            "cached_contents": 0,
+            "batches": 1,
+            "interactions": 1,
+        }
+
+
+async def test_a_settled_batch_stays_settled_and_old_fleet_rows_still_read(
+    tmp_path: Path,
+) -> None:
+    async with aiosqlite.connect(tmp_path / "l104.db") as db:
+        await migrate(db)
+        await Owners(KEYS, db).add(
+            "batches/b1", Holder(kinds.BATCH.tag, "up", 1, "a", settled=True)
+        )
+        found = await Owners(KEYS, db).find("batches/b1")
+        assert found is not None
+        assert found.settled
+    # A row Redis kept from before the ``settled`` column: eight fields.
+    old = ("files/x", FILE, "up", key_id("secret-key-b"), "alice", "", 0.0, 1.0)
+    held = Owners(KEYS, None)._holder(old)
+    assert held is not None
+    assert (held[1].key_index, held[1].settled) == (1, False)
