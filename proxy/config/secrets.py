@@ -19,6 +19,8 @@ SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
     ("listen", "admin_key"),
     ("clients", "*", "key"),
     ("responders", "*", "api_keys"),
+    # A Vertex service account's JSON, given inline (``credentials: "${SA_JSON}"``).
+    ("responders", "*", "credentials"),
 )
 # A mapping key under a secret field this long is taken as a secret too (a key written as
 # ``{AIza…: x}`` would be quoted in a path); a shorter one is a field name, perhaps misspelt.

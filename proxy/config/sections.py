@@ -162,17 +162,28 @@ def read_section(r: Reader, key: str, cls: type[Any], fields: dict[str, Any]) ->
     return cls(**values)
 
 
+REMOTE_TYPES = ("gemini", "vertex")
+
+
+def _credentialed(spec: Any) -> bool:
+    """A remote responder with a key or a credential to send."""
+    return bool(
+        spec.api_keys or getattr(spec, "service_account", "") or getattr(spec, "adc", False)
+    )
+
+
 def apply_without_keys(
     responders: dict[str, ResponderConf], chains: dict[str, Chain], source: Source
 ) -> list[str]:
-    """Serve the members of a keyless gemini responder from its ``without_keys`` responder."""
+    """Serve the members of a gemini or vertex responder with no credentials from its
+    ``without_keys`` responder."""
     notices: list[str] = []
     for conf in list(responders.values()):
         spec = conf.spec
-        if conf.type != "gemini" or spec.api_keys or not spec.without_keys:
+        if conf.type not in REMOTE_TYPES or _credentialed(spec) or not spec.without_keys:
             continue
         stand_in = responders.get(spec.without_keys)
-        if stand_in is None or stand_in.type == "gemini":
+        if stand_in is None or stand_in.type in REMOTE_TYPES:
             source.error(
                 ("responders", conf.name, "without_keys"),
                 f"key 'responders.{conf.name}.without_keys' has value "

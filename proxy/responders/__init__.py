@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from proxy.reader import Reader
-from proxy.responders import echo, fake, gemini, gemini_spec, template
+from proxy.responders import echo, fake, gemini, gemini_spec, template, vertex, vertex_spec
 from proxy.responders.base import Call, Reply, Responder
 
 __all__ = ["REGISTRY", "Call", "Reply", "Responder", "ResponderType", "build_responder"]
@@ -30,6 +30,7 @@ class ResponderType:
 REGISTRY: Mapping[str, ResponderType] = MappingProxyType(
     {
         "gemini": ResponderType(gemini_spec.parse, gemini.build),
+        "vertex": ResponderType(vertex_spec.parse, vertex.build),
         "fake": ResponderType(fake.parse, lambda name, spec, *_: fake.build(name, spec)),
         "template": ResponderType(
             template.parse, lambda name, spec, *_: template.build(name, spec)

@@ -143,13 +143,18 @@ class Reply:
 
 
 class Responder(Protocol):
-    """A backend. ``key_count`` keys (1 for responders without keys) are tried in turn;
+    """A backend. ``key_count`` keys (1 for responders without keys, or one credential) are
+    tried in turn;
     ``projects[k]`` is the Google project of key ``k`` (quotas are per project and model),
     ``project_names`` names them for ``/health``."""
 
     name: str
     key_count: int
     remote: bool
+    # The Gemini API itself (AI Studio): its files, caches, Live, interactions and models list.
+    studio: bool
+    # The actions it serves (None: every one).
+    actions: frozenset[str] | None
     projects: tuple[int, ...]
     project_names: tuple[str, ...]
 

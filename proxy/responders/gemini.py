@@ -18,7 +18,7 @@ from yarl import URL
 from proxy import openai_wire
 from proxy.errors import AttemptFailed
 from proxy.responders.base import INTERACTIONS, Call, Reply
-from proxy.responders.gemini_spec import GeminiSpec
+from proxy.responders.gemini_spec import GeminiSpec, UpstreamSpec
 
 LARGE_BODY = 1024 * 1024
 MIN_SCRUBBED_KEY = 8
@@ -29,11 +29,13 @@ LIVE_MAX_FRAME = 4 * 1024 * 1024  # limits.max_live_frame_bytes's default
 
 class GeminiResponder:
     remote = True
+    studio = True
+    actions: frozenset[str] | None = None
 
     def __init__(
         self,
         name: str,
-        spec: GeminiSpec,
+        spec: UpstreamSpec,
         session: aiohttp.ClientSession,
         max_response_bytes: int = 64 * 1024 * 1024,
     ) -> None:

@@ -7,11 +7,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from proxy.reader import Reader
 from proxy.yamlsource import dotted
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+
+class UpstreamSpec(Protocol):
+    """What the HTTP side of a remote responder reads of its spec (``gemini`` and ``vertex``)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_keys(self) -> tuple[str, ...]: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def first_byte_timeout_s(self) -> float: ...
+    @property
+    def projects(self) -> tuple[int, ...]: ...
+    @property
+    def project_names(self) -> tuple[str, ...]: ...
+    @property
+    def ca_file(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ class LocalResponder:
 
     key_count = 1
     remote = False
+    studio = False
+    actions: frozenset[str] | None = None
     projects: tuple[int, ...] = (0,)
     project_names: tuple[str, ...] = ("local",)
 

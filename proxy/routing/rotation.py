@@ -128,6 +128,13 @@ class Rotator(Resting, Learning):
                 self.counters.model_skips += 1
                 walk.left(member.model, "not found")
                 continue
+            served = self.responders[member.responder].actions
+            if served is not None and call.action not in served:
+                # Vertex AI holds no files, caches or interactions, and speaks no OpenAI.
+                self.counters.model_skips += 1
+                self.observer.skipped(member, f"does not serve {call.action}")
+                walk.left(member.model, f"no {call.action} there")
+                continue
             if call.uses_tools and not member.tools:
                 self.counters.model_skips += 1
                 self.observer.skipped(member, "no function calling (tools: false)")
@@ -204,7 +211,11 @@ class Rotator(Resting, Learning):
                 if failed.kind == "timeout":
                     self._timed_out(ref)
                 self.observer.attempt_failed(span, member, failed.kind)
-                rotates = rot.on_timeout if failed.kind == "timeout" else rot.on_connect
+                rotates = (
+                    rot.on_timeout
+                    if failed.kind == "timeout"
+                    else failed.kind == "unsupported" or rot.on_connect
+                )
                 if not rotates or failed.kind == "too_large":  # another model's would be too
                     raise failure(failed, member) from None
                 walk.failures += 1

@@ -71,7 +71,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     soonest: float | None = None
     for member in plan.members:
         responder = runtime.responders[member.responder]
-        if not isinstance(responder, GeminiResponder) or not responder.key_count:
+        if (
+            not isinstance(responder, GeminiResponder)
+            or not responder.studio
+            or not responder.key_count
+        ):
             continue
         if pin is not None and member.responder != pin.responder:
             continue

@@ -33,21 +33,23 @@ def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
     """The gemini responder that holds a resource (a holder, or the responder's name)."""
     name = holder if isinstance(holder, str) else holder.responder
     responder = runtime.responders.get(name)
-    if not isinstance(responder, GeminiResponder):
+    if not isinstance(responder, GeminiResponder) or not responder.studio:
         raise NotFound(f"The responder '{name}' no longer serves this resource.")
     return responder
 
 
 def home_responder(runtime: Runtime) -> GeminiResponder:
     """The responder that holds new resources made with no model (a file, a store, a token):
-    the default chain's first member's."""
+    the first of the default chain's members on the Gemini API (Vertex AI holds none)."""
+    for member in runtime.config.default_chain.members:
+        responder = runtime.responders[member.responder]
+        if isinstance(responder, GeminiResponder) and responder.studio and responder.key_count:
+            return responder
     name = runtime.config.default_chain.members[0].responder
-    responder = runtime.responders[name]
-    if not isinstance(responder, GeminiResponder) or not responder.key_count:
-        raise NotFound(
-            f"L104 Proxy does not keep upstream resources with the local responder '{name}'."
-        )
-    return responder
+    raise NotFound(
+        f"L104 Proxy keeps upstream resources on the Gemini API only; the default chain has no "
+        f"member there (its first is on '{name}')."
+    )
 
 
 def client_headers(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:

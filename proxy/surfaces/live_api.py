@@ -153,7 +153,7 @@ async def _open(
     span = trace.get_current_span()
     for member in plan.members:
         responder = runtime.responders[member.responder]
-        if not isinstance(responder, GeminiResponder):
+        if not isinstance(responder, GeminiResponder) or not responder.studio:
             continue
         for key in range(responder.key_count):
             if runtime.cooldowns.disabled_for(member.responder, key) > 0:

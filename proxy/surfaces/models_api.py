@@ -67,7 +67,7 @@ def _also(chain: Chain) -> str:
 
 def upstream_of(runtime: Runtime) -> Responder | None:
     for responder in runtime.responders.values():
-        if responder.remote and responder.key_count:
+        if responder.studio and responder.key_count:
             return responder
     return None
 

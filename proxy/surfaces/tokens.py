@@ -43,7 +43,7 @@ def token_setup(
     plan = runtime.resolver.resolve(model)
     for member in plan.members:
         found = runtime.responders.get(member.responder)
-        if not isinstance(found, GeminiResponder) or not found.key_count:
+        if not isinstance(found, GeminiResponder) or not found.studio or not found.key_count:
             continue
         if pin is not None and member.responder != pin.responder:
             continue

@@ -29,8 +29,8 @@ def checks_signatures(model: str) -> bool:
     return model.startswith("gemini-3")
 
 
-def signature_for(model: str, step: int) -> str:
-    return base64.urlsafe_b64encode(f"aistudio:{model}:{step}".encode()).decode()
+def signature_for(model: str, step: int, endpoint: str = "aistudio") -> str:
+    return base64.urlsafe_b64encode(f"{endpoint}:{model}:{step}".encode()).decode()
 
 
 def _parts(content: Any) -> list[Any]:
@@ -61,7 +61,7 @@ def current_turn(contents: list[Any]) -> list[Any]:
     return contents
 
 
-def _bad_signature(signature: str) -> bool:
+def _bad_signature(signature: str, endpoint: str = "aistudio") -> bool:
     if signature == STAND_IN:
         return False
     try:
@@ -71,11 +71,12 @@ def _bad_signature(signature: str) -> bool:
             raw = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError):
             return True
-    return not raw.startswith(b"aistudio:")
+    return not raw.startswith(f"{endpoint}:".encode())
 
 
-def signature_refusal(model: str, data: dict[str, Any]) -> str:
-    """Gemini 3's 400 message for the current turn's signatures, or ""."""
+def signature_refusal(model: str, data: dict[str, Any], endpoint: str = "aistudio") -> str:
+    """Gemini 3's 400 message for the current turn's signatures, or "" (a signature another
+    endpoint issued is corrupted here)."""
     if not checks_signatures(model):
         return ""
     contents = data.get("contents")
@@ -98,7 +99,7 @@ def signature_refusal(model: str, data: dict[str, Any]) -> str:
             signature = _signature_of(part)
             if not signature:
                 return MISSING.format(name=call.get("name", "?"), at=at)
-            if _bad_signature(str(signature)):
+            if _bad_signature(str(signature), endpoint):
                 return CORRUPTED
     return ""
 
@@ -173,7 +174,9 @@ def answered(data: dict[str, Any]) -> list[Any]:
     return out
 
 
-def tool_parts(model: str, data: dict[str, Any]) -> list[dict[str, Any]] | None:
+def tool_parts(
+    model: str, data: dict[str, Any], endpoint: str = "aistudio"
+) -> list[dict[str, Any]] | None:
     """The answer's parts for a request with function tools: the next call, or the final text
     once every declared function answered. None: the request declares no function."""
     functions = declared_args(data)
@@ -185,6 +188,6 @@ def tool_parts(model: str, data: dict[str, Any]) -> list[dict[str, Any]] | None:
         name = names[len(done)]
         part: dict[str, Any] = {"functionCall": {"name": name, "args": functions[name]}}
         if checks_signatures(model):
-            part["thoughtSignature"] = signature_for(model, len(done))
+            part["thoughtSignature"] = signature_for(model, len(done), endpoint)
         return [part]
     return [{"text": f"done on {model}: {done}"}]

@@ -39,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import agents, files_api, groups, live_api, openai_compat
+from tests.fakes import agents, files_api, groups, live_api, openai_compat, vertex
 from tests.fakes.common import (
     STATE,
     STATUS_ERRORS,
@@ -199,14 +199,20 @@ def _model_mismatch(model: str, action: str, body: bytes) -> str:
 
 
 async def model_call(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    target = request.match_info["target"]
-    model, _, action = target.rpartition(":")
+    model, _, action = request.match_info["target"].rpartition(":")
     body = await request.read()
     record(request, model, action, body)
-    bad = state.bad_keys.get(request.headers.get("x-goog-api-key", ""))
+    bad = request.app[STATE].bad_keys.get(request.headers.get("x-goog-api-key", ""))
     if bad:
         return key_refusal(request.headers.get("x-goog-api-key", ""), bad)
+    return await serve_model(request, model, action, body)
+
+
+async def serve_model(
+    request: web.Request, model: str, action: str, body: bytes, endpoint: str = "aistudio"
+) -> web.StreamResponse:
+    """A model action's answer, as the Gemini API (or Vertex AI, ``endpoint``) gives it."""
+    state = request.app[STATE]
     mismatch = _model_mismatch(model, action, body)
     if mismatch:
         return error(400, mismatch, "INVALID_ARGUMENT")
@@ -218,7 +224,7 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         )
         if refusal is not None:
             return refusal
-        refused = agents.signature_refusal(model, data)
+        refused = agents.signature_refusal(model, data, endpoint)
         if refused:
             return error(400, refused, "INVALID_ARGUMENT")
     step = next_step(state, model)
@@ -235,13 +241,15 @@ async def model_call(request: web.Request) -> web.StreamResponse:
             text="<html><body>Sign in to the network</body></html>", content_type="text/html"
         )
     status = int(step.get("status", 200))
+    if status == 429 and endpoint == "vertex":  # dynamic shared quota: no RetryInfo, no details
+        return error(429, "Resource exhausted. Please try again later.", "RESOURCE_EXHAUSTED")
     if status == 429:
         return quota_error(model, step)
     if status == 404:
         return error(
             404,
             f"models/{model} is not found for API version "
-            f"{request.match_info['version']}, or is not supported for "
+            f"{request.match_info.get('version', 'v1')}, or is not supported for "
             f"{action}.",
             "NOT_FOUND",
         )
@@ -254,7 +262,7 @@ async def model_call(request: web.Request) -> web.StreamResponse:
         return await groups.model_action(request, model, action, json.loads(body or b"{}"))
     if step.get("empty"):  # a 200 with nothing in it
         return await _empty(request, model, step, action, state)
-    tool_parts = agents.tool_parts(model, data) if data else None
+    tool_parts = agents.tool_parts(model, data, endpoint) if data else None
     if tool_parts is not None:
         return await _answer_parts(request, model, action, tool_parts)
     if action == "streamGenerateContent":
@@ -323,6 +331,7 @@ async def control(request: web.Request) -> web.Response:
     elif what == "reset":
         files_api.reset(request.app)
         groups.reset(request.app)
+        vertex.reset(request.app)
         state.scripts.clear()
         state.quotas.clear()
         state.bad_keys.clear()
@@ -344,6 +353,7 @@ def make_app() -> web.Application:
     app.router.add_post(f"/{version}/models/{{target}}", model_call)
     app.router.add_get(f"/{version}/models", list_models)
     app.router.add_get(f"/{version}/models/{{target}}", get_model)
+    vertex.add_routes(app)  # before the control route: its own control is /_vertex
     app.router.add_route("*", "/_{what}", control)
     openai_compat.add_routes(app)
     files_api.add_routes(app)
