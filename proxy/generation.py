@@ -158,10 +158,11 @@ def _runtime(
     parts.pacer.enabled = config.limits.adaptive
     keys = _key_ids(config)
     if before is not None:
-        rotator.turns, rotator.streaks, rotator.rests = (
+        rotator.turns, rotator.streaks, rotator.rests, rotator.blind = (
             before.rotator.turns,
             before.rotator.streaks,
             before.rotator.rests,
+            before.rotator.blind,
         )
         rotator.sticky.turns = before.rotator.sticky.turns
     return Runtime(

@@ -19,6 +19,9 @@ from proxy.routing.walk import Walk
 log = logging.getLogger("l104.rotation")
 OUTLIER_FIRST_S = 5.0
 OUTLIER_MAX_S = 300.0
+# A 429 that says nothing of when to come back (Vertex's dynamic shared quota): the default
+# cooldown, doubled for each such 429 in a row, up to this.
+BLIND_MAX_S = 900.0
 
 
 class Learning:
@@ -33,6 +36,8 @@ class Learning:
     # Timeouts in a row per (responder, model, project), and how long the last rest was.
     streaks: dict[KeyRef, int]
     rests: dict[KeyRef, float]
+    # 429s in a row that named no wait, per (responder, model, project).
+    blind: dict[KeyRef, int]
 
     def _disable(self, responder: str, key: int) -> None:
         if self.cooldowns.disable(responder, key, self.rotation.disabled_s):
@@ -54,6 +59,11 @@ class Learning:
         else:
             self.pacer.limited(ref, signal.quota_value)
         wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
+        if signal.retry_delay_s is None and not signal.per_day and reply.retry_after is None:
+            # No RetryInfo, no Retry-After: back off, doubling while it keeps refusing.
+            repeats = self.blind.get(ref, 0)
+            self.blind[ref] = repeats + 1
+            wait = min(BLIND_MAX_S, wait * 2**repeats)
         rest = self.cooldowns.cool(ref, wait)
         walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
 

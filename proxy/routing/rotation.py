@@ -60,6 +60,7 @@ class Rotator(Resting, Learning):
         # Timeouts in a row per (responder, model, project), and how long the last rest was.
         self.streaks: dict[KeyRef, int] = {}
         self.rests: dict[KeyRef, float] = {}
+        self.blind: dict[KeyRef, int] = {}
         self.responders = responders
         self.cooldowns = cooldowns
         self.counters = counters
@@ -234,6 +235,8 @@ class Rotator(Resting, Learning):
             if self.streaks:
                 self.streaks.pop(ref, None)
                 self.rests.pop(ref, None)
+            if self.blind and reply.status != 429:
+                self.blind.pop(ref, None)
             if reply.status != 429 and self.cooldowns.probes:  # a 429 re-cools it (and
                 self.cooldowns.answered(ref)  # ends the probe); only a probe has to end
             if reply.status == 400 and call.repair is not None:

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.middleware.admin import AdminGate
 from proxy.responders import Responder
+from proxy.responders.vertex import VertexResponder
 from proxy.state import LIVE, Live, Runtime, runtime_of
 
 
@@ -79,6 +80,39 @@ def model_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
     return out
 
 
+def vertex_states(runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """Each Vertex AI responder: where, how it signs in, when its token ends (never the token),
+    and each of its models' keys, with the back-off a 429 without a wait has set."""
+    out: dict[str, dict[str, Any]] = {}
+    for responder in runtime.responders.values():
+        if not isinstance(responder, VertexResponder):
+            continue
+        spec = responder.vertex
+        tokens = responder.tokens
+        expiry = tokens.expiry if tokens is not None else None
+        models: dict[str, Any] = {}
+        for chain in runtime.config.chains.values():
+            for m in chain.members:
+                if m.responder != responder.name or m.model in models:
+                    continue
+                keys = [
+                    key_state(runtime, responder, m.model, k) for k in range(responder.key_count)
+                ]
+                for key in keys:
+                    ref = (responder.name, m.model, responder.projects[key["key"]])
+                    if runtime.rotator.blind.get(ref):
+                        key["backoff"] = f"{runtime.rotator.blind[ref]} 429s without a wait"
+                models[m.model] = keys
+        out[responder.name] = {
+            "project": spec.project,
+            "location": spec.location,
+            "auth": "express keys" if spec.express else "adc" if spec.adc else "service account",
+            "token_expires_at": expiry.isoformat() if expiry is not None else None,
+            "models": models,
+        }
+    return out
+
+
 def state_rows(runtime: Runtime) -> Iterator[tuple[str, str, float, float | None]]:
     """(model, state, cooldown_s, learned pace) for the Prometheus gauges."""
     for model, row in model_states(runtime).items():
@@ -110,6 +144,9 @@ async def health(request: web.Request) -> web.Response:
         },
         "config": _config(live, admin),
     }
+    vertex = vertex_states(live.runtime)
+    if vertex:
+        body["vertex"] = vertex
     writer = live.runtime.writer
     if writer is not None and writer.notice:
         # The store's file was lost under the running proxy (said once in the log too).
