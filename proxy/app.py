@@ -40,6 +40,7 @@ from proxy.surfaces import (
     tokens,
     unserved,
     v6,
+    vertex_api,
 )
 from proxy.telemetry.attempts import Observer
 from proxy.telemetry.prom import Prom
@@ -134,5 +135,6 @@ def create_app(
     live_api.add_routes(app)
     tokens.add_routes(app)
     unserved.add_routes(app)
+    vertex_api.add_routes(app)
     resources_api.add_routes(app)  # last: every path under a version not served above
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -63,11 +64,23 @@ async def plan_for(runtime: Runtime, call: Call, data: dict[str, Any], client: s
 
 
 async def model_action(request: web.Request) -> web.StreamResponse:
-    runtime = runtime_of(request)
     model, action = split_target(request.match_info["target"])
+    return await serve(request, model, action, await request.read(), api_version(request))
+
+
+async def serve(
+    request: web.Request,
+    model: str,
+    action: str,
+    body: bytes,
+    version: str,
+    reshape: Callable[[bytes], bytes] | None = None,
+) -> web.StreamResponse:
+    """Answer a model action through its chain: the Gemini API's surface, and the Vertex
+    surface's (``reshape`` makes a whole 200 Vertex's)."""
+    runtime = runtime_of(request)
     exchange = exchange_of(request)
     exchange.requested = model
-    body = await request.read()
     data = check_body(body)  # malformed JSON is answered here, never sent upstream
     raw_query = request.rel_url.raw_query_string
     body_for, repair, tools = shaper(
@@ -76,7 +89,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     call = Call(
         action=action,
         model=model,
-        version=api_version(request),
+        version=version,
         body=body,
         sse=request.query.get("alt") == "sse" if raw_query else False,
         headers=client_headers(request, FORWARDED),
@@ -100,6 +113,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
                     "", member.responder, outcome.key_index, exchange.client, member.model
                 )
                 await records.learn(runtime.owners, exchange, outcome.reply.body, holder, "")
+            if reshape is not None and outcome.reply.status == 200:
+                outcome.reply.body = reshape(outcome.reply.body)
             return relay.whole(outcome.reply, headers, exchange)
         return await relay.stream(request, outcome.reply, headers, call.sse, exchange)
     finally:
