@@ -117,3 +117,47 @@ async def test_no_credential_reaches_a_client(
     seen += caplog.text
     for secret in (token, private_key, private_key.splitlines()[1]):
         assert secret not in seen
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+def get_time(city: str) -> str:
+    """The time in a city."""
+    return f"noon in {city}"
+
+
+@pytest.mark.parametrize("first", ["up", "vx"])
+async def test_a_tool_turn_crossing_endpoints_has_its_signatures_repaired(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path, first: str
+) -> None:
+    """Gemini 3 on the Gemini API and on Vertex: a signature one issued is corrupted for the
+    other. Step 1 on ``first``; it is out of quota for step 2, which the other endpoint answers
+    after one repair (the stand-in) on that same member."""
+    g3 = "gemini-3-flash-preview"
+    other = "vx" if first == "up" else "up"
+    sa = service_account(upstream, tmp_path)
+    proxy = await start_proxy(
+        vertex_yaml(upstream, sa, f'default: ["{first}:{g3}", "{other}:{g3}"]')
+    )
+    quota = {"status": 429, "delay": "30s"}
+    upstream.script(g3, {}, *([quota] * (2 if first == "up" else 1)))
+    config = types.GenerateContentConfig(
+        tools=[get_weather, get_time],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(maximum_remote_calls=4),
+    )
+    chat = proxy.client().aio.chats.create(model="default", config=config)
+    text = (await chat.send_message("weather and time in Rome?")).text or ""
+    assert text.startswith(f"done on {g3}")
+    assert "sunny in Rome" in text
+    async with aiohttp.ClientSession() as s, s.get(f"{proxy.url}/metrics") as r:
+        repairs = (await r.json())["signature_repairs"]
+    assert repairs[g3] >= 1  # each step sent to the other endpoint costs one repair
+    on_other = [
+        r
+        for r in upstream.requests()
+        if r["model"] == g3 and bool(r.get("vertex")) == (other == "vx")
+    ]
+    assert len(on_other) >= 2  # the refused step and its repair
