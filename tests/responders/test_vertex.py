@@ -202,3 +202,17 @@ def test_the_spec_shows_no_credential(upstream: Upstream, tmp_path: Path) -> Non
     spec = spec_for(upstream, sa)
     assert "PRIVATE" not in repr(spec)
     assert "vx-secret" not in repr(VertexSpec(api_keys=("vx-secret",)))
+
+
+async def test_application_default_credentials(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``credentials: adc``: google-auth finds the credentials as Google's tools do (here the
+    file ``GOOGLE_APPLICATION_CREDENTIALS`` names), on the first call, off the event loop."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(service_account(upstream, tmp_path)))
+    async with aiohttp.ClientSession() as session:
+        responder = VertexResponder("vx", spec_for(upstream, None, adc=True), session)
+        reply = await responder.send(hello(), 0)
+    assert reply.status == 200
+    call = [r for r in upstream.requests() if r.get("vertex")][-1]
+    assert call["headers"]["authorization"].startswith("Bearer ya29.fake-")
