@@ -5,7 +5,9 @@ the proxy as a process. Open-loop load with fixed send times:
 
 - ``steady``: 1.5 requests/s for 3 minutes;
 - ``bursts``: 100 requests at once, then 100 more 65 s later;
-- ``per_day``: m1 also has 40 requests a day, which run out mid-run (1.5/s for 90 s).
+- ``per_day``: m1 also has 40 requests a day, which run out mid-run (1.5/s for 90 s);
+- ``vertex``: a Vertex AI pool between two Gemini API members (m1 30/min, v1 on Vertex 20/min
+  with Vertex's 429 that names no wait, m2 10/min), 1.5/s for 90 s.
 
 Each runs against the proxy with learned quotas and with declared ones, and with
 ``BENCH_PEERS=litellm`` against LiteLLM's router too (fallbacks across the same three models).
@@ -39,7 +41,9 @@ from bench.quota_upstream import Quota, QuotaUpstream, best_possible
 from bench.run import ROOT, Procs
 
 KEYS = {"bench-key-project-a": "a"}
+VERTEX_KEYS = {"vx-bench-key": "vertex-project"}
 QUOTAS = {"m1": Quota(30), "m2": Quota(20), "m3": Quota(10)}
+VERTEX_QUOTAS = {"m1": Quota(30), "v1": Quota(20), "m2": Quota(10)}
 QUEUE_S = 1.0  # the proxy's limits.queue_timeout_s
 IN_FLIGHT_S = 0.1  # calls the router had sent by then reach the upstream within this
 BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
@@ -50,6 +54,7 @@ class Scenario:
     name: str
     send_times: list[float]
     quotas: dict[str, Quota]
+    vertex: frozenset[str] = frozenset()  # the models of the Vertex pool
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
@@ -61,23 +66,36 @@ def scenarios(smoke: bool) -> list[Scenario]:
         Scenario("steady", steady, QUOTAS),
         Scenario("bursts", [0.0] * burst + [65.0 * scale] * burst, QUOTAS),
         Scenario("per_day", [i / 1.5 for i in range(int(90 * 1.5 * scale))], per_day),
+        Scenario(
+            "vertex",
+            [i / 1.5 for i in range(int(90 * 1.5 * scale))],
+            # The smoke's six requests need every member of the chain, Vertex's among them.
+            {m: Quota(2) for m in VERTEX_QUOTAS} if smoke else VERTEX_QUOTAS,
+            frozenset({"v1"}),
+        ),
     ]
 
 
-def proxy_yaml(upstream: int, quotas: dict[str, Quota], declared: bool) -> str:
+def proxy_yaml(
+    upstream: int, quotas: dict[str, Quota], declared: bool, vertex: frozenset[str] = frozenset()
+) -> str:
     def member(model: str) -> str:
         q = quotas[model]
+        where = "vx" if model in vertex else "up"
         if not declared:
-            return f'"up:{model}"'
+            return f'"{where}:{model}"'
         rpd = f", rpd: {q.rpd}" if q.rpd else ""
-        return f'{{member: "up:{model}", rpm: {q.rpm}{rpd}}}'
+        return f'{{member: "{where}:{model}", rpm: {q.rpm}{rpd}}}'
 
     keys = ", ".join(f'"{k}"' for k in KEYS)
+    base = f"http://127.0.0.1:{upstream}"
+    vx_keys = ", ".join(f'"{k}"' for k in VERTEX_KEYS)
+    vx = f'  vx: {{type: vertex, base_url: "{base}", api_keys: [{vx_keys}]}}\n' if vertex else ""
     return f"""
 listen: {{host: 127.0.0.1, port: 0}}
 responders:
-  up: {{type: gemini, base_url: "http://127.0.0.1:{upstream}", api_keys: [{keys}], timeout_s: 30}}
-chains:
+  up: {{type: gemini, base_url: "{base}", api_keys: [{keys}], timeout_s: 30}}
+{vx}chains:
   default: [{", ".join(member(m) for m in quotas)}]
 rotation: {{on: [429, 503, timeout, connect], cooldown_s: 60, max_attempts: 6}}
 limits: {{max_concurrent: 1024, queue_timeout_s: {QUEUE_S}}}
@@ -141,14 +159,15 @@ async def start_target(
             {"Authorization": f"Bearer {MASTER_KEY}"},
         )
     conf = work / f"{scenario.name}-{kind}.yaml"
-    conf.write_text(proxy_yaml(up_port, scenario.quotas, kind == "declared"))
+    conf.write_text(proxy_yaml(up_port, scenario.quotas, kind == "declared", scenario.vertex))
     cmd = [sys.executable, "-m", "proxy", "serve", "--config", str(conf), "--port", str(port)]
     await asyncio.to_thread(procs.start, cmd, port, None, log)
     return Target(f"http://127.0.0.1:{port}/v1beta/models/default:generateContent", BODY)
 
 
 async def drive(scenario: Scenario, kind: str, work: Path) -> dict[str, Any]:
-    up = QuotaUpstream(dict(scenario.quotas), dict(KEYS))
+    keys = {**KEYS, **VERTEX_KEYS} if scenario.vertex else dict(KEYS)
+    up = QuotaUpstream(dict(scenario.quotas), keys, scenario.vertex)
     runner = web.AppRunner(up.app(), access_log=None)
     await runner.setup()
     up_port = free_port()
@@ -178,7 +197,7 @@ async def drive(scenario: Scenario, kind: str, work: Path) -> dict[str, Any]:
     # had already sent by then (on loopback they arrive within IN_FLIGHT_S).
     errors = [told - up.true_wait(at, IN_FLIGHT_S) for at, told in run.told]
     errors = [e for e in errors if math.isfinite(e)]
-    best = best_possible(scenario.send_times, scenario.quotas, len(set(KEYS.values())))
+    best = best_possible(scenario.send_times, scenario.quotas, up.lanes())
     lat = sorted(run.latencies)
     return {
         "requests": len(run.statuses),
@@ -229,7 +248,8 @@ async def main(smoke: bool, out: Path, only: str = "") -> int:
         for scenario in scenarios(smoke):
             if only and scenario.name != only:
                 continue
-            for kind in kinds:
+            # LiteLLM is driven against the Gemini API's paths only.
+            for kind in [k for k in kinds if not (scenario.vertex and k == "litellm")]:
                 key = f"{scenario.name}, {kind}"
                 print(f"running {key} ({len(scenario.send_times)} requests)…", flush=True)
                 results[key] = await drive(scenario, kind, Path(tmp))
@@ -257,6 +277,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="seconds, not minutes; no targets")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "quota-results.json")
-    parser.add_argument("--only", default="", help="one scenario: steady, bursts or per_day")
+    parser.add_argument(
+        "--only", default="", help="one scenario: steady, bursts, per_day or vertex"
+    )
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.smoke, args.out, args.only)))

@@ -2,7 +2,9 @@
 
 Per (project, model) it keeps the send times of the last minute and a count for the day. Over
 a quota it answers Gemini's real 429 body: ``QuotaFailure`` with the ``quotaId`` and
-``quotaValue`` of the quota that ran out, and ``RetryInfo`` with the true wait. It can also say,
+``quotaValue`` of the quota that ran out, and ``RetryInfo`` with the true wait. Vertex AI's
+express paths (``/v1/publishers/google/models/{m}:{action}``) answer for the models it serves
+there, with Vertex's 429: no ``RetryInfo``, no details (dynamic shared quota). It can also say,
 at any moment, how long a router would truly have to wait for room (:meth:`true_wait`), so the
 ``Retry-After`` the proxy tells can be checked against it.
 """
@@ -33,6 +35,7 @@ class Quota:
 class QuotaUpstream:
     quotas: dict[str, Quota]
     projects: dict[str, str]  # key -> project
+    vertex: frozenset[str] = frozenset()  # the models served on Vertex's paths only
     sent: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     day: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: int = 0
@@ -62,17 +65,17 @@ class QuotaUpstream:
         given every call accepted up to ``at + horizon`` (calls the router had already let
         through were still on their way at ``at``). Read after the run."""
         waits = []
-        for project in set(self.projects.values()):
-            for model, quota in self.quotas.items():
-                times = [t for t in self.accepted.get((project, model), []) if t <= at + horizon]
-                if quota.rpd and sum(1 for t in times if t <= at + horizon) >= quota.rpd:
-                    waits.append(math.inf)
-                    continue
-                recent = sorted((t for t in times if t > at - MINUTE), reverse=True)
-                if len(recent) < quota.rpm:
-                    waits.append(0.0)
-                else:
-                    waits.append(max(0.0, recent[quota.rpm - 1] + MINUTE - at))
+        for project, model in self.lanes():
+            quota = self.quotas[model]
+            times = [t for t in self.accepted.get((project, model), []) if t <= at + horizon]
+            if quota.rpd and sum(1 for t in times if t <= at + horizon) >= quota.rpd:
+                waits.append(math.inf)
+                continue
+            recent = sorted((t for t in times if t > at - MINUTE), reverse=True)
+            if len(recent) < quota.rpm:
+                waits.append(0.0)
+            else:
+                waits.append(max(0.0, recent[quota.rpm - 1] + MINUTE - at))
         return min(waits)
 
     def _refuse(self, project: str, model: str, now: float) -> web.Response:
@@ -83,6 +86,9 @@ class QuotaUpstream:
         self.rejected_by.setdefault((project, model, kind), []).append(now)
         wait = 86_400.0 if per_day else self.room_in(project, model, now)
         value = quota.rpd if per_day else quota.rpm
+        if model in self.vertex:
+            vague = {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}
+            return web.json_response({"error": vague}, status=429)
         return web.Response(
             body=quota_error(model, wait, per_day, value),
             status=429,
@@ -93,7 +99,8 @@ class QuotaUpstream:
         model = request.match_info["target"].rpartition(":")[0]
         key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
         project = self.projects.get(key, "")
-        if model not in self.quotas or not project:
+        on_vertex = "/publishers/" in request.path
+        if model not in self.quotas or not project or on_vertex != (model in self.vertex):
             return web.json_response({"error": {"code": 404, "message": model}}, status=404)
         await request.read()
         self.calls += 1
@@ -119,17 +126,29 @@ class QuotaUpstream:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{version}/models/{target}", self.handle)
+        app.router.add_post("/{version}/publishers/google/models/{target}", self.handle)
         return app
 
+    def lanes(self) -> list[tuple[str, str]]:
+        """Every (project, model) that exists: Vertex's models in Vertex's projects only."""
+        out = []
+        for key, project in self.projects.items():
+            for model in self.quotas:
+                if (model in self.vertex) == key.startswith("vx-"):
+                    out.append((project, model))
+        return list(dict.fromkeys(out))
 
-def best_possible(send_times: Iterable[float], quotas: dict[str, Quota], projects: int) -> int:
+
+def best_possible(
+    send_times: Iterable[float], quotas: dict[str, Quota], lanes: list[tuple[str, str]]
+) -> int:
     """The most requests any router could serve at these send times (it serves a request when
-    any (project, model) has room at that moment)."""
-    sent: dict[tuple[int, str], deque[float]] = {}
-    day: dict[tuple[int, str], int] = {}
+    any (project, model) of ``lanes`` has room at that moment)."""
+    sent: dict[tuple[str, str], deque[float]] = {}
+    day: dict[tuple[str, str], int] = {}
     served = 0
     for t in sorted(send_times):
-        for lane in ((p, m) for p in range(projects) for m in quotas):
+        for lane in lanes:
             quota = quotas[lane[1]]
             window = sent.setdefault(lane, deque())
             while window and window[0] <= t - MINUTE:
