@@ -12,6 +12,7 @@ member is never asked for them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,15 @@ from proxy.responders.vertex_auth import TokenSource
 from proxy.responders.vertex_spec import VertexSpec
 
 EMBED_ACTIONS = frozenset({"embedContent", "batchEmbedContents"})
+# Fields of a Gemini API body that Vertex refuses (google-genai's ``_*_to_vertex`` converters
+# raise on them): such a body is not Vertex's to answer. A cheap look at the bytes; a field
+# spelt with escapes only costs a Vertex 400, which rotates like any other.
+_GEMINI_ONLY = re.compile(
+    rb'"(?:toolCall|tool_call|toolResponse|tool_response|partMetadata|part_metadata'
+    rb"|includeServerSideToolInvocations|include_server_side_tool_invocations"
+    rb"|willContinue|will_continue|enableEnhancedCivicAnswers|enable_enhanced_civic_answers"
+    rb'|fileSearch|file_search)"\s*:'
+)
 ACTIONS = frozenset({"generateContent", "streamGenerateContent", "countTokens", *EMBED_ACTIONS})
 
 
@@ -73,6 +83,10 @@ class VertexResponder(GeminiResponder):
     async def send(self, call: Call, key_index: int) -> Reply:
         if call.action not in ACTIONS:
             raise AttemptFailed("unsupported", f"Vertex AI does not serve {call.action}")
+        found = _GEMINI_ONLY.search(call.body)
+        if found is not None:
+            field = found.group(0).split(b'"')[1].decode()
+            raise AttemptFailed("unsupported", f"'{field}' is the Gemini API's only")
         sent = _for_vertex(call)
         reply = await super().send(sent, key_index)
         if reply.status == 401 and self.tokens is not None:

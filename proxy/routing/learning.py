@@ -52,18 +52,24 @@ class Learning:
         model = ref[1]
         self.counters.model_429_count[model] += 1
         signal = read_quota(reply.body)
+        # No RetryInfo, no Retry-After (Vertex's dynamic shared quota): a blind 429.
+        blind = signal.retry_delay_s is None and not signal.per_day and reply.retry_after is None
+        repeats = self.blind.get(ref, 0) if blind else 0
         if signal.per_day:
             self.budget.learn_day(ref, signal.quota_value)
         elif signal.tokens and signal.quota_value:
             self.budget.learn_tokens(ref, signal.quota_value)
         else:
-            self.pacer.limited(ref, signal.quota_value)
+            self.pacer.limited(ref, signal.quota_value, observed=blind and not repeats)
         wait = cooldown_for(signal, reply.retry_after, self.rotation.cooldown_s, self.now())
-        if signal.retry_delay_s is None and not signal.per_day and reply.retry_after is None:
-            # No RetryInfo, no Retry-After: back off, doubling while it keeps refusing.
-            repeats = self.blind.get(ref, 0)
+        if blind:
+            # Rest until the oldest call of the last minute leaves it (a per-minute quota's
+            # room, as far as this proxy can see), else the default; doubled while it keeps
+            # refusing.
             self.blind[ref] = repeats + 1
-            wait = min(BLIND_MAX_S, wait * 2**repeats)
+            frees = self.pacer.window_frees(ref)
+            base = min(wait, frees) if frees else wait
+            wait = min(BLIND_MAX_S, base * 2**repeats)
         rest = self.cooldowns.cool(ref, wait)
         walk.out_of_quota_for(model, "429, per day" if signal.per_day else "429", rest)
 

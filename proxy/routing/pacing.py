@@ -3,8 +3,9 @@
 Per (responder, model, project) the pacer learns how many requests a minute the upstream allows:
 
 - a 429 whose ``QuotaFailure`` carries ``quotaValue`` (a per-minute quota) sets the pace to it;
-- a 429 without one halves the pace (from what was sent in the last minute), and every success
-  adds back ``1/pace``, so a full minute of successes adds one request a minute (AIMD).
+- a 429 without one takes what was sent in the last minute as the pace the first time, halves
+  it on a 429 again, and every success adds back ``1/pace``, so a full minute of successes adds
+  one request a minute (AIMD).
 
 A member at its pace is skipped like a cooling one, before any round trip. Per-day quotas are the
 cooldown's business, not the pacer's.
@@ -101,6 +102,22 @@ class Pacer:
             return 0.0
         return lane.sent[-allowed] + WINDOW_S - self.clock()
 
+    def window_frees(self, ref: KeyRef) -> float | None:
+        """Seconds until the oldest call sent on ``ref`` in the last minute leaves the minute
+        (when a per-minute quota that refused the next call has room again, if this proxy is
+        all that spends it); None when none was sent."""
+        lane = self.lanes.get(ref)
+        if not self.enabled or lane is None:
+            return None
+        now = self.clock()
+        if lane.pace is None:
+            stamps = lane.recent.stamps(now, 1 << 30)
+            oldest = stamps[0] if stamps else None
+        else:
+            self._sent(lane)
+            oldest = lane.sent[0] if lane.sent else None
+        return None if oldest is None else max(0.0, oldest + WINDOW_S - now)
+
     def knows(self, ref: KeyRef) -> bool:
         """Is the quota of ``ref`` known (from a 429's ``quotaValue``), so its pace gates it?"""
         lane = self.lanes.get(ref)
@@ -133,8 +150,10 @@ class Pacer:
         with contextlib.suppress(ValueError):
             lane.sent.remove(stamp)
 
-    def limited(self, ref: KeyRef, quota_value: int | None) -> None:
-        """Learn from a per-minute 429."""
+    def limited(self, ref: KeyRef, quota_value: int | None, *, observed: bool = False) -> None:
+        """Learn from a per-minute 429. With ``observed`` (the first 429 in a row that names
+        no quota), what fit in the last minute is taken as the quota it ran into; a 429 again
+        halves it (AIMD)."""
         if not self.enabled:
             return
         lane = self.lanes.setdefault(ref, _Lane())
@@ -148,7 +167,7 @@ class Pacer:
             # minute whatever the cooldown says. The cooldown and its probe decide instead.
             return
         current = max(1, seen) if lane.pace is None else min(lane.pace, max(1, seen))
-        lane.learn(max(1.0, current / 2), "aimd", self.clock())
+        lane.learn(max(1.0, current if observed else current / 2), "aimd", self.clock())
         self._tell(ref, lane)
 
     def _tell(self, ref: KeyRef, lane: _Lane) -> None:

@@ -161,3 +161,33 @@ async def test_a_tool_turn_crossing_endpoints_has_its_signatures_repaired(
         if r["model"] == g3 and bool(r.get("vertex")) == (other == "vx")
     ]
     assert len(on_other) >= 2  # the refused step and its repair
+
+
+async def test_a_body_with_a_field_only_the_gemini_api_takes_skips_vertex(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The SDK's converters name the fields Vertex refuses (``willContinue``, ``partMetadata``,
+    ``includeServerSideToolInvocations``…): such a body goes to a Gemini API member only."""
+    sa = service_account(upstream, tmp_path)
+    proxy = await start_proxy(vertex_yaml(upstream, sa, f'default: ["vx:{MODEL}", "up:m1"]'))
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "hi"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "f", "response": {}, "willContinue": True}}
+                ],
+            },
+        ]
+    }
+    async with aiohttp.ClientSession() as s:
+        url = f"{proxy.url}/v1beta/models/default:generateContent"
+        async with s.post(url, json=body) as r:
+            assert r.status == 200
+            assert r.headers["x-l104-model"] == "m1"
+        plain = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+        async with s.post(url, json=plain) as r:
+            assert r.headers["x-l104-model"] == MODEL
+    assert len(vertex_calls(upstream)) == 1  # the plain one only
