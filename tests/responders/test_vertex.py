@@ -4,6 +4,7 @@ counts and embeddings in Vertex's shapes, and a 429 with no RetryInfo."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,24 @@ async def test_application_default_credentials(
     assert reply.status == 200
     call = [r for r in upstream.requests() if r.get("vertex")][-1]
     assert call["headers"]["authorization"].startswith("Bearer ya29.fake-")
+
+
+async def test_a_token_near_its_end_is_refreshed_while_calls_go_on(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Tokens that last seconds: google-auth calls them stale at once (minutes before their
+    end), so each call starts a refresh in the background and goes on with the token it has."""
+    sa = service_account(upstream, tmp_path)
+    vertex_control(upstream, {"expires_in": 30})
+    async with aiohttp.ClientSession() as session:
+        responder = VertexResponder("vx", spec_for(upstream, sa), session)
+        for _ in range(3):
+            assert (await responder.send(hello(), 0)).status == 200
+        await asyncio.sleep(0.5)  # the last background refresh lands
+        assert responder.tokens is not None
+        refreshed = responder.tokens.refreshes
+    used = [r["credential"] for r in upstream.requests() if r.get("vertex")]
+    # The first refresh awaited; the second in the background, one at a time however many
+    # calls find the token stale meanwhile.
+    assert refreshed >= 2
+    assert used[1] == used[0]  # the call that found it stale went on with the token it had
