@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from proxy.config import Config
 from proxy.events import Bus
+from proxy.exchange import Exchange
 from proxy.generation import Current
 from proxy.lifecycle import runtime_ctx
 from proxy.metrics import Counters
@@ -66,8 +67,18 @@ def _outer(parts: Parts, live: Live) -> list[Middleware]:
         )
     if parts.writer is not None and parts.wants("ledger"):
         # The ledger sees the final status (after errors became answers) inside the span.
-        layers.append(Ledger(parts.writer))
+        layers.append(Ledger(parts.writer, _billed(live)))
     return [*layers, Current(live)]
+
+
+def _billed(live: Live) -> Callable[[Exchange], tuple[str, float | None, float | None]]:
+    """A ledger row's project and costs, by the prices of the config serving now."""
+
+    def billed(exchange: Exchange) -> tuple[str, float | None, float | None]:
+        billing = live.runtime.billing
+        return billing.row(exchange) if billing is not None else ("", None, None)
+
+    return billed
 
 
 def create_app(

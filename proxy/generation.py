@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from proxy.billing.charge import Billing
+from proxy.billing.prices import PriceBook, shipped
 from proxy.config import Config
 from proxy.middleware import Handler, Middleware
 from proxy.middleware.admin import AdminGate
@@ -31,7 +33,7 @@ from proxy.resources.kinds import TOKEN
 from proxy.resources.live_budget import ByteBudget
 from proxy.resources.owners import Owners, RemoteMap, key_id
 from proxy.resources.uploads import Uploads
-from proxy.responders import build_responder
+from proxy.responders import Responder, build_responder
 from proxy.routing.chain import Resolver
 from proxy.routing.keys import KeyPicker
 from proxy.routing.rotation import Rotator
@@ -191,7 +193,15 @@ def _runtime(
         keys=before.keys if before is not None else KeyPicker(parts.cooldowns),
         live_sessions=before.live_sessions if before is not None else Counter(),
         live_budget=_live_budget(config, before),
+        billing=_billing(config, responders),
     )
+
+
+def _billing(config: Config, responders: Mapping[str, Responder]) -> Billing:
+    """The shipped price table under the config's ``pricing:``."""
+    _, table = shipped()
+    free = frozenset(name for name, conf in config.responders.items() if conf.free_tier)
+    return Billing(PriceBook({**table, **config.pricing}), free, responders)
 
 
 def _live_budget(config: Config, before: Runtime | None) -> ByteBudget:

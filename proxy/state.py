@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from proxy.billing.charge import Billing
 from proxy.config import Config
 from proxy.events import Bus
 from proxy.metrics import Counters
@@ -79,6 +80,7 @@ class Runtime:
     # Live frames' bytes between read and send, over every session (limits.max_live_*).
     live_budget: ByteBudget = field(default_factory=lambda: ByteBudget(64 * 1024 * 1024))
     shared: Shared | None = None  # store.shared: the fleet's state through Redis
+    billing: Billing | None = None  # prices, for the ledger's costs
 
 
 @dataclass(frozen=True, slots=True)

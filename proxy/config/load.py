@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.config.chains import read_chains
+from proxy.config.pricing import read_pricing
 from proxy.config.secrets import hide_secrets
 from proxy.config.sections import (
     apply_without_keys,
@@ -121,6 +122,7 @@ def parse_config(source: Source) -> Config:
         },
     )
     surface = read_section(top, "surface", Surface, {"passthrough": _prefixes})
+    pricing = read_pricing(top.section("pricing")) if top.has("pricing") else {}
     top.finish()
     notices = apply_without_keys(responders, chains, source)
     if source.issues:
@@ -143,6 +145,7 @@ def parse_config(source: Source) -> Config:
         tracing=tracing,
         store=store,
         surface=surface,
+        pricing=MappingProxyType(pricing),
         notices=tuple(notices),
         quotas=MappingProxyType({k: q for k, q in quotas.items() if q != NO_QUOTA}),
     )

@@ -88,9 +88,10 @@ def read_responders(r: Reader) -> dict[str, ResponderConf]:
         if not type_:
             continue
         quota = read_quota(sub)
+        free = sub.flag("free_tier", False) if type_ in REMOTE_TYPES else False
         spec = REGISTRY[type_].parse(sub)
         sub.finish()
-        out[name] = ResponderConf(name, type_, spec, quota)
+        out[name] = ResponderConf(name, type_, spec, quota, free)
     return out
 
 

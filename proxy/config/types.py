@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
+from proxy.billing.prices import Price
 from proxy.yamlsource import Issue
 
 
@@ -84,6 +85,7 @@ class ResponderConf:
     type: str
     spec: Any
     quota: Quota = NO_QUOTA  # the default for its models
+    free_tier: bool = False  # its rows cost 0 (what they would have cost is kept too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,7 @@ class Config:
     tracing: Tracing = Tracing()
     store: Store = Store()
     surface: Surface = Surface()
+    pricing: Mapping[str, Price] = field(default_factory=dict)  # over the shipped table
     notices: tuple[str, ...] = field(default=())
     # Declared quotas per (responder, model): a member's own over its responder's default.
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=dict)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
-from proxy.exchange import exchange_of
+from proxy.exchange import Exchange, exchange_of
 from proxy.middleware import Handler, Middleware, is_open
 from proxy.store.db import LEDGER_INSERT
 from proxy.store.writer import Writer
@@ -18,9 +19,19 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1_000_000) / 1000
 
 
+# What a row adds for an exchange: the project that answered, the cost to the client and at
+# the price list (see :class:`proxy.billing.charge.Billing`).
+Billed = Callable[[Exchange], tuple[str, float | None, float | None]]
+
+
+def _unpriced(exchange: Exchange) -> tuple[str, float | None, float | None]:
+    return "", None, None
+
+
 class Ledger(Middleware):
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: Writer, billed: Billed = _unpriced) -> None:
         self.writer = writer
+        self.billed = billed
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):
@@ -35,6 +46,7 @@ class Ledger(Middleware):
             return response
         finally:
             ttfb = exchange.first_byte_s
+            project, cost, listed = self.billed(exchange)
             self.writer.put(
                 LEDGER_INSERT,
                 (
@@ -49,5 +61,13 @@ class Ledger(Middleware):
                     _ms(time.perf_counter() - exchange.started),
                     None if ttfb is None else _ms(ttfb),
                     exchange.trace_id,
+                    exchange.cached_tokens,
+                    exchange.thoughts_tokens,
+                    exchange.tool_use_tokens,
+                    exchange.audio_tokens,
+                    exchange.key_index,
+                    project,
+                    cost,
+                    listed,
                 ),
             )

@@ -147,5 +147,6 @@ async def learn(
             )
     if record and holder.kind == BATCH.tag and not holder.settled and batch_done(meta):
         exchange.input_tokens, exchange.output_tokens, exchange.total_tokens = batch_usage(meta)
-        exchange.served = holder.model
+        exchange.answered_by(holder.responder, holder.model, holder.key_index, exchange.attempts)
+        exchange.batch = True  # priced at the batch share
         await owners.add(record, replace(holder, settled=True))

@@ -25,7 +25,9 @@ log = logging.getLogger("l104.store")
 
 LEDGER_INSERT = (
     "INSERT INTO ledger (at, client, requested, served, attempts, status, input_tokens, "
-    "output_tokens, latency_ms, ttfb_ms, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "output_tokens, latency_ms, ttfb_ms, trace_id, cached_tokens, thoughts_tokens, "
+    "tool_use_tokens, audio_tokens, key_index, project, cost_usd, list_cost_usd) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 COOLDOWN_UPSERT = (
     "INSERT INTO cooldowns (responder, model, key_index, until) VALUES (?, ?, ?, ?) "
@@ -46,6 +48,14 @@ class LedgerRow:
     latency_ms: float
     ttfb_ms: float | None
     trace_id: str
+    cached_tokens: int = 0
+    thoughts_tokens: int = 0
+    tool_use_tokens: int = 0
+    audio_tokens: int = 0
+    key_index: int = -1
+    project: str = ""
+    cost_usd: float | None = None  # what it costs the client (0 on a free tier)
+    list_cost_usd: float | None = None  # what it would cost at the price list
 
 
 class StoreError(Exception):
@@ -228,6 +238,14 @@ class Store:
                 row.latency_ms,
                 row.ttfb_ms,
                 row.trace_id,
+                row.cached_tokens,
+                row.thoughts_tokens,
+                row.tool_use_tokens,
+                row.audio_tokens,
+                row.key_index,
+                row.project,
+                row.cost_usd,
+                row.list_cost_usd,
             ),
         )
 

@@ -85,6 +85,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE resources ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: what each answer cost: the token kinds that price differently, the key and project
+    # that answered, and the cost (NULL: rows from before, or a model with no price).
+    """
+    ALTER TABLE ledger ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN thoughts_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN tool_use_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN audio_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN key_index INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE ledger ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    ALTER TABLE ledger ADD COLUMN cost_usd REAL;
+    ALTER TABLE ledger ADD COLUMN list_cost_usd REAL;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

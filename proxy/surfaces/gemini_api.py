@@ -102,7 +102,8 @@ async def serve(
     )
     plan = await plan_for(runtime, call, data, exchange.client)
     outcome = await runtime.rotator.run(plan, call)
-    exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
+    member = outcome.member
+    exchange.answered_by(member.responder, member.model, outcome.key_index, outcome.attempts)
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
     try:
         if outcome.reply.chunks is None:

@@ -89,7 +89,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     plan = runtime.resolver.resolve(model)
     outcome = await runtime.rotator.run(plan, call)
     member = outcome.member
-    exchange.served, exchange.attempts = member.model, outcome.attempts
+    exchange.answered_by(member.responder, member.model, outcome.key_index, outcome.attempts)
     headers = {"x-l104-model": member.model, "x-l104-attempts": str(outcome.attempts)}
     # Its usage is counted here unless it runs in the background (then its completed poll does).
     holder = Holder(
@@ -148,7 +148,8 @@ async def _agent(
     pin = await pin_for(data, exchange.client, runtime.owners) if names_resources(body) else None
     responder = gemini_of(runtime, pin.responder) if pin is not None else home_responder(runtime)
     key = pin.key_index if pin is not None else runtime.keys.pick(responder, ())
-    exchange.requested = exchange.served = str(data["agent"])
+    exchange.requested = str(data["agent"])
+    exchange.answered_by(responder.name, str(data["agent"]), key, 1)
     headers = {"content-type": "application/json", **client_headers(request, FORWARDED)}
     resp = await open_upstream(
         responder, "POST", f"{api_version(request)}/interactions", key, headers, body
@@ -205,7 +206,7 @@ async def one(request: web.Request) -> web.StreamResponse:
         # A background run's usage, read once: the ledger row of the poll that finds it done.
         exchange = exchange_of(request)
         exchange.sniff_usage(answered)
-        exchange.served = holder.model
+        exchange.answered_by(holder.responder, holder.model, holder.key_index, exchange.attempts)
         await runtime.owners.add(name, replace(holder, settled=True))
     return answer(resp, answered, {})
 

@@ -177,7 +177,7 @@ async def _open(
                 },
             )
             if not isinstance(outcome, Refusal):
-                exchange.served = member.model
+                exchange.answered_by(member.responder, member.model, key, exchange.attempts)
                 return outcome
             if outcome.quota:
                 runtime.counters.model_429_count[member.model] += 1

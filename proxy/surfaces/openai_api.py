@@ -82,7 +82,8 @@ async def _call(
     # extra_body.google.cached_content, a file: the caller's own, with the key holding it.
     plan = await plan_for(runtime, call, data, exchange.client)
     outcome = await runtime.rotator.run(plan, call)
-    exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
+    member = outcome.member
+    exchange.answered_by(member.responder, member.model, outcome.key_index, outcome.attempts)
     headers = {"x-l104-model": outcome.member.model, "x-l104-attempts": str(outcome.attempts)}
     try:
         if outcome.reply.chunks is None:

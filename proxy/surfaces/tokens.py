@@ -98,7 +98,7 @@ async def constrained(request: web.Request) -> web.StreamResponse:
         )
         if isinstance(outcome, Refusal):
             raise SessionRefused(1011, f"The session on the token was refused: {outcome.why}")
-        exchange.served = member
+        exchange.answered_by(holder.responder, member, holder.key_index, exchange.attempts)
         return outcome
 
     return await serve(request, opener)

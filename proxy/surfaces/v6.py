@@ -147,7 +147,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             exchange.status = exc.code
             await resp.send(_error(exc.code, exc.message), event="error")
         return resp
-    exchange.served, exchange.attempts = outcome.member.model, outcome.attempts
+    member = outcome.member
+    exchange.answered_by(member.responder, member.model, outcome.key_index, outcome.attempts)
     reply = outcome.reply
     try:
         async with sse_response(request, allow_all_methods=True, ping_interval=PING_S) as resp:

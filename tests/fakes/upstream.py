@@ -277,7 +277,10 @@ async def serve_model(
     text = f"Hello from {model}."
     if step.get("echo_key"):
         text += f" Key: {request.headers.get('x-goog-api-key')}"
-    return web.json_response(answer(model, text, True))
+    answered = answer(model, text, True)
+    if "usage" in step:  # a scripted usageMetadata (cached, thoughts, tool-use, audio tokens)
+        answered["usageMetadata"] = step["usage"]
+    return web.json_response(answered)
 
 
 def _model(name: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""What requests cost: prices per model, and the cost of an answer's usage."""
