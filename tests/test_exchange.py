@@ -60,3 +60,42 @@ def test_an_answer_without_usage_changes_nothing() -> None:
     exchange = Exchange()
     exchange.sniff_usage(b'{"candidates": [{"content": {"parts": [{"text": "modelVersion"}]}}]}')
     assert (exchange.input_tokens, exchange.output_tokens, exchange.response_model) == (0, 0, "")
+
+
+def test_the_token_kinds_that_price_apart_on_every_surface() -> None:
+    gemini = Exchange()
+    gemini.sniff_usage(
+        b'{"usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 100, '
+        b'"cachedContentTokenCount": 800, "thoughtsTokenCount": 400, '
+        b'"toolUsePromptTokenCount": 50, "totalTokenCount": 1550, "promptTokensDetails": '
+        b'[{"modality": "TEXT", "tokenCount": 400}, {"modality": "AUDIO", "tokenCount": 600}]}}'
+    )
+    assert (gemini.input_tokens, gemini.output_tokens, gemini.cached_tokens) == (1000, 100, 800)
+    assert (gemini.thoughts_tokens, gemini.tool_use_tokens, gemini.audio_tokens) == (400, 50, 600)
+
+    openai = Exchange()  # reasoning is inside completion_tokens there; apart in the ledger
+    openai.sniff_usage(
+        b'{"usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500, '
+        b'"prompt_tokens_details": {"cached_tokens": 800}, '
+        b'"completion_tokens_details": {"reasoning_tokens": 400}}, "model": "m1"}'
+    )
+    assert (openai.input_tokens, openai.output_tokens) == (1000, 100)
+    assert (openai.cached_tokens, openai.thoughts_tokens) == (800, 400)
+
+    interaction = Exchange()
+    interaction.sniff_usage(
+        b'{"id": "i1", "usage": {"total_input_tokens": 1000, "total_output_tokens": 100, '
+        b'"total_cached_tokens": 800, "total_thought_tokens": 400, "total_tool_use_tokens": 50, '
+        b'"total_tokens": 1550}}'
+    )
+    assert (interaction.input_tokens, interaction.output_tokens) == (1000, 100)
+    assert (interaction.cached_tokens, interaction.thoughts_tokens) == (800, 400)
+    assert interaction.tool_use_tokens == 50
+
+    live = Exchange()  # Live says responseTokenCount for the output
+    live.sniff_usage(
+        b'{"usageMetadata": {"promptTokenCount": 20, "responseTokenCount": 7, '
+        b'"cachedContentTokenCount": 5, "thoughtsTokenCount": 3, "totalTokenCount": 30}}'
+    )
+    assert (live.input_tokens, live.output_tokens, live.cached_tokens) == (20, 7, 5)
+    assert live.thoughts_tokens == 3
