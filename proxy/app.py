@@ -40,6 +40,7 @@ from proxy.surfaces import (
     status,
     tokens,
     unserved,
+    usage_api,
     v6,
     vertex_api,
 )
@@ -139,6 +140,7 @@ def create_app(
     ops.add_routes(app)
     status.add_routes(app)
     v6.add_routes(app)
+    usage_api.add_routes(app)
     openai_api.add_routes(app)
     files_api.add_routes(app)
     caches_api.add_routes(app)

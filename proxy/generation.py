@@ -194,6 +194,7 @@ def _runtime(
         live_sessions=before.live_sessions if before is not None else Counter(),
         live_budget=_live_budget(config, before),
         billing=_billing(config, responders),
+        store=store,
     )
 
 

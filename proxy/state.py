@@ -26,6 +26,7 @@ from proxy.routing.keys import KeyPicker
 from proxy.routing.pacing import Pacer
 from proxy.routing.rotation import Rotator
 from proxy.shared.coordinator import Shared
+from proxy.store.db import Store
 from proxy.store.memory import Memory
 from proxy.store.writer import Writer
 from proxy.telemetry.attempts import Observer
@@ -81,6 +82,7 @@ class Runtime:
     live_budget: ByteBudget = field(default_factory=lambda: ByteBudget(64 * 1024 * 1024))
     shared: Shared | None = None  # store.shared: the fleet's state through Redis
     billing: Billing | None = None  # prices, for the ledger's costs
+    store: Store | None = None  # the SQLite store (the ledger, for the usage API)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ OPEN_PATHS = frozenset(
         "/metrics/prometheus",
         "/api/v6/status",
         "/api/v6/events",
+        # It checks the client key, or the admin key, itself (either may read it).
+        "/api/v6/usage",
     }
 )
 
