@@ -10,6 +10,7 @@ from datetime import datetime
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from proxy.billing.budgets import Spending
 from proxy.config import Config
 from proxy.events import Bus
 from proxy.exchange import Exchange
@@ -106,6 +107,7 @@ def create_app(
         provider=provider,
         bus=Bus(),
         writer=Writer() if config.store.path else None,
+        spending=Spending(config.budgets_timezone),
         observer=Observer(
             tracer_of(provider),
             prom,

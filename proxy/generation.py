@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -26,6 +27,7 @@ from proxy.middleware.admin import AdminGate
 from proxy.middleware.admission import GlobalAdmission, SharedGate
 from proxy.middleware.auth import ClientAuth, TokenOwner
 from proxy.middleware.browser import Browser
+from proxy.middleware.budget import ClientBudgets
 from proxy.middleware.errors import ErrorMiddleware
 from proxy.middleware.layers import Layers
 from proxy.middleware.ratelimit import ClientRateLimit
@@ -65,6 +67,7 @@ def config_layers(
     shared: Shared | None = None,
     uploads: Uploads | None = None,
     owners: Owners | None = None,
+    billing: Billing | None = None,
 ) -> Layers:
     """The layers that read the config, outermost first."""
     limits = config.limits
@@ -93,10 +96,23 @@ def config_layers(
                 shared.windows if shared is not None else None,
             ),
         ),
+        # Budgets after the limits: a request refused for its rate spends nothing.
+        *([("budgets", _budgets(config, parts, billing))] if billing is not None else []),
         # Global admission last: a refused client never takes one of the shared slots.
         ("admission", admission),
     ]
     return Layers([layer for name, layer in layers if parts.wants(name)])
+
+
+def _budgets(config: Config, parts: Parts, billing: Billing) -> ClientBudgets:
+    """The budgets layer, its estimate priced at the dearest input of the chains' members."""
+    prices = [billing.prices.prices.get(m.model) for c in config.chains.values() for m in c.members]
+    top = max((p.above or p.base).input for p in prices if p is not None) if any(prices) else 0.0
+    budgets = ClientBudgets(
+        config.clients, parts.spending, billing, top, parts.counters, parts.writer
+    )
+    parts.spending.zone = ZoneInfo(config.budgets_timezone)
+    return budgets
 
 
 def _token_owner(owners: Owners | None) -> TokenOwner | None:
@@ -253,6 +269,7 @@ def build(
             shared,
             runtime.uploads,
             runtime.owners,
+            runtime.billing if any(c.budget.any for c in config.clients) else None,
         ),
         browser=browser,
         version=before.version + 1 if before is not None else 1,

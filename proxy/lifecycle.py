@@ -65,6 +65,7 @@ async def _open_store(parts: Parts) -> Store | None:
         for ref, left in await store.load_cooldowns():
             parts.cooldowns.until[ref] = parts.clock() + left
         parts.budget.restore(await store.load_day_counts())
+        parts.spending.load(await store.load_spent())
     except (sqlite3.Error, OSError) as exc:
         await store.close()
         raise StoreError(f"cannot read the store at {config.path}: {exc}") from exc

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from proxy.billing.budgets import Spending
 from proxy.billing.charge import Billing
 from proxy.config import Config
 from proxy.events import Bus
@@ -50,6 +51,7 @@ class Parts:
     observer: Observer
     bus: Bus
     writer: Writer | None
+    spending: Spending  # what clients spent per budget period (carried across reloads)
     # The middleware layers to build, by name (None: all). Only the bench's layer budget
     # leaves some out, to read what each one costs.
     only: frozenset[str] | None = None

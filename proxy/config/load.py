@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxy.config.chains import read_chains
 from proxy.config.pricing import read_pricing
@@ -43,6 +44,18 @@ def _prefixes(r: Reader, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
             continue
         out.append(prefix)
     return tuple(out)
+
+
+def _timezone(r: Reader) -> str:
+    """``budgets.timezone``: an IANA name (``Europe/Paris``); budgets' days begin there."""
+    name = r.text("timezone", "UTC")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.bad("timezone", name, "must be an IANA time zone such as UTC or Europe/Paris")
+        name = "UTC"
+    r.finish()
+    return name
 
 
 def parse_config(source: Source) -> Config:
@@ -123,6 +136,7 @@ def parse_config(source: Source) -> Config:
     )
     surface = read_section(top, "surface", Surface, {"passthrough": _prefixes})
     pricing = read_pricing(top.section("pricing")) if top.has("pricing") else {}
+    budgets_timezone = _timezone(top.section("budgets")) if top.has("budgets") else "UTC"
     top.finish()
     notices = apply_without_keys(responders, chains, source)
     if source.issues:
@@ -146,6 +160,7 @@ def parse_config(source: Source) -> Config:
         store=store,
         surface=surface,
         pricing=MappingProxyType(pricing),
+        budgets_timezone=budgets_timezone,
         notices=tuple(notices),
         quotas=MappingProxyType({k: q for k, q in quotas.items() if q != NO_QUOTA}),
     )

@@ -12,6 +12,7 @@ from proxy.config.chains import read_quota
 from proxy.config.types import (
     Chain,
     Client,
+    ClientBudget,
     Listen,
     Member,
     ResponderConf,
@@ -143,6 +144,7 @@ def read_clients(source: Source, raw: Any) -> tuple[Client, ...]:
             key=r.text("key", required=True),
             requests_per_minute=r.whole("requests_per_minute", 0),
             tokens_per_minute=r.whole("tokens_per_minute", 0),
+            budget=_budget(r.section("budget")) if r.has("budget") else ClientBudget(),
         )
         r.finish()
         if client.name in {c.name for c in out}:
@@ -151,6 +153,16 @@ def read_clients(source: Source, raw: Any) -> tuple[Client, ...]:
             r.error("key", f"key 'clients[{i}].key' is the same as another client's")
         out.append(client)
     return tuple(out)
+
+
+def _budget(r: Reader) -> ClientBudget:
+    out = ClientBudget(
+        usd_per_day=r.number("usd_per_day", 0.0),
+        usd_per_month=r.number("usd_per_month", 0.0),
+        tokens_per_day=r.whole("tokens_per_day", 0),
+    )
+    r.finish()
+    return out
 
 
 def read_section(r: Reader, key: str, cls: type[Any], fields: dict[str, Any]) -> Any:

@@ -126,11 +126,26 @@ class Rotation:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientBudget:
+    """``budget:``: what a client may spend (0: no limit), per day and month in
+    ``budgets.timezone``."""
+
+    usd_per_day: float = 0.0
+    usd_per_month: float = 0.0
+    tokens_per_day: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.usd_per_day or self.usd_per_month or self.tokens_per_day)
+
+
+@dataclass(frozen=True, slots=True)
 class Client:
     name: str
     key: str
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
+    budget: ClientBudget = ClientBudget()
 
     def __repr__(self) -> str:  # SECURITY: a client's key never reaches a log line.
         return f"Client(name={self.name!r})"
@@ -224,6 +239,7 @@ class Config:
     store: Store = Store()
     surface: Surface = Surface()
     pricing: Mapping[str, Price] = field(default_factory=dict)  # over the shipped table
+    budgets_timezone: str = "UTC"  # where the clients' budget days and months begin
     notices: tuple[str, ...] = field(default=())
     # Declared quotas per (responder, model): a member's own over its responder's default.
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=dict)

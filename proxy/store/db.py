@@ -29,6 +29,11 @@ LEDGER_INSERT = (
     "tool_use_tokens, audio_tokens, key_index, project, cost_usd, list_cost_usd) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+SPENT_ADD = (
+    "INSERT INTO spent (client, period, usd, tokens) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (client, period) DO UPDATE SET usd = usd + excluded.usd, "
+    "tokens = tokens + excluded.tokens"
+)
 COOLDOWN_UPSERT = (
     "INSERT INTO cooldowns (responder, model, key_index, until) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (responder, model, key_index) DO UPDATE SET until = excluded.until"
@@ -248,6 +253,11 @@ class Store:
                 row.list_cost_usd,
             ),
         )
+
+    async def load_spent(self) -> list[tuple[str, str, float, float]]:
+        """What each client spent per budget period."""
+        rows = await self.rows("SELECT client, period, usd, tokens FROM spent")
+        return [(str(c), str(p), float(u), float(t)) for c, p, u, t in rows]
 
     async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async with self.db.execute(sql, params) as cursor:

@@ -97,6 +97,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE ledger ADD COLUMN cost_usd REAL;
     ALTER TABLE ledger ADD COLUMN list_cost_usd REAL;
     """,
+    # 7: what each client spent per budget period (``day:2026-12-03``, ``month:2026-12``).
+    """
+    CREATE TABLE spent (
+        client TEXT NOT NULL,
+        period TEXT NOT NULL,
+        usd REAL NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (client, period)
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -1,0 +1,91 @@
+"""Client budgets: a request that would take a client past its ``budget`` is refused before it
+goes anywhere; after it, what it really cost is added (a stream in flight is never cut).
+
+The estimate is the request's size in tokens (a token for four bytes) at the highest input price
+among the chains' members: a budget is never passed by a request priced too low. The refusal is
+Gemini's 429 ``RESOURCE_EXHAUSTED`` with a ``QuotaFailure`` naming the client's budget and
+``Retry-After`` until the period resets.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from proxy.billing.budgets import Spending
+from proxy.billing.charge import Billing
+from proxy.config import Client
+from proxy.errors import ClientRateLimited
+from proxy.exchange import exchange_of
+from proxy.metrics import Counters
+from proxy.middleware import Handler, Middleware, is_open
+from proxy.store.db import SPENT_ADD
+from proxy.store.writer import Writer
+
+MILLION = 1_000_000.0
+
+
+class ClientBudgets(Middleware):
+    def __init__(
+        self,
+        clients: tuple[Client, ...],
+        spending: Spending,
+        billing: Billing,
+        top_input_price: float,
+        counters: Counters,
+        writer: Writer | None,
+    ) -> None:
+        self.budgets = {c.name: c for c in clients if c.budget.any}
+        self.spending = spending
+        self.billing = billing
+        self.top_input_price = top_input_price  # USD per million tokens
+        self.counters = counters
+        self.writer = writer
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        exchange = exchange_of(request)
+        client = self.budgets.get(exchange.client)
+        if client is None or is_open(request):
+            return await handler(request)
+        tokens = max(1, (request.content_length or 0) // 4)
+        usd = tokens * self.top_input_price / MILLION
+        refused = self.spending.refusal(client.name, client.budget, usd, tokens)
+        if refused is not None:
+            raise self._refuse(client.name, *refused)
+        try:
+            return await handler(request)
+        finally:
+            charged, _ = self.billing.charge(exchange)
+            used = exchange.input_tokens + exchange.output_tokens + exchange.thoughts_tokens
+            for row in self.spending.settle(client.name, charged or 0.0, used):
+                if self.writer is not None:
+                    self.writer.put(SPENT_ADD, row)
+
+    def _refuse(
+        self, client: str, budget: str, limit: float, spent: float, wait: float
+    ) -> ClientRateLimited:
+        self.counters.rate_limited_total += 1
+        self.counters.rate_limited_by_client[client] += 1
+        exchange_message = (
+            f"Client '{client}' has spent {spent:g} of its {budget} budget ({limit:g}). "
+            f"Retry in {math.ceil(wait)}s, when the period resets."
+        )
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "subject": f"clients/{client}",
+                        "description": f"budget {budget} of {limit:g} spent",
+                        "quotaId": f"ClientBudget-{budget}",
+                        "quotaValue": f"{limit:g}",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{math.ceil(wait)}s",
+            },
+        ]
+        return ClientRateLimited(exchange_message, retry_after_s=wait, details=details)
