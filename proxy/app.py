@@ -69,7 +69,7 @@ def _outer(parts: Parts, live: Live) -> list[Middleware]:
         )
     if parts.writer is not None and parts.wants("ledger"):
         # The ledger sees the final status (after errors became answers) inside the span.
-        layers.append(Ledger(parts.writer, _billed(live)))
+        layers.append(Ledger(parts.writer, _billed(live), parts.prom))
     return [*layers, Current(live)]
 
 

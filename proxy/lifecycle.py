@@ -12,13 +12,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
 from proxy import generation
+from proxy.billing.budgets import Spending
 from proxy.config import Config
 from proxy.shared.coordinator import Shared
 from proxy.state import LIVE, Generation, Live, Parts
@@ -71,6 +72,13 @@ async def _open_store(parts: Parts) -> Store | None:
         raise StoreError(f"cannot read the store at {config.path}: {exc}") from exc
     parts.cooldowns.listener = lambda ref, left: store.save_cooldown(ref, time.time() + left)
     return store
+
+
+def budget_rows(config: Config, spending: Spending) -> Iterator[tuple[str, str, float]]:
+    """(client, period, USD left) for each money budget, for the Prometheus gauge."""
+    for client in config.clients:
+        for period, left in spending.remaining(client.name, client.budget).items():
+            yield client.name, period, left
 
 
 def _start_tasks(live: Live, store: Store | None) -> Supervisor:
@@ -157,6 +165,7 @@ def runtime_ctx(
             if held := await live.runtime.owners.load():
                 log.info("%d files and cached contents held, from the store", held)
             parts.prom.watch_state(lambda: state_rows(live.runtime))
+            parts.prom.watch_budgets(lambda: budget_rows(live.runtime.config, parts.spending))
             supervisor = _start_tasks(live, store)
             if shared is not None:
                 tick = shared.tick

@@ -11,6 +11,7 @@ from proxy.exchange import Exchange, exchange_of
 from proxy.middleware import Handler, Middleware, is_open
 from proxy.store.db import LEDGER_INSERT
 from proxy.store.writer import Writer
+from proxy.telemetry.prom import Prom
 
 
 def _ms(seconds: float) -> float:
@@ -29,9 +30,12 @@ def _unpriced(exchange: Exchange) -> tuple[str, float | None, float | None]:
 
 
 class Ledger(Middleware):
-    def __init__(self, writer: Writer, billed: Billed = _unpriced) -> None:
+    def __init__(
+        self, writer: Writer, billed: Billed = _unpriced, prom: Prom | None = None
+    ) -> None:
         self.writer = writer
         self.billed = billed
+        self.prom = prom
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):
@@ -47,6 +51,8 @@ class Ledger(Middleware):
         finally:
             ttfb = exchange.first_byte_s
             project, cost, listed = self.billed(exchange)
+            if cost and self.prom is not None:
+                self.prom.child(self.prom.cost, exchange.served, exchange.client).inc(cost)
             self.writer.put(
                 LEDGER_INSERT,
                 (

@@ -18,6 +18,23 @@ from proxy.telemetry.tallies import Tallies
 
 # (model, state, cooldown_s, learned requests per minute or None)
 StateRows = Callable[[], Iterable[tuple[str, str, float, float | None]]]
+# (client, period, USD left of its budget)
+BudgetRows = Callable[[], Iterable[tuple[str, str, float]]]
+
+
+class _BudgetCollector(Collector):
+    def __init__(self, rows: BudgetRows) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterable[Metric]:
+        left = GaugeMetricFamily(
+            "l104_budget_remaining_usd",
+            "USD left of a client's budget for the period (day or month)",
+            labels=["client", "period"],
+        )
+        for client, period, usd in self.rows():
+            left.add_metric([client, period], usd)
+        return [left]
 
 
 class _StateCollector(Collector):
@@ -66,6 +83,12 @@ class Prom:
         self.quota_429 = Counter(
             "l104_upstream_429", "429 answers from the upstream", ["model"], registry=r
         )
+        self.cost = Counter(
+            "l104_cost_usd",
+            "What answers cost the clients, in USD",
+            ["model", "client"],
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_start_time_seconds, RSS, CPU, open fds
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -79,3 +102,6 @@ class Prom:
 
     def watch_state(self, rows: StateRows) -> None:
         self.registry.register(_StateCollector(rows))
+
+    def watch_budgets(self, rows: BudgetRows) -> None:
+        self.registry.register(_BudgetCollector(rows))

@@ -76,6 +76,13 @@ async def test_a_client_past_its_budget_is_refused_until_the_period_resets(
     assert spent[("thrifty", day)][0] == pytest.approx(3 * 0.000038)
     assert spent[("thrifty", month)][0] == pytest.approx(3 * 0.000038)
     assert spent[("wordy", day)][1] == 22
+    # Prometheus: the cost of the answers, and what is left of the budget.
+    async with aiohttp.ClientSession() as s, s.get(f"{proxy.url}/metrics/prometheus") as r:
+        text = await r.text()
+    cost = _sample(text, 'l104_cost_usd_total{client="thrifty",model="m1"}')
+    assert cost == pytest.approx(3 * 0.000038)
+    left = _sample(text, 'l104_budget_remaining_usd{client="thrifty",period="day"}')
+    assert left == pytest.approx(0.0001 - 3 * 0.000038)
     # A proxy started again on the same store knows what was spent: refused at once.
     again = await start_proxy(base_yaml(upstream.url, extra=CLIENTS, store=str(db)))
     with pytest.raises(errors.ClientError) as still:
@@ -84,6 +91,12 @@ async def test_a_client_past_its_budget_is_refused_until_the_period_resets(
 
 
 UTC_ZONE = Spending("UTC").zone
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of one sample of a Prometheus text page."""
+    line = next(line for line in text.splitlines() if line.startswith(name + " "))
+    return float(line.rsplit(" ", 1)[1])
 
 
 def test_periods_and_their_resets_in_a_time_zone() -> None:
