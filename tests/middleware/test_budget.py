@@ -48,6 +48,16 @@ async def test_a_client_past_its_budget_is_refused_until_the_period_resets(
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86_400
     assert abs(int(retry.rstrip("s")) - (midnight - now.timestamp())) < 5
     assert len(upstream.requests()) == before  # refused before anything went upstream
+    async with aiohttp.ClientSession() as s:
+        chat = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
+        async with s.post(
+            f"{proxy.url}/v1beta/openai/chat/completions",
+            json=chat,
+            headers={"Authorization": "Bearer thrifty-key"},
+        ) as r:
+            assert r.status == 429
+            assert (await r.json())["error"]["type"] == "rate_limit_error"  # OpenAI's shape
+            assert int(r.headers["Retry-After"]) > 0
 
     wordy = proxy.client(key="wordy-key").aio
     # Each answer is 11 tokens; each request is estimated at a token for 4 bytes (13 here).
