@@ -97,19 +97,22 @@ def config_layers(
             ),
         ),
         # Budgets after the limits: a request refused for its rate spends nothing.
-        *([("budgets", _budgets(config, parts, billing))] if billing is not None else []),
+        *([("budgets", _budgets(config, parts, billing, shared))] if billing is not None else []),
         # Global admission last: a refused client never takes one of the shared slots.
         ("admission", admission),
     ]
     return Layers([layer for name, layer in layers if parts.wants(name)])
 
 
-def _budgets(config: Config, parts: Parts, billing: Billing) -> ClientBudgets:
+def _budgets(
+    config: Config, parts: Parts, billing: Billing, shared: Shared | None
+) -> ClientBudgets:
     """The budgets layer, its estimate priced at the dearest input of the chains' members."""
     prices = [billing.prices.prices.get(m.model) for c in config.chains.values() for m in c.members]
     top = max((p.above or p.base).input for p in prices if p is not None) if any(prices) else 0.0
+    fleet = shared.spending if shared is not None else None
     budgets = ClientBudgets(
-        config.clients, parts.spending, billing, top, parts.counters, parts.writer
+        config.clients, parts.spending, billing, top, parts.counters, parts.writer, fleet
     )
     parts.spending.zone = ZoneInfo(config.budgets_timezone)
     return budgets

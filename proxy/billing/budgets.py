@@ -57,6 +57,15 @@ class Spending:
         self.now = now
         self.spent: dict[tuple[str, str], list[float]] = {}
 
+    def periods(self) -> tuple[str, str]:
+        """This day's and this month's keys."""
+        return period_keys(self.now(), self.zone)
+
+    def waits(self) -> dict[str, float]:
+        """Seconds until this day, and this month, end."""
+        now = self.now()
+        return {DAY: until_reset(now, self.zone, DAY), MONTH: until_reset(now, self.zone, MONTH)}
+
     def load(self, rows: Iterable[tuple[str, str, float, float]]) -> None:
         for client, period, usd, tokens in rows:
             self.spent[(client, period)] = [float(usd), float(tokens)]

@@ -17,6 +17,7 @@ from proxy.routing.rotation import utc_now
 from proxy.shared.fleet import Fleet
 from proxy.shared.link import Link
 from proxy.shared.replica import Names, Replica
+from proxy.shared.spending import FleetSpending
 from proxy.shared.windows import LaneLimits, Slot, Windows
 
 log = logging.getLogger("l104.shared")
@@ -46,6 +47,7 @@ class Shared:
         self.names = Names(responders, key_ids)
         self.replica = Replica(self.link, self.names, cooldowns, pacer)
         self.windows = Windows(self.link)
+        self.spending = FleetSpending(self.link)
         self.fleet = Fleet(self.link, counters)
         self.now = now
 

@@ -148,3 +148,31 @@ async def test_live_sessions_are_capped_across_replicas(
     assert setup == {"setupComplete": {}}
     await ws.close()
     await s.close()
+
+
+def test_a_budget_holds_across_three_replicas(
+    proxy_process: StartProcess, upstream: Upstream, redis_server: RedisServer
+) -> None:
+    """Each answer costs $0.000038 and each request (43 bytes) is estimated at $0.00001: a
+    $0.000195 day takes five (the sixth would find 0.00019 + 0.00001 spent), whichever replicas
+    they go to (on their own, three replicas would take 15)."""
+    budget = """
+clients: [{name: alice, key: alice-key, budget: {usd_per_day: 0.000195}}]
+pricing: {m1: {input: 1.0, output: 10.0}}
+"""
+    yaml = base_yaml(upstream.url, extra=budget).replace(
+        'store: {path: ""}', f'store: {{path: "", shared: "{redis_server.url}"}}'
+    )
+    replicas = [proxy_process(yaml) for _ in range(3)]
+    statuses = []
+    for i in range(9):
+        status, _, _ = http(
+            "POST",
+            f"{replicas[i % 3].url}/v1beta/models/m1:generateContent",
+            {"contents": [{"parts": [{"text": "hi"}]}]},
+            {"x-goog-api-key": "alice-key"},
+        )
+        statuses.append(status)
+        time.sleep(0.05)  # the real cost replaces the estimate in Redis without waiting
+    assert statuses == [200] * 5 + [429] * 4
+    assert len([r for r in upstream.requests() if r["model"] == "m1"]) == 5
