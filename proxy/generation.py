@@ -214,6 +214,7 @@ def _runtime(
         live_budget=_live_budget(config, before),
         billing=_billing(config, responders),
         store=store,
+        spending=parts.spending,
     )
 
 

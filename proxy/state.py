@@ -85,6 +85,7 @@ class Runtime:
     shared: Shared | None = None  # store.shared: the fleet's state through Redis
     billing: Billing | None = None  # prices, for the ledger's costs
     store: Store | None = None  # the SQLite store (the ledger, for the usage API)
+    spending: Spending | None = None  # the process's (Parts'): what clients spent, by period
 
 
 @dataclass(frozen=True, slots=True)

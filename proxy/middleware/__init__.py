@@ -22,6 +22,7 @@ OPEN_PATHS = frozenset(
         "/api/v6/events",
         # It checks the client key, or the admin key, itself (either may read it).
         "/api/v6/usage",
+        "/api/v6/budgets",
     }
 )
 

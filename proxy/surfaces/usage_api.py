@@ -121,6 +121,31 @@ async def usage(request: web.Request) -> web.StreamResponse:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
+async def budgets(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v6/budgets``: each visible client's budgets and what it spent this period."""
+    runtime = request.app[LIVE].runtime
+    caller = _caller(request)
+    spending = runtime.spending
+    rows = []
+    if spending is not None:
+        day, month = spending.periods()
+        for client in runtime.config.clients:
+            if (caller is not None and client.name != caller) or not client.budget.any:
+                continue
+            budget = client.budget
+            for name, limit, period, index in (
+                ("usd_per_day", budget.usd_per_day, day, 0),
+                ("usd_per_month", budget.usd_per_month, month, 0),
+                ("tokens_per_day", float(budget.tokens_per_day), day, 1),
+            ):
+                if limit:
+                    spent = spending.of(client.name, period)[index]
+                    rows.append(
+                        {"client": client.name, "budget": name, "limit": limit, "spent": spent}
+                    )
+    return web.Response(body=orjson.dumps({"budgets": rows}), content_type="application/json")
+
+
 def _number(value: Any) -> Any:
     """Sums of costs to the micro-dollar (floating sums carry noise past it); None stays."""
     return round(value, 6) if isinstance(value, float) else value
@@ -128,3 +153,4 @@ def _number(value: Any) -> Any:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v6/usage", usage)
+    app.router.add_get("/api/v6/budgets", budgets)

@@ -3,16 +3,28 @@ origins that call the Gemini surface with ``fetch`` and with ``@google/genai``'s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import NODE_DIR, ROOT, ProxyProcess, Upstream, base_yaml, free_port, wait_ready
+from tests.conftest import (
+    NODE_DIR,
+    ROOT,
+    ProxyProcess,
+    Upstream,
+    base_yaml,
+    free_port,
+    http,
+    wait_ready,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -209,3 +221,69 @@ def test_the_status_page_behind_an_admin_key(
     expect(page.locator("#live")).to_have_text("live")  # EventSource, carried by the cookie
     expect(page.locator('tr[data-model="m1"] td.state')).to_have_text("ready")
     assert "page-admin-key-1" not in proxy.log.read_text()
+
+
+def by_series(chart: dict[str, list[Any]]) -> dict[str, float]:
+    """A chart's total by series label."""
+    return dict(zip(chart["series"], chart["totals"], strict=True))
+
+
+def test_the_charts_hold_what_the_usage_api_says(
+    page: Page,
+    proxy_process: Callable[..., ProxyProcess],
+    upstream: Upstream,
+    tmp_path: Path,
+) -> None:
+    extra = """
+clients: [{name: alice, key: alice-key, budget: {usd_per_day: 1.0}}, {name: bob, key: bob-key}]
+pricing: {m1: {input: 1.0, output: 10.0}, m2: {input: 2.0, output: 20.0}}
+"""
+    proxy = proxy_process(
+        base_yaml(upstream.url, keys=("only-key",), store=str(tmp_path / "l104.db"), extra=extra)
+    )
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    url = f"{proxy.url}/v1beta/models/default:generateContent"
+    for _ in range(3):
+        assert http("POST", url, body, {"x-goog-api-key": "alice-key"})[0] == 200
+    upstream.script("m1", {"status": 429, "delay": "120s"})  # then m1 cools: m2 answers
+    for _ in range(2):
+        assert http("POST", url, body, {"x-goog-api-key": "alice-key"})[0] == 200
+    assert http("POST", url, body, {"x-goog-api-key": "bob-key"})[0] == 200
+    time.sleep(0.5)  # the ledger's writer lingers up to 250 ms
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(proxy.url)
+    page.fill("#key", "alice-key")
+    page.dispatch_event("#key", "change")
+    expect(page.locator('#budgets tr[data-client="alice"] td').nth(3)).to_have_text("1")
+    page.wait_for_function("() => window.l104Charts['chart-cost'] !== undefined")
+    charts = page.evaluate(
+        """() => Object.fromEntries(Object.entries(window.l104Charts).map(
+            ([id, c]) => [id, {series: c.series, totals: c.data.slice(1).map(
+                (s) => s.reduce((a, b) => a + b, 0))}]))"""
+    )
+    status, _, raw = http(
+        "GET", f"{proxy.url}/api/v6/usage?by=model", None, {"x-goog-api-key": "alice-key"}
+    )
+    assert status == 200
+    api = {r["model"]: r for r in json.loads(raw)["rows"]}
+    requests = by_series(charts["chart-requests"])
+    assert requests["m1 requests"] == api["m1"]["requests"] == 3
+    assert requests["m2 requests"] == api["m2"]["requests"] == 2
+    rotations = by_series(charts["chart-rotations"])
+    # The request that met m1's 429 moved on to m2: one rotation, on m2's row.
+    assert rotations == {"m1 rotations": 0, "m2 rotations": 1}
+    assert api["m2"]["rotations"] == 1
+    cost = by_series(charts["chart-cost"])
+    status, _, raw = http(
+        "GET", f"{proxy.url}/api/v6/usage?by=client", None, {"x-goog-api-key": "alice-key"}
+    )
+    alice = json.loads(raw)["rows"][0]
+    assert list(cost) == ["alice USD"]  # alice's own only: bob's are not hers
+    assert cost["alice USD"] == pytest.approx(alice["cost_usd"])
+    # 3 x (8 x $1 + 3 x $10)/M + 2 x (8 x $2 + 3 x $20)/M
+    assert alice["cost_usd"] == pytest.approx(3 * 0.000038 + 2 * 0.000076)
+    shot = tmp_path / "usage-charts.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nthe charts: {shot}")
+    assert errors == []
