@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -283,6 +284,17 @@ pricing: {m1: {input: 1.0, output: 10.0}, m2: {input: 2.0, output: 20.0}}
     assert cost["alice USD"] == pytest.approx(alice["cost_usd"])
     # 3 x (8 x $1 + 3 x $10)/M + 2 x (8 x $2 + 3 x $20)/M
     assert alice["cost_usd"] == pytest.approx(3 * 0.000038 + 2 * 0.000076)
+    # The same money through the ledger and Prometheus as through the API and the chart.
+    with sqlite3.connect(tmp_path / "l104.db") as conn:
+        ledger = conn.execute("SELECT SUM(cost_usd) FROM ledger WHERE client = 'alice'").fetchone()
+    assert ledger[0] == pytest.approx(alice["cost_usd"])
+    _, _, prom = http("GET", f"{proxy.url}/metrics/prometheus")
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in prom.decode().splitlines()
+        if line.startswith("l104_cost_usd_total{") and 'client="alice"' in line
+    )
+    assert counted == pytest.approx(alice["cost_usd"])
     shot = tmp_path / "usage-charts.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"\nthe charts: {shot}")
