@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.reader import Reader
 from proxy.yamlsource import dotted
@@ -96,14 +96,21 @@ def parse(r: Reader) -> GeminiSpec:
     return GeminiSpec(
         base_url=base_url,
         api_keys=keys,
-        timeout_s=r.number("timeout_s", 120.0, low=0.001, high=3600),
-        connect_timeout_s=r.number("connect_timeout_s", 10.0, low=0.001, high=600),
-        first_byte_timeout_s=r.number("first_byte_timeout_s", 0.0, high=3600),
         without_keys=without,
         projects=projects,
         project_names=project_names,
-        ca_file=_ca_file(r),
+        **transport(r),
     )
+
+
+def transport(r: Reader) -> dict[str, Any]:
+    """The options every remote responder has: its timeouts and the CA it trusts."""
+    return {
+        "timeout_s": r.number("timeout_s", 120.0, low=0.001, high=3600),
+        "connect_timeout_s": r.number("connect_timeout_s", 10.0, low=0.001, high=600),
+        "first_byte_timeout_s": r.number("first_byte_timeout_s", 0.0, high=3600),
+        "ca_file": _ca_file(r),
+    }
 
 
 def _ca_file(r: Reader) -> str:

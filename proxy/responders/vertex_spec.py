@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.reader import Reader
-from proxy.responders.gemini_spec import _ca_file, _keys
+from proxy.responders.gemini_spec import _keys, transport
 
 GLOBAL_HOST = "https://aiplatform.googleapis.com"
 # The multi-regions have hosts of their own; any other location is a region.
@@ -121,11 +121,8 @@ def parse(r: Reader) -> VertexSpec:
         service_account=service_account,
         adc=adc,
         api_keys=keys,
-        timeout_s=r.number("timeout_s", 120.0, low=0.001, high=3600),
-        connect_timeout_s=r.number("connect_timeout_s", 10.0, low=0.001, high=600),
-        first_byte_timeout_s=r.number("first_byte_timeout_s", 0.0, high=3600),
         projects=projects,
         project_names=names,
-        ca_file=_ca_file(r),
         without_keys=without,
+        **transport(r),
     )
