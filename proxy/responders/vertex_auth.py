@@ -14,16 +14,14 @@ import asyncio
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
-
-import google.auth
-import google.auth.exceptions
-import requests
-from google.auth.credentials import Credentials, TokenState
-from google.auth.transport.requests import Request
-from google.oauth2 import service_account
+from typing import TYPE_CHECKING, Any
 
 from proxy.errors import AttemptFailed
+
+if TYPE_CHECKING:  # google-auth (and requests) are imported by the first refresh: a proxy
+    # with no Vertex service account does not carry them (about 15 MB).
+    import requests
+    from google.auth.credentials import Credentials
 
 log = logging.getLogger("l104.vertex")
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -38,9 +36,8 @@ class TokenSource:
         )
         self._credentials: Credentials | None = None
         self._refreshing: asyncio.Task[None] | None = None
-        self._session = requests.Session()
-        if ca_file:
-            self._session.verify = ca_file
+        self._ca_file = ca_file
+        self._session: requests.Session | None = None
         self.refreshes = 0
 
     def __repr__(self) -> str:  # SECURITY: never the key or the token
@@ -58,10 +55,10 @@ class TokenSource:
     async def token(self) -> str:
         """A token to send now; raises ``AttemptFailed`` when none can be had."""
         credentials = self._credentials
-        state = credentials.token_state if credentials is not None else TokenState.INVALID
-        if state is TokenState.FRESH and credentials is not None:
+        state = credentials.token_state.name if credentials is not None else "INVALID"
+        if state == "FRESH" and credentials is not None:
             return str(credentials.token)
-        if state is TokenState.STALE and credentials is not None:
+        if state == "STALE" and credentials is not None:
             self._start_refresh()  # in the background: this token is still good
             return str(credentials.token)
         await asyncio.shield(self._start_refresh())
@@ -83,6 +80,9 @@ class TokenSource:
         return task
 
     async def _refresh(self) -> None:
+        import google.auth.exceptions
+        import requests
+
         try:
             await asyncio.to_thread(self._refresh_blocking)
         except (google.auth.exceptions.GoogleAuthError, requests.RequestException) as exc:
@@ -91,6 +91,15 @@ class TokenSource:
             raise AttemptFailed("connect", f"token refresh failed ({type(exc).__name__})") from None
 
     def _refresh_blocking(self) -> None:
+        import google.auth
+        import requests
+        from google.auth.transport.requests import Request
+        from google.oauth2 import service_account
+
+        if self._session is None:
+            self._session = requests.Session()
+            if self._ca_file:
+                self._session.verify = self._ca_file
         if self._credentials is None:
             if self._info is not None:
                 self._credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
