@@ -18,9 +18,10 @@ from proxy.billing.budgets import DAY, MONTH, Spending
 from proxy.billing.charge import Billing
 from proxy.config import Client
 from proxy.errors import ClientRateLimited
-from proxy.exchange import exchange_of
+from proxy.exchange import Exchange, exchange_of
 from proxy.metrics import Counters
 from proxy.middleware import Handler, Middleware, is_open
+from proxy.middleware.ratelimit import refuse
 from proxy.shared.spending import FleetSpending
 from proxy.store.db import SPENT_ADD
 from proxy.store.writer import Writer
@@ -54,7 +55,7 @@ class ClientBudgets(Middleware):
             return await handler(request)
         tokens = max(1, (request.content_length or 0) // 4)
         usd = tokens * self.top_input_price / MILLION
-        reserved = await self._check(client, usd, tokens)
+        reserved = await self._check(client, exchange, usd, tokens)
         try:
             return await handler(request)
         finally:
@@ -67,7 +68,9 @@ class ClientBudgets(Middleware):
             if reserved is not None and self.fleet is not None:
                 self.fleet.settle(client.name, reserved, cost - usd, used - tokens)
 
-    async def _check(self, client: Client, usd: float, tokens: int) -> tuple[str, str] | None:
+    async def _check(
+        self, client: Client, exchange: Exchange, usd: float, tokens: int
+    ) -> tuple[str, str] | None:
         """Refuse a request that would pass a budget: the fleet's, reserving its estimate
         (then the periods reserved in are returned), or this replica's while Redis is away."""
         budget = client.budget
@@ -83,18 +86,17 @@ class ClientBudgets(Middleware):
                 name, spent = answer
                 limit = float(getattr(budget, name))
                 wait = waits[MONTH if name == "usd_per_month" else DAY]
-                raise self._refuse(client.name, name, limit, spent, wait)
+                raise self._refuse(exchange, name, limit, spent, wait)
         refused = self.spending.refusal(client.name, budget, usd, tokens)
         if refused is not None:
-            raise self._refuse(client.name, *refused)
+            raise self._refuse(exchange, *refused)
         return None
 
     def _refuse(
-        self, client: str, budget: str, limit: float, spent: float, wait: float
+        self, exchange: Exchange, budget: str, limit: float, spent: float, wait: float
     ) -> ClientRateLimited:
-        self.counters.rate_limited_total += 1
-        self.counters.rate_limited_by_client[client] += 1
-        exchange_message = (
+        client = exchange.client
+        message = (
             f"Client '{client}' has spent {spent:g} of its {budget} budget ({limit:g}). "
             f"Retry in {math.ceil(wait)}s, when the period resets."
         )
@@ -115,4 +117,6 @@ class ClientBudgets(Middleware):
                 "retryDelay": f"{math.ceil(wait)}s",
             },
         ]
-        return ClientRateLimited(exchange_message, retry_after_s=wait, details=details)
+        refusal = refuse(self.counters, exchange, budget, message, wait)  # counted as a limit's
+        refusal.details = details
+        return refusal
