@@ -35,6 +35,10 @@ LUA_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
+# What a lost connection raises: redis-py's errors, the socket's, and uvloop's RuntimeError
+# ("unable to perform operation on <TCPTransport closed=True>") when a pooled connection's
+# transport closed under a reconnect (seen while Redis restarted under load).
+LOST = (RedisError, OSError, RuntimeError)
 HEARTBEAT_S = 5.0  # a PING this often while nothing else says the link is alive
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
@@ -86,7 +90,7 @@ class Link:
             return None
         try:
             return await fn(self.redis)
-        except (RedisError, OSError) as exc:
+        except LOST as exc:
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             self._suspect.set()
             return None
@@ -131,7 +135,7 @@ class Link:
                 self._connected.set()
                 listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
                 await self._watch(listener)
-            except (RedisError, OSError) as exc:
+            except LOST as exc:
                 self._down(exc)
             finally:
                 if listener is not None:
