@@ -165,14 +165,19 @@ pricing: {m1: {input: 1.0, output: 10.0}}
     )
     replicas = [proxy_process(yaml) for _ in range(3)]
     statuses = []
+    told: list[int] = []
     for i in range(9):
-        status, _, _ = http(
+        status, headers, _ = http(
             "POST",
             f"{replicas[i % 3].url}/v1beta/models/m1:generateContent",
             {"contents": [{"parts": [{"text": "hi"}]}]},
             {"x-goog-api-key": "alice-key"},
         )
         statuses.append(status)
+        if status == 429:
+            told.append(int(headers["Retry-After"]))
         time.sleep(0.05)  # the real cost replaces the estimate in Redis without waiting
     assert statuses == [200] * 5 + [429] * 4
+    midnight = 86_400 - time.time() % 86_400  # the day ends at midnight UTC (budgets.timezone)
+    assert all(abs(wait - midnight) < 5 for wait in told), (told, midnight)
     assert len([r for r in upstream.requests() if r["model"] == "m1"]) == 5
