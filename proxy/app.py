@@ -52,7 +52,7 @@ from proxy.telemetry.tracing import build_provider, head_ratio, tracer_of
 log = logging.getLogger("l104")
 
 
-def _outer(parts: Parts, live: Live) -> list[Middleware]:
+def _outer(parts: Parts, live: Live, now: Callable[[], datetime]) -> list[Middleware]:
     """The layers that do not read the reloadable config, outermost first; the config's own
     layers run inside them (:class:`~proxy.generation.Current`)."""
     layers: list[Middleware] = []
@@ -69,8 +69,15 @@ def _outer(parts: Parts, live: Live) -> list[Middleware]:
         )
     if parts.writer is not None and parts.wants("ledger"):
         # The ledger sees the final status (after errors became answers) inside the span.
-        layers.append(Ledger(parts.writer, _billed(live), parts.prom))
+        layers.append(Ledger(parts.writer, _billed(live), parts.prom, _wall(now)))
     return [*layers, Current(live)]
+
+
+def _wall(now: Callable[[], datetime]) -> Callable[[], float] | None:
+    """Wall time from an injected ``now`` (a test's made days); None for the real clock."""
+    if now is utc_now:
+        return None
+    return lambda: now().timestamp()
 
 
 def _billed(live: Live) -> Callable[[Exchange], tuple[str, float | None, float | None]]:
@@ -107,7 +114,7 @@ def create_app(
         provider=provider,
         bus=Bus(),
         writer=Writer() if config.store.path else None,
-        spending=Spending(config.budgets_timezone),
+        spending=Spending(config.budgets_timezone, _wall(now) or time.time),
         observer=Observer(
             tracer_of(provider),
             prom,
@@ -128,7 +135,7 @@ def create_app(
         live.draining = True
 
     app = web.Application(
-        middlewares=_outer(parts, live), client_max_size=config.limits.max_body_bytes
+        middlewares=_outer(parts, live, now), client_max_size=config.limits.max_body_bytes
     )
     app[LIVE] = live
     app.cleanup_ctx.append(runtime_ctx(parts, now))

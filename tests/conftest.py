@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -225,11 +226,19 @@ async def start_proxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
     proxies: list[Proxy] = []
 
     async def start(
-        text: str, env: dict[str, str] | None = None, provider: TracerProvider | None = None
+        text: str,
+        env: dict[str, str] | None = None,
+        provider: TracerProvider | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> Proxy:
+        """``now``: a made wall clock (days that pass without waiting for them)."""
         config = config_from(tmp_path, text, env)
         clock = FakeClock()
-        app = create_app(config, clock=clock, provider=provider)
+        app = (
+            create_app(config, clock=clock, provider=provider, now=now)
+            if now is not None
+            else create_app(config, clock=clock, provider=provider)
+        )
         server = TestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         servers.append(server)

@@ -31,16 +31,23 @@ def _unpriced(exchange: Exchange) -> tuple[str, float | None, float | None]:
 
 class Ledger(Middleware):
     def __init__(
-        self, writer: Writer, billed: Billed = _unpriced, prom: Prom | None = None
+        self,
+        writer: Writer,
+        billed: Billed = _unpriced,
+        prom: Prom | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         self.writer = writer
         self.billed = billed
         self.prom = prom
+        self.wall = wall  # a test's made clock for the rows' times (None: the real one)
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_open(request):
             return await handler(request)
         exchange = exchange_of(request)
+        if self.wall is not None:
+            exchange.wall = self.wall()
         status = 499  # unless the handler says otherwise: the client went away
         try:
             response = await handler(request)
