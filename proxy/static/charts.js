@@ -1,10 +1,17 @@
 // The status page's charts, drawn by uPlot (static/vendor/) from /api/v6/usage and
-// /api/v6/budgets: the last day, by hour. Each chart's data stays on window.l104Charts[id].data,
-// so what a chart shows can be checked against the API.
+// /api/v6/budgets: the last day by hour, or the last 30 days by day (the range picker). Each
+// chart's data stays on window.l104Charts[id].data, so what a chart shows can be checked against
+// the API.
 "use strict";
 
 window.l104Charts = {};
 const HOUR = 3600;
+const RANGES = { day: { span: 24 * HOUR, step: "hour", size: HOUR }, month: { span: 30 * 24 * HOUR, step: "day", size: 24 * HOUR } };
+
+function range() {
+  const picker = document.getElementById("range");
+  return RANGES[picker ? picker.value : "day"] || RANGES.day;
+}
 const COLORS = ["#58a6ff", "#f85149", "#3fb950", "#d29922", "#bc8cff", "#39c5cf", "#ff7b72"];
 
 function usageHeaders() {
@@ -17,10 +24,11 @@ async function getJSON(path) {
   return answer.ok ? answer.json() : null;
 }
 
-// rows of {at, <group>, ...} as uPlot's columns: the hours, then one series per (group, field).
+// rows of {at, <group>, ...} as uPlot's columns: the buckets, then one series per (group, field).
 function columns(rows, group, fields, since) {
+  const size = range().size;
   const hours = [];
-  for (let t = since - (since % HOUR); t <= Date.now() / 1000; t += HOUR) hours.push(t);
+  for (let t = since - (since % size); t <= Date.now() / 1000; t += size) hours.push(t);
   const names = [...new Set(rows.map((r) => r[group]))].sort();
   const series = [];
   const data = [hours];
@@ -46,16 +54,17 @@ function draw(id, title, columnsOf) {
     width: Math.min(900, el.clientWidth || 900),
     height: 220,
     series: [{}, ...columnsOf.series.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 2 }))],
-    axes: [{ stroke: "#8b93a7" }, { stroke: "#8b93a7", values: compact, size: 70 }],
+    axes: [{ stroke: "#8b93a7" }, { stroke: "#8b93a7", values: compact, size: 84 }],
   };
   const chart = new uPlot(opts, columnsOf.data, el);
   window.l104Charts[id] = { data: columnsOf.data, series: columnsOf.series, chart };
 }
 
 async function refreshCharts() {
-  const since = Math.floor(Date.now() / 1000) - 24 * HOUR;
-  const byModel = await getJSON("/api/v6/usage?by=model&step=hour&from=" + since);
-  const byClient = await getJSON("/api/v6/usage?by=client&step=hour&from=" + since);
+  const { span, step } = range();
+  const since = Math.floor(Date.now() / 1000) - span;
+  const byModel = await getJSON(`/api/v6/usage?by=model&step=${step}&from=${since}`);
+  const byClient = await getJSON(`/api/v6/usage?by=client&step=${step}&from=${since}`);
   const budgets = await getJSON("/api/v6/budgets");
   if (byModel) {
     draw("chart-requests", "Requests and 429s per model",
@@ -94,5 +103,6 @@ async function refreshCharts() {
 
 refreshCharts();
 setInterval(refreshCharts, 60000);
-// A client key typed into the page shows that client's own usage.
+// A client key typed into the page shows that client's own usage; the picker, another range.
 document.getElementById("key")?.addEventListener("change", refreshCharts);
+document.getElementById("range")?.addEventListener("change", refreshCharts);

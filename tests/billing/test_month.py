@@ -11,8 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from google.genai import errors
+from playwright.async_api import async_playwright
 
 from tests.conftest import StartProxy, Upstream, base_yaml, ledger_rows
+from tests.e2e.test_browser import CHROMIUM, FLAGS
 
 CLIENTS = """
 clients:
@@ -85,3 +87,45 @@ async def test_a_month_gives_the_same_totals_everywhere(
     }
     assert counted["alice"] == pytest.approx(60 * COST)
     assert counted["bob"] == pytest.approx(30 * COST)
+
+
+async def test_the_charts_show_the_same_month(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The status page over the made month (the browser's clock made too, by Playwright): the
+    cost chart's total is the ledger's, the API's and Prometheus'."""
+    db = tmp_path / "l104.db"
+    days = MadeDays()
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS, store=str(db)), now=days)
+    alice = proxy.client(key="alice-key").aio
+    for _ in range(30):
+        for _ in range(2):
+            await alice.models.generate_content(model="m1", contents="hi")
+        days.at += timedelta(days=1)
+    await ledger_rows(db, "at", 60)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1100, "height": 900})
+        await page.clock.set_fixed_time(days.at)
+        await page.goto(proxy.url)
+        await page.fill("#key", "alice-key")
+        await page.select_option("#range", "month")
+        await page.wait_for_function(
+            "() => (window.l104Charts['chart-cost']?.data[0].length ?? 0) >= 30"
+        )
+        charted = await page.evaluate(
+            """() => { const c = window.l104Charts['chart-cost'];
+                       return [c.series, c.data[1].reduce((a, b) => a + b, 0),
+                               c.data[1].filter((v) => v > 0).length]; }"""
+        )
+        shot = tmp_path / "month-charts.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        print(f"\nthe month's charts: {shot}")
+        await browser.close()
+    series, total, days_with_cost = charted
+    assert series == ["alice USD"]
+    assert days_with_cost == 30
+    assert total == pytest.approx(60 * COST)
+    with sqlite3.connect(db) as conn:
+        ledger = conn.execute("SELECT SUM(cost_usd) FROM ledger WHERE client = 'alice'").fetchone()
+    assert ledger[0] == pytest.approx(total)
