@@ -77,6 +77,28 @@ async function refreshCharts() {
     draw("chart-tokens", "Tokens per client", columns(withTokens, "client", [["tokens", "tokens"]], since));
     draw("chart-cost", "Cost per client (USD)", columns(byClient.rows, "client", [["cost_usd", "USD"]], since));
   }
+  if (byClient && budgets) {
+    // Each money budget against what its client spent in that budget's period: by the hour a
+    // day's running sum, by the day each day's spend (a day budget) or the running sum (a month
+    // budget); beside the budget's own line.
+    const hourly = range().step === "hour";
+    const limits = budgets.budgets.filter(
+      (b) => b.budget === "usd_per_day" || (b.budget === "usd_per_month" && !hourly)
+    );
+    const base = columns(byClient.rows, "client", [["cost_usd", "USD"]], since);
+    const data = [base.data[0]];
+    const series = [];
+    for (const b of limits) {
+      const at = base.series.indexOf(b.client + " USD");
+      const spent = at < 0 ? base.data[0].map(() => 0) : base.data[at + 1];
+      const running = hourly || b.budget === "usd_per_month";
+      let sum = 0;
+      data.push(running ? spent.map((v) => (sum += v)) : spent);
+      data.push(base.data[0].map(() => b.limit));
+      series.push(b.client + " spent", b.client + " " + b.budget);
+    }
+    if (series.length) draw("chart-budget", "Spend against budget (USD)", { data, series });
+  }
   const table = document.getElementById("budgets");
   if (budgets && table) {
     table.replaceChildren();

@@ -113,6 +113,10 @@ async def test_the_charts_show_the_same_month(
         await page.wait_for_function(
             "() => (window.l104Charts['chart-cost']?.data[0].length ?? 0) >= 30"
         )
+        budget = await page.evaluate(
+            """() => { const c = window.l104Charts['chart-budget'];
+                       return [c.series, Math.max(...c.data[1]), c.data[2][0]]; }"""
+        )
         charted = await page.evaluate(
             """() => { const c = window.l104Charts['chart-cost'];
                        return [c.series, c.data[1].reduce((a, b) => a + b, 0),
@@ -123,6 +127,10 @@ async def test_the_charts_show_the_same_month(
         print(f"\nthe month's charts: {shot}")
         await browser.close()
     series, total, days_with_cost = charted
+    # Each day's spend, by the day, beside the day's budget line.
+    assert budget[0] == ["alice spent", "alice usd_per_day"]
+    assert budget[1] == pytest.approx(2 * COST)
+    assert budget[2] == pytest.approx(0.00008)
     assert series == ["alice USD"]
     assert days_with_cost == 30
     assert total == pytest.approx(60 * COST)
