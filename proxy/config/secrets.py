@@ -19,6 +19,7 @@ SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
     ("listen", "admin_key"),
     ("clients", "*", "key"),
     ("responders", "*", "api_keys"),
+    ("responders", "*", "api_keys_file"),
     # A Vertex service account's JSON, given inline (``credentials: "${SA_JSON}"``).
     ("responders", "*", "credentials"),
 )

@@ -5,6 +5,7 @@ Keys come from the environment through ``${VAR}``; the spec never shows them in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,11 +54,36 @@ class GeminiSpec:
         return f"GeminiSpec(base_url={self.base_url!r}, keys={len(self.api_keys)})"
 
 
+# Several keys in one value (``GEMINI_API_KEYS="k1,k2 k3"``): split on commas, whitespace and
+# newlines. A key never holds any of them.
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def _split(value: str) -> list[str]:
+    return [key for key in _SEPARATORS.split(value) if key]
+
+
+def _keys_file(r: Reader) -> list[str]:
+    """``api_keys_file: PATH``: one key a line, ``#`` comments (secrets mounted as a file)."""
+    path = r.text("api_keys_file", "")
+    if not path:
+        return []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        r.error("api_keys_file", f"key '{dotted(r.where('api_keys_file'))}' cannot be read")
+        return []
+    return [key for line in lines for key in _split(line.split("#", 1)[0])]
+
+
 def _keys(r: Reader) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
     """``api_keys``: each a string (a project of its own) or ``{key, project}``; keys that
-    share a project share its quotas. An empty key is a variable that was not set
-    (``${GEMINI_API_KEY:-}``): not a key."""
+    share a project share its quotas. A string may hold several keys (a ``${VAR}`` of a comma
+    list), and ``api_keys_file`` adds one key a line. An empty key is a variable that was not
+    set (``${GEMINI_API_KEY:-}``): not a key."""
     raw = r.raw("api_keys", [])
+    if isinstance(raw, str):
+        raw = [raw]  # ``api_keys: ${GEMINI_API_KEYS}``: the variable's keys
     if not isinstance(raw, list):
         r.bad("api_keys", raw, "must be a list of keys, or of {key, project}")  # shows no key
         return (), (), ()
@@ -66,17 +92,21 @@ def _keys(r: Reader) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]
     for i, item in enumerate(raw):
         if isinstance(item, dict):
             sub = Reader(r.source, (*r.where("api_keys"), i), item)
-            key, project = sub.text("key", required=True), sub.text("project")
+            found, project = [sub.text("key", required=True)], sub.text("project")
             sub.finish()
         elif isinstance(item, str | int) and not isinstance(item, bool):
-            key, project = str(item), ""
+            found, project = _split(str(item)), ""
         else:
             where = (*r.where("api_keys"), i)
             r.source.error(where, f"key '{dotted(where)}' must be a key or {{key, project}}")
             continue
-        if key.strip():
-            keys.append(key)
-            named.append(project or f"key {len(keys) - 1}")
+        for key in found:
+            if key.strip():
+                keys.append(key)
+                named.append(project or f"key {len(keys) - 1}")
+    for key in _keys_file(r):
+        keys.append(key)
+        named.append(f"key {len(keys) - 1}")
     names = tuple(dict.fromkeys(named))
     return tuple(keys), tuple(names.index(n) for n in named), names
 
