@@ -70,17 +70,18 @@ def kind_of(name: str) -> Kind | None:
     return COLLECTIONS.get(parts[-2])
 
 
+def prefixes(name: str) -> list[str]:
+    """``name`` and every name it lies under, nearest first, down to two segments:
+    ``a/b/c/d`` gives ``a/b/c/d``, ``a/b/c``, ``a/b``."""
+    parts = name.split("/")
+    return ["/".join(parts[:end]) for end in range(len(parts), 1, -1)]
+
+
 def parents(name: str) -> list[str]:
     """The resources ``name`` lies under, nearest first: ``fileSearchStores/s/documents/d``
     and ``fileSearchStores/s/upload/operations/o`` give ``fileSearchStores/s``; a name under a
     model (``models/m/operations/o``) has none the proxy could hold."""
-    parts = name.split("/")
-    out = []
-    for end in range(len(parts) - 1, 1, -1):
-        parent = "/".join(parts[:end])
-        if kind_of(parent) is not None:
-            out.append(parent)
-    return out
+    return [p for p in prefixes(name)[1:] if kind_of(p) is not None]
 
 
 def denied_message(name: str) -> str:

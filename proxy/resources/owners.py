@@ -19,7 +19,7 @@ from typing import Protocol
 
 import aiosqlite
 
-from proxy.resources.kinds import BY_TAG, parents
+from proxy.resources.kinds import BY_TAG, parents, prefixes
 
 log = logging.getLogger("l104.resources")
 
@@ -184,10 +184,12 @@ class Owners:
         self.held[name] = found[1]
         return found[1]
 
-    async def holder_of(self, name: str) -> tuple[str, Holder] | None:
+    async def holder_of(self, name: str, *, any_prefix: bool = False) -> tuple[str, Holder] | None:
         """The record that holds ``name``: its own, or the nearest resource it lies under (a
-        store's documents and operations are the store's), with that record's name."""
-        for candidate in (name, *parents(name)):
+        store's documents and operations are the store's), with that record's name. With
+        ``any_prefix``, any shorter name counts, of a kind the proxy knows or not (what a
+        passthrough path made)."""
+        for candidate in prefixes(name) if any_prefix else (name, *parents(name)):
             holder = await self.find(candidate)
             if holder is not None:
                 return candidate, holder

@@ -110,11 +110,11 @@ def batch_usage(meta: Any) -> tuple[int, int, int]:
 
 
 async def learn(
-    owners: Owners, exchange: Exchange, body: bytes, holder: Holder, record: str
+    owners: Owners, exchange: Exchange | None, body: bytes, holder: Holder, record: str
 ) -> None:
     """Record what a 200 answer made with ``holder``'s key: the resource it names, the result
-    files of a batch or an operation. A finished batch's (``record``) usage goes to the ledger,
-    once."""
+    files of a batch or an operation. A finished batch's (``record``) usage goes to the ledger
+    through ``exchange``, once (no exchange: a read whose row is not the batch's, a list)."""
     try:
         meta = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -124,7 +124,7 @@ async def learn(
         # An operation under a resource made with it (``tunedModels/t/operations/o``): the
         # resource is that key's too.
         for held in (name, *parents(name)):
-            if held in owners.held or await owners.find(held) is not None:
+            if await owners.find(held) is not None:
                 continue
             kind = kind_of(held)
             assert kind is not None
@@ -145,7 +145,8 @@ async def learn(
             await owners.add(
                 file, Holder(FILE.tag, holder.responder, holder.key_index, holder.client)
             )
-    if record and holder.kind == BATCH.tag and not holder.settled and batch_done(meta):
+    settles = record and holder.kind == BATCH.tag and not holder.settled
+    if exchange is not None and settles and batch_done(meta):
         exchange.input_tokens, exchange.output_tokens, exchange.total_tokens = batch_usage(meta)
         exchange.answered_by(holder.responder, holder.model, holder.key_index, exchange.attempts)
         exchange.batch = True  # priced at the batch share

@@ -22,7 +22,7 @@ from proxy.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from proxy.exchange import Exchange, exchange_of
+from proxy.exchange import exchange_of
 from proxy.middleware.auth import UPLOAD_TOKEN
 from proxy.resources import records
 from proxy.resources.kinds import FILE
@@ -111,9 +111,7 @@ async def _remember(runtime: Runtime, body: bytes, responder: str, key: int, cli
         expires = wall_time(file.get("expirationTime"))
         await runtime.owners.add(name, Holder(FILE.tag, responder, key, client, expires=expires))
     elif records.made(meta) is not None:
-        await records.learn(
-            runtime.owners, Exchange(), body, Holder("", responder, key, client), ""
-        )
+        await records.learn(runtime.owners, None, body, Holder("", responder, key, client), "")
 
 
 async def upload(request: web.Request) -> web.StreamResponse:

@@ -19,7 +19,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.exchange import Exchange, exchange_of
+from proxy.exchange import exchange_of
 from proxy.resources import records
 from proxy.resources.owners import Holder
 from proxy.resources.pinning import denied
@@ -158,6 +158,6 @@ async def _meta(runtime: Runtime, version: str, name: str) -> dict[str, Any] | N
         raise UpstreamUnavailable(f"The upstream answered {resp.status} for {name}.")
     # A listed batch may name its results file: held from now on, like one read alone (its
     # usage waits for the batch's own read, so that one ledger row carries it).
-    await records.learn(runtime.owners, Exchange(), body, holder, "")
+    await records.learn(runtime.owners, None, body, holder, "")
     meta: dict[str, Any] = orjson.loads(body)
     return meta

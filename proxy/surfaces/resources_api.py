@@ -89,7 +89,7 @@ async def route(request: web.Request) -> web.StreamResponse:
     if known:
         found = await runtime.owners.holder_of(name)
     elif opened:
-        found = await _opened_holder(runtime, name)
+        found = await runtime.owners.holder_of(name, any_prefix=True)
     if found is not None:  # made through the proxy: its owner's, on its key
         if found[1].client != exchange_of(request).client:
             raise denied(name)
@@ -107,18 +107,6 @@ async def route(request: web.Request) -> web.StreamResponse:
 
 
 _PAGE = {"batches": 50, "fileSearchStores": 10, "tunedModels": 50}
-
-
-async def _opened_holder(runtime: Runtime, name: str) -> tuple[str, Holder] | None:
-    """The record of a resource made under a passthrough prefix that ``name`` is or lies
-    under (nearest first)."""
-    parts = name.split("/")
-    for end in range(len(parts), 1, -1):
-        candidate = "/".join(parts[:end])
-        holder = await runtime.owners.find(candidate)
-        if holder is not None:
-            return candidate, holder
-    return None
 
 
 def _passthrough(runtime: Runtime, tail: str) -> bool:
