@@ -73,6 +73,9 @@ class Exchange:
     audio_tokens: int = 0  # of the prompt
     responder: str = ""  # the responder, and its key, that answered (-1: none)
     key_index: int = -1
+    # What the answer cost (to the client, at the price list), once reckoned: the budgets layer
+    # and the ledger both need it after the answer.
+    costs: tuple[float | None, float | None] | None = None
     batch: bool = False  # the usage of a batch: priced at the batch rate
     first_byte_s: float | None = None
     response_model: str = ""

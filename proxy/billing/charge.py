@@ -28,7 +28,12 @@ class Billing:
 
     def charge(self, exchange: Exchange) -> tuple[float | None, float | None]:
         """(what the answer costs the client, what it costs at the price list); None where
-        the model has no price."""
+        the model has no price. Reckoned once an exchange."""
+        if exchange.costs is None:
+            exchange.costs = self._charge(exchange)
+        return exchange.costs
+
+    def _charge(self, exchange: Exchange) -> tuple[float | None, float | None]:
         tokens = exchange.input_tokens + exchange.output_tokens + exchange.tool_use_tokens
         model = exchange.served or exchange.response_model
         if not model:
