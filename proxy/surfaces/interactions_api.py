@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from proxy.errors import InvalidArgument
 from proxy.exchange import exchange_of
 from proxy.names import valid_model_name
+from proxy.resources.kinds import INTERACTION
 from proxy.resources.owners import Holder, Owners
 from proxy.resources.pinning import names_resources, pin_for
 from proxy.responders import Call, Reply
@@ -93,7 +93,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     headers = {"x-l104-model": member.model, "x-l104-attempts": str(outcome.attempts)}
     # Its usage is counted here unless it runs in the background (then its completed poll does).
     holder = Holder(
-        "interaction",
+        INTERACTION.tag,
         member.responder,
         outcome.key_index,
         exchange.client,
@@ -155,7 +155,7 @@ async def _agent(
         responder, "POST", f"{api_version(request)}/interactions", key, headers, body
     )
     holder = Holder(
-        "interaction",
+        INTERACTION.tag,
         responder.name,
         key,
         exchange.client,
@@ -163,7 +163,7 @@ async def _agent(
     )
     if resp.status == 200 and stream:
         exchange.status = 200
-        chunks = _recording(relay_chunks(resp), runtime.owners, holder)
+        chunks = _recording(resp.content.iter_any(), runtime.owners, holder)
         reply = Reply(200, content_type=resp.headers.get("Content-Type", "text/event-stream"))
         reply.chunks, reply.release = chunks, resp.release
         return await relay.stream(request, reply, {}, True, exchange, frames="interactions")
@@ -172,11 +172,6 @@ async def _agent(
         await _record(runtime.owners, answered, holder)
         exchange.sniff_usage(answered)
     return answer(resp, answered, {})
-
-
-async def relay_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    async for piece in resp.content.iter_any():
-        yield piece
 
 
 async def one(request: web.Request) -> web.StreamResponse:
