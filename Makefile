@@ -2,31 +2,41 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# Two stamps: `make run` needs the runtime packages only; tests, lint and docs add the rest.
+RUN_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: run test bench bench-quota lint typecheck check-secrets audit system-deps clean
+.PHONY: run docs test bench bench-quota lint typecheck check-secrets audit system-deps clean
 
 # Debian packages the tests and the bench drive for real (rotel-agent needs libpython3.11;
-# the browser tests drive Debian's chromium, never a downloaded one).
-SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium redis-server
+# the browser tests drive Debian's chromium, never a downloaded one; systemd-analyze checks the unit).
+SYSTEM_PACKAGES := nginx wrk libpython3.11 chromium redis-server systemd
 
 # The JavaScript clients the tests drive (Vercel AI SDK, @google/genai, esbuild), pinned by the lock.
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
-$(STAMP): pyproject.toml constraints.txt
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,docs]'
 	touch $(STAMP)
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m proxy serve --config config/proxy.yaml
+
+# The user's site from docs/; --strict fails on a broken link or a page missing from the nav.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --quiet --site-dir build/site
 
 lint: $(STAMP)
 	$(PY) -m ruff check proxy tests bench
@@ -50,7 +60,7 @@ system-deps:
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
-test: $(STAMP) system-deps $(NODE_STAMP) check-secrets audit lint typecheck
+test: $(STAMP) system-deps $(NODE_STAMP) check-secrets audit lint typecheck docs
 	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
 bench: $(STAMP) system-deps

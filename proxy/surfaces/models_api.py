@@ -114,26 +114,53 @@ async def list_models(request: web.Request) -> web.StreamResponse:
         _read_token(request.query["pageToken"]) if request.query.get("pageToken") else ("c", "0")
     )
     upstream = upstream_of(runtime)
-    if kind == "c":
-        entries = local_entries(runtime)
-        start = int(value) if value.isdigit() else 0
-        page: dict[str, Any] = {"models": entries[start : start + size]}
-        if start + size < len(entries):
-            page["nextPageToken"] = _token("c", str(start + size))
-        elif upstream is not None:
+    if kind == "u":
+        if upstream is None:
+            raise InvalidArgument("Invalid page token.")
+        reply = await fetch_upstream(upstream, version, "models", _upstream_query(size, value))
+        if reply.status != 200:
+            return whole(reply, {})
+        return _json(_upstream_page(reply))
+    entries = local_entries(runtime)
+    start = int(value) if value.isdigit() else 0
+    page: dict[str, Any] = {"models": entries[start : start + size]}
+    room = size - len(page["models"])
+    if start + size < len(entries):
+        page["nextPageToken"] = _token("c", str(start + size))
+    elif upstream is not None and room == 0:
+        page["nextPageToken"] = _token("u", "")
+    elif upstream is not None:
+        # The page's room goes to the upstream's first models: a client that reads one page
+        # sees what it can call beside the chains, not the chains alone.
+        try:
+            reply = await fetch_upstream(upstream, version, "models", _upstream_query(room, ""))
+        except UpstreamUnavailable:
+            reply = Reply(503, b"")
+        if reply.status == 200:
+            more = _upstream_page(reply)
+            page["models"] += more.get("models", [])
+            if "nextPageToken" in more:
+                page["nextPageToken"] = more["nextPageToken"]
+        else:
+            # The chains are still worth answering; the next page asks the upstream again.
             page["nextPageToken"] = _token("u", "")
-        return web.Response(body=orjson.dumps(page), content_type="application/json")
-    if upstream is None:
-        raise InvalidArgument("Invalid page token.")
-    query = {"pageSize": str(size)}
-    if value:
-        query["pageToken"] = value
-    reply = await fetch_upstream(upstream, version, "models", query)
-    if reply.status != 200:
-        return whole(reply, {})
-    data = orjson.loads(reply.body)
+    return _json(page)
+
+
+def _upstream_query(size: int, token: str) -> dict[str, str]:
+    return {"pageSize": str(size), **({"pageToken": token} if token else {})}
+
+
+def _upstream_page(reply: Reply) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(reply.body)
     if data.get("nextPageToken"):
         data["nextPageToken"] = _token("u", data["nextPageToken"])
+    else:
+        data.pop("nextPageToken", None)
+    return data
+
+
+def _json(data: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.conftest import StartProxy, Upstream, base_yaml
+from tests.conftest import StartProxy, Upstream, base_yaml, free_port
 
 CHAINS = 'default: ["up:m1", "up:m2"]\n  offline: ["local:gemini-local"]'
 
@@ -21,8 +21,48 @@ async def test_list_pages_through_chains_then_upstream(
         "models/gemini-local",
         *(f"models/gemini-upstream-{i}" for i in range(5)),
     ]
+    # The second page fills its room after the last chain with the upstream's first model.
     sizes = [r["query"].get("pageSize") for r in upstream.requests() if r["method"] == "GET"]
-    assert sizes == ["2", "2", "2"]
+    assert sizes == ["1", "2", "2"]
+
+
+async def test_the_first_page_holds_the_upstreams_models_after_the_chains(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy(base_yaml(upstream.url, chains=CHAINS))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{proxy.url}/v1beta/models", params={"pageSize": "5"}) as r:
+            assert r.status == 200
+            page = await r.json()
+    assert [m["name"] for m in page["models"]] == [
+        "models/default",
+        "models/offline",
+        "models/gemini-local",
+        "models/gemini-upstream-0",
+        "models/gemini-upstream-1",
+    ]
+    rest = await proxy.client().aio.models.list(config={"page_token": page["nextPageToken"]})
+    assert [m.name async for m in rest] == [f"models/gemini-upstream-{i}" for i in (2, 3, 4)]
+
+
+async def test_a_first_page_keeps_the_chains_when_the_upstream_is_gone(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    # A free port nothing listens on: every connect is refused.
+    proxy = await start_proxy(base_yaml(f"http://127.0.0.1:{free_port()}", chains=CHAINS))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{proxy.url}/v1beta/models") as r:
+            assert r.status == 200
+            page = await r.json()
+        assert [m["name"] for m in page["models"]] == [
+            "models/default",
+            "models/offline",
+            "models/gemini-local",
+        ]
+        params = {"pageToken": page["nextPageToken"]}
+        async with s.get(f"{proxy.url}/v1beta/models", params=params) as r:
+            assert r.status == 503
+            assert (await r.json())["error"]["status"] == "UNAVAILABLE"
 
 
 async def test_chain_appears_as_a_model(start_proxy: StartProxy, upstream: Upstream) -> None:
