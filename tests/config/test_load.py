@@ -150,7 +150,7 @@ def test_default_config_without_a_key_serves_the_fake(tmp_path: Path) -> None:
     assert [m.label for m in config.default_chain.members] == [
         "offline:gemini-3-flash-preview",
         "offline:gemini-2.5-flash-lite",
-        "offline:gemini-1.5-flash",
+        "offline:gemini-2.5-flash",
     ]
     assert len(config.notices) == 1
     assert "GEMINI_API_KEY" in config.notices[0]
