@@ -158,5 +158,6 @@ def create_app(
     tokens.add_routes(app)
     unserved.add_routes(app)
     vertex_api.add_routes(app)
-    resources_api.add_routes(app)  # last: every path under a version not served above
+    resources_api.add_routes(app)  # every path under a version not served above
+    unserved.add_last_route(app)  # and every other path
     return app

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.errors import InvalidArgument, NotFound
+from proxy.errors import InvalidArgument
 from proxy.exchange import exchange_of
 from proxy.names import valid_resource_path
 from proxy.resources import records
@@ -40,6 +40,7 @@ from proxy.surfaces.held import (
     read_body,
 )
 from proxy.surfaces.tokens import token_setup
+from proxy.surfaces.unserved import not_served
 
 FORWARDED = ("x-goog-api-client", "user-agent")
 # ``POST /{v}/{collection}`` makes one of these with a key taken in turn.
@@ -100,9 +101,8 @@ async def route(request: web.Request) -> web.StreamResponse:
         return await _send(request, runtime, responder, key, tail, "", opened=True)
     if known:
         raise denied(name)
-    raise NotFound(
-        f"L104 Proxy does not serve {method} {request.path[:200]}: it is no Gemini endpoint the "
-        "proxy knows (surface.passthrough can open a path prefix)."
+    raise not_served(
+        request, "it is no Gemini endpoint the proxy knows (surface.passthrough can open a prefix)"
     )
 
 
