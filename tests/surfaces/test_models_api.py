@@ -30,10 +30,10 @@ async def test_the_first_page_holds_the_upstreams_models_after_the_chains(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy(base_yaml(upstream.url, chains=CHAINS))
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{proxy.url}/v1beta/models", params={"pageSize": "5"}) as r:
-            assert r.status == 200
-            page = await r.json()
+    url = f"{proxy.url}/v1beta/models"
+    async with aiohttp.ClientSession() as s, s.get(url, params={"pageSize": "5"}) as r:
+        assert r.status == 200
+        page = await r.json()
     assert [m["name"] for m in page["models"]] == [
         "models/default",
         "models/offline",
