@@ -36,7 +36,7 @@ run: $(RUN_STAMP)
 
 # The user's site from docs/; --strict fails on a broken link or a page missing from the nav.
 docs: $(STAMP)
-	$(PY) -m mkdocs build --strict --quiet --site-dir build/site
+	$(PY) -m mkdocs build --strict --site-dir build/site
 
 lint: $(STAMP)
 	$(PY) -m ruff check proxy tests bench

@@ -6,6 +6,7 @@ A :class:`Reader` never raises on bad input: it records an issue and hands back 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ class Reader:
         self.path = path
         self.data: dict[str, Any] = data if isinstance(data, dict) else {}
         self.seen: set[str] = set()
+        self.asked: set[str] = set()  # keys looked for with has(): accepted, read or not
         if data is not None and not isinstance(data, dict):
             source.error(
                 path,
@@ -61,6 +63,7 @@ class Reader:
         self.error(key, f"key '{dotted(where)}' has {show(self.source, where, value)}: {why}")
 
     def has(self, key: str) -> bool:
+        self.asked.add(key)
         return key in self.data
 
     def raw(self, key: str, default: Any = None) -> Any:
@@ -155,7 +158,12 @@ class Reader:
         return Reader(self.source, self.where(key), self.data.get(key))
 
     def finish(self, known: tuple[str, ...] = ()) -> None:
-        """Record every key of the mapping that no read asked for."""
+        """Record every key of the mapping that no read asked for, with the nearest accepted
+        key as a suggestion; note the keys this mapping accepts in ``source.accepted``."""
+        accepted = frozenset(self.seen | self.asked | set(known))
+        self.source.accepted[self.path] = accepted | self.source.accepted.get(self.path, set())
         for key in self.data:
             if key not in self.seen and key not in known:
-                self.error(key, f"key '{dotted(self.where(key))}' is not known here")
+                near = difflib.get_close_matches(str(key), sorted(accepted), n=1, cutoff=0.6)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                self.error(key, f"key '{dotted(self.where(key))}' is not known here{hint}")

@@ -45,6 +45,9 @@ class Source:
     # Where the secret fields are, and the values found in them (proxy.config.secrets).
     secret_paths: set[Path_] = field(default_factory=set)
     secrets: set[str] = field(default_factory=set)
+    # The keys each mapping's reader accepts, by the mapping's path (filled as it finishes):
+    # what "did you mean" chooses from, and what the config reference must document.
+    accepted: dict[Path_, frozenset[str]] = field(default_factory=dict)
 
     def line(self, path: Path_) -> int:
         """The line of ``path``, or of its nearest ancestor that has one."""

@@ -58,7 +58,19 @@ C = "chains:\n  default: [local]\n"
         ),
         (
             "responders:\n  g: {type: gemini, api_keys: [{key: k, projekt: p}]}\n" + C,
-            "2: key 'responders.g.api_keys[0].projekt' is not known here",
+            "2: key 'responders.g.api_keys[0].projekt' is not known here; did you mean 'project'?",
+        ),
+        (
+            "responders:\n  g: {type: gemini, api_key: k}\n" + C,
+            "2: key 'responders.g.api_key' is not known here; did you mean 'api_keys'?",
+        ),
+        (
+            "rotation: {cooldown: 5}\n" + R + C,
+            "1: key 'rotation.cooldown' is not known here; did you mean 'cooldown_s'?",
+        ),
+        (
+            "chain: {}\n" + R + C,
+            "1: key 'chain' is not known here; did you mean 'chains'?",
         ),
         (
             "responders:\n  g: {type: gemini, api_keys: [[k]]}\n" + C,
