@@ -1,7 +1,7 @@
 """A soak: 20,000 mixed requests through the server as a process, with the store on.
 
 Memory after the soak stays within 10 % of memory after a warm-up, no file descriptor leaks, and
-SIGTERM then exits promptly. The numbers print with ``-s`` (docs/operations.md's promises quote them).
+SIGTERM then exits promptly. The numbers print with ``-s`` (the promises in docs/operations.md).
 """
 
 from __future__ import annotations
