@@ -7,6 +7,7 @@ import aiohttp
 from tests.conftest import StartProxy, Upstream, base_yaml, free_port
 
 CHAINS = 'default: ["up:m1", "up:m2"]\n  offline: ["local:gemini-local"]'
+LOCAL = ["models/default", "models/offline", "models/gemini-local"]  # what CHAINS lists first
 
 
 async def test_list_pages_through_chains_then_upstream(
@@ -35,9 +36,7 @@ async def test_the_first_page_holds_the_upstreams_models_after_the_chains(
         assert r.status == 200
         page = await r.json()
     assert [m["name"] for m in page["models"]] == [
-        "models/default",
-        "models/offline",
-        "models/gemini-local",
+        *LOCAL,
         "models/gemini-upstream-0",
         "models/gemini-upstream-1",
     ]
@@ -54,11 +53,7 @@ async def test_a_first_page_keeps_the_chains_when_the_upstream_is_gone(
         async with s.get(f"{proxy.url}/v1beta/models") as r:
             assert r.status == 200
             page = await r.json()
-        assert [m["name"] for m in page["models"]] == [
-            "models/default",
-            "models/offline",
-            "models/gemini-local",
-        ]
+        assert [m["name"] for m in page["models"]] == LOCAL
         params = {"pageToken": page["nextPageToken"]}
         async with s.get(f"{proxy.url}/v1beta/models", params=params) as r:
             assert r.status == 503
