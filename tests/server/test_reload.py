@@ -169,3 +169,36 @@ def test_settings_read_at_start_are_named(tmp_path: Path, upstream: Upstream) ->
         .replace('store: {path: ""}', 'store: {path: "x.db"}')
     )
     assert list(read_at_start(load_config(a), load_config(b))) == ["listen.port", "store"]
+
+
+def test_a_reload_takes_the_keys_of_the_variable_and_the_file_again(
+    proxy_process: StartProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("# mounted\nfile-key-1\n")
+    config = tmp_path / "reload.yaml"
+    text = base_yaml(upstream.url, chains='default: ["up:m1"]').replace(
+        'api_keys: ["key-a-upstream", "key-b-upstream"]',
+        f'api_keys: "${{POOL_KEYS}}", api_keys_file: "{keys_file}"',
+    )
+    config.write_text(text)
+    proxy = proxy_process(config=config, env={"POOL_KEYS": "env-key-1, env-key-2"})
+
+    def keys_used(n: int) -> set[str]:
+        upstream.reset()
+        for _ in range(n):
+            status, _, _ = http(
+                "POST", f"{proxy.url}/v1beta/models/default:generateContent", BODY, {}
+            )
+            assert status == 200
+        return {r["headers"]["x-goog-api-key"] for r in upstream.requests("m1")}
+
+    assert keys_used(6) == {"env-key-1", "env-key-2", "file-key-1"}
+    keys_file.write_text("file-key-2\nfile-key-3  # the spare\n")
+    config.write_text(text + "\n# reloaded\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    assert len(_wait_version(proxy, 2)["models"]["m1"]["keys"]) == 4
+    assert keys_used(8) == {"env-key-1", "env-key-2", "file-key-2", "file-key-3"}
+    assert proxy.stop() == 0
+    log = proxy.log.read_text()
+    assert not any(k in log for k in ("env-key-1", "file-key-1", "file-key-3"))
