@@ -14,7 +14,13 @@ import orjson
 from aiohttp import web
 
 from proxy.config import Chain
-from proxy.errors import AttemptFailed, InvalidArgument, NotFound, UpstreamUnavailable
+from proxy.errors import (
+    AttemptFailed,
+    InvalidArgument,
+    NotFound,
+    UpstreamBadAnswer,
+    UpstreamUnavailable,
+)
 from proxy.responders import Reply, Responder
 from proxy.state import Runtime, runtime_of
 from proxy.surfaces.gemini_api import api_version, check_model
@@ -134,10 +140,10 @@ async def list_models(request: web.Request) -> web.StreamResponse:
         # sees what it can call beside the chains, not the chains alone.
         try:
             reply = await fetch_upstream(upstream, version, "models", _upstream_query(room, ""))
-        except UpstreamUnavailable:
-            reply = Reply(503, b"")
-        if reply.status == 200:
-            more = _upstream_page(reply)
+            more = _upstream_page(reply) if reply.status == 200 else None
+        except (UpstreamUnavailable, UpstreamBadAnswer):
+            more = None
+        if more is not None:
             page["models"] += more.get("models", [])
             if "nextPageToken" in more:
                 page["nextPageToken"] = more["nextPageToken"]
@@ -152,7 +158,12 @@ def _upstream_query(size: int, token: str) -> dict[str, str]:
 
 
 def _upstream_page(reply: Reply) -> dict[str, Any]:
-    data: dict[str, Any] = orjson.loads(reply.body)
+    try:
+        data = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
+        raise UpstreamBadAnswer("The upstream's list of models is not one.")
     if data.get("nextPageToken"):
         data["nextPageToken"] = _token("u", data["nextPageToken"])
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from aiohttp import web
 
 from tests.conftest import StartProxy, Upstream, base_yaml, free_port
 
@@ -91,3 +92,30 @@ async def test_list_without_an_upstream_shows_local_models(
     # The gemini responder `up` is in no chain, yet it is still the upstream that lists.
     assert names[:2] == ["models/default", "models/gemini-local"]
     assert len(names) == 7
+
+
+async def test_a_models_page_that_is_no_list_keeps_the_chains_then_is_a_502(
+    start_proxy: StartProxy,
+) -> None:
+    async def not_a_page(request: web.Request) -> web.Response:
+        return web.json_response(["JSON, but no page of models"])
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", not_a_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        proxy = await start_proxy(base_yaml(f"http://127.0.0.1:{port}", chains=CHAINS))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{proxy.url}/v1beta/models") as r:
+                assert r.status == 200
+                page = await r.json()
+            assert [m["name"] for m in page["models"]] == LOCAL
+            params = {"pageToken": page["nextPageToken"]}
+            async with s.get(f"{proxy.url}/v1beta/models", params=params) as r:
+                assert r.status == 502
+                assert "list of models" in (await r.json())["error"]["message"]
+    finally:
+        await runner.cleanup()
