@@ -9,6 +9,7 @@ the property test in ``tests/config/test_secrets.py`` reads it.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 from proxy.yamlsource import Path_, Source
@@ -45,9 +46,7 @@ def hide_secrets(source: Source) -> None:
     for pattern in URL_FIELDS:
         for path, value in _at(source.data, (), pattern):
             if isinstance(value, str):
-                password = _url_password(value)
-                if password:
-                    values.add(password)
+                values.update(p for p in (_url_password(value), *_query_passwords(value)) if p)
             else:  # a URL field that is not a string: nothing in it is shown
                 source.secret_paths.add(path)
                 _scalars(value, values)
@@ -105,6 +104,13 @@ def _at(data: Any, path: Path_, pattern: tuple[str, ...]) -> list[tuple[Path_, A
         if pattern[0] in ("*", key):
             found += _at(value, (*path, key), pattern[1:])
     return found
+
+
+def _query_passwords(url: str) -> list[str]:
+    """The ``password`` parameters of a URL's query (redis-py takes one there too)."""
+    query = url.partition("?")[2].partition("#")[0]
+    found = [p.partition("=")[2] for p in query.split("&") if p.partition("=")[0] == "password"]
+    return [*found, *(urllib.parse.unquote_plus(v) for v in found)]  # as written, and decoded
 
 
 def _url_password(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -217,13 +218,18 @@ class Store:
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``."""
+    """``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``, and a
+    ``password=`` in the query (``unix:///run/redis.sock?password=secret``) -> ``password=***``."""
+    url = _QUERY_PASSWORD.sub(r"\1password=***", url)
     scheme, sep, rest = url.partition("://")
     auth, at, host = rest.rpartition("@")
     if not sep or not at:
         return url
     user = auth.split(":", 1)[0] if ":" in auth else ""
     return f"{scheme}://{user}:***@{host}"
+
+
+_QUERY_PASSWORD = re.compile(r"([?&])password=[^&#]*")
 
 
 @dataclass(frozen=True, slots=True)

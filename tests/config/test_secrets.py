@@ -102,13 +102,20 @@ def test_a_secret_field_in_any_shape_is_never_quoted(
 
 
 @SETTINGS
-@given(secret=secrets, scheme=st.sampled_from(["redis", "http", "ftp", ""]), listed=st.booleans())
+@given(
+    secret=secrets,
+    scheme=st.sampled_from(["redis", "http", "ftp", "unix", ""]),
+    listed=st.booleans(),
+    in_query=st.booleans(),
+)
 @pytest.mark.parametrize("field", URL_FIELDS, ids=".".join)
 def test_a_password_in_any_url_field_is_never_quoted(
-    tmp_path: Path, field: tuple[str, ...], secret: str, scheme: str, listed: bool
+    tmp_path: Path, field: tuple[str, ...], secret: str, scheme: str, listed: bool, in_query: bool
 ) -> None:
     data = _base()
     url = f"{scheme}://user:{secret}@127.0.0.1:1/0" if scheme else f"user:{secret}@h"
+    if in_query:  # redis-py takes a password in the query too: unix:///run/r.sock?password=…
+        url = f"{scheme or 'unix'}:///run/r.sock?db=0&password={secret}&x=1"
     _put(data, field, [url] if listed else url)
     errors = _config_errors(tmp_path, data, {})
     assert not _leaks(errors, secret), errors

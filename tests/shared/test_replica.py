@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, http
 
@@ -74,3 +78,43 @@ def test_the_fleet_sends_one_probe_when_a_cooldown_ends(
     time.sleep(0.2)
     for proxy in proxies[1:]:  # the probe's answer opened m1 everywhere
         assert generate(proxy) == (200, "m1")
+
+
+def test_replicas_share_state_through_a_unix_socket_with_a_password(
+    proxy_process: StartProcess, upstream: Upstream
+) -> None:
+    password = "unix-socket-redis-password"  # noqa: S105
+    # A short folder: a socket's path is limited to about 100 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="l104-redis-", dir="/tmp"))
+    sock = folder / "redis.sock"
+    socket_only = ("--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700")
+    no_disk = ("--save", "", "--appendonly", "no", "--dir", str(folder))
+    redis = subprocess.Popen(
+        ["redis-server", *socket_only, "--requirepass", password, *no_disk],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline, "redis-server did not make its socket"
+            time.sleep(0.05)
+        url = f"unix://{sock}?db=0&password={password}"
+        yaml = base_yaml(upstream.url, keys=("only-key",)).replace(
+            'store: {path: ""}', f'store: {{path: "", shared: "{url}"}}'
+        )
+        proxies = [proxy_process(yaml) for _ in range(2)]
+        upstream.script("m1", {"status": 429, "quota": "minute", "delay": "30s"})
+        assert generate(proxies[0]) == (200, "m2")
+        assert generate(proxies[1]) == (200, "m2")  # the cooldown came through the socket
+        assert len(upstream.requests("m1")) == 1
+        health = json.loads(http("GET", f"{proxies[1].url}/health")[2])
+        assert health["shared"]["state"] == "connected"
+        assert health["shared"]["url"] == f"unix://{sock}?db=0&password=***"
+        for proxy in proxies:
+            assert proxy.stop() == 0
+            assert password not in proxy.log.read_text()
+    finally:
+        redis.kill()
+        redis.wait(5)
+        shutil.rmtree(folder, ignore_errors=True)
