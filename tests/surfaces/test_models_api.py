@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from aiohttp import web
 
@@ -50,15 +52,21 @@ async def test_a_first_page_keeps_the_chains_when_the_upstream_is_gone(
 ) -> None:
     # A free port nothing listens on: every connect is refused.
     proxy = await start_proxy(base_yaml(f"http://127.0.0.1:{free_port()}", chains=CHAINS))
+    status, error = await chains_then_the_next_page(proxy.url)
+    assert (status, error["status"]) == (503, "UNAVAILABLE")
+
+
+async def chains_then_the_next_page(url: str) -> tuple[int, dict[str, Any]]:
+    """Read the first page, which must hold the chains alone; then the next page's status and
+    error (the upstream is broken in each caller)."""
     async with aiohttp.ClientSession() as s:
-        async with s.get(f"{proxy.url}/v1beta/models") as r:
+        async with s.get(f"{url}/v1beta/models") as r:
             assert r.status == 200
             page = await r.json()
         assert [m["name"] for m in page["models"]] == LOCAL
         params = {"pageToken": page["nextPageToken"]}
-        async with s.get(f"{proxy.url}/v1beta/models", params=params) as r:
-            assert r.status == 503
-            assert (await r.json())["error"]["status"] == "UNAVAILABLE"
+        async with s.get(f"{url}/v1beta/models", params=params) as r:
+            return r.status, (await r.json())["error"]
 
 
 async def test_chain_appears_as_a_model(start_proxy: StartProxy, upstream: Upstream) -> None:
@@ -108,14 +116,8 @@ async def test_a_models_page_that_is_no_list_keeps_the_chains_then_is_a_502(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         proxy = await start_proxy(base_yaml(f"http://127.0.0.1:{port}", chains=CHAINS))
-        async with aiohttp.ClientSession() as s:
-            async with s.get(f"{proxy.url}/v1beta/models") as r:
-                assert r.status == 200
-                page = await r.json()
-            assert [m["name"] for m in page["models"]] == LOCAL
-            params = {"pageToken": page["nextPageToken"]}
-            async with s.get(f"{proxy.url}/v1beta/models", params=params) as r:
-                assert r.status == 502
-                assert "list of models" in (await r.json())["error"]["message"]
+        status, error = await chains_then_the_next_page(proxy.url)
+        assert status == 502
+        assert "list of models" in error["message"]
     finally:
         await runner.cleanup()
