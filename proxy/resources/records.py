@@ -7,7 +7,7 @@ resource the upstream made for the key that was used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +27,14 @@ _USAGE_FIELDS = {
     "candidatesTokenCount": 1,
     "totalTokenCount": 2,
 }
+# A results file's line longer than this is skipped, not held: the file is read a piece at a
+# time, so memory stays bounded whatever its size.
+MAX_RESULT_LINE = 64 * 1024 * 1024
+
+Usage = tuple[int, int, int]
+# Reads a batch's results file (``files/batch-…``) and sums the usage of its answers; ``None``
+# when it cannot be read now (the batch is settled on a later poll).
+ResultsReader = Callable[[str], Awaitable[Usage | None]]
 
 
 def expiry(meta: dict[str, Any]) -> float:
@@ -93,6 +101,64 @@ def batch_done(meta: Any) -> bool:
     )
 
 
+def responses_file(meta: Any) -> str | None:
+    """The results file a finished batch wrote its answers to, if it wrote them to a file."""
+    if not isinstance(meta, dict):
+        return None
+    for place in (meta.get("metadata"), meta):
+        output = place.get("output") if isinstance(place, dict) else None
+        for holder in (output, meta.get("response"), meta.get("dest")):
+            if isinstance(holder, dict):
+                name = holder.get("responsesFile") or holder.get("responses_file")
+                if isinstance(name, str) and name.startswith("files/"):
+                    return name
+    return None
+
+
+def _add_usage(sums: list[int], data: Any) -> None:
+    for key, value in _walk(data):
+        at = _USAGE_FIELDS.get(key)
+        if at is not None and isinstance(value, int) and not isinstance(value, bool):
+            sums[at] += value
+
+
+async def results_usage(pieces: AsyncIterator[bytes]) -> Usage:
+    """The usage of every answer in a batch's results file (JSON lines, each with its
+    ``response``), read from ``pieces`` as they come. A line that is not JSON, or longer than
+    :data:`MAX_RESULT_LINE`, counts nothing."""
+    sums = [0, 0, 0]
+    line = bytearray()
+    skipping = False
+    async for piece in pieces:
+        start = 0
+        while (end := piece.find(b"\n", start)) >= 0:
+            if not skipping:
+                line += piece[start:end]
+                _line_usage(sums, bytes(line))
+            line.clear()
+            skipping = False
+            start = end + 1
+        if not skipping:
+            line += piece[start:]
+            if len(line) > MAX_RESULT_LINE:
+                line.clear()
+                skipping = True
+    if line and not skipping:
+        _line_usage(sums, bytes(line))
+    return sums[0], sums[1], sums[2]
+
+
+def _line_usage(sums: list[int], line: bytes) -> None:
+    if not line.strip():
+        return
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(entry, dict):
+        _add_usage(sums, entry.get("response"))
+
+
 def batch_usage(meta: Any) -> tuple[int, int, int]:
     """The input, output and total tokens of a finished batch's inline answers, summed. The
     output is read from one place (``metadata.output``, else ``response``): Gemini may give
@@ -102,19 +168,22 @@ def batch_usage(meta: Any) -> tuple[int, int, int]:
     metadata = meta.get("metadata")
     output = metadata.get("output") if isinstance(metadata, dict) else None
     sums = [0, 0, 0]
-    for key, value in _walk(output if output is not None else meta.get("response")):
-        at = _USAGE_FIELDS.get(key)
-        if at is not None and isinstance(value, int) and not isinstance(value, bool):
-            sums[at] += value
+    _add_usage(sums, output if output is not None else meta.get("response"))
     return sums[0], sums[1], sums[2]
 
 
 async def learn(
-    owners: Owners, exchange: Exchange | None, body: bytes, holder: Holder, record: str
+    owners: Owners,
+    exchange: Exchange | None,
+    body: bytes,
+    holder: Holder,
+    record: str,
+    results: ResultsReader | None = None,
 ) -> None:
     """Record what a 200 answer made with ``holder``'s key: the resource it names, the result
     files of a batch or an operation. A finished batch's (``record``) usage goes to the ledger
-    through ``exchange``, once (no exchange: a read whose row is not the batch's, a list)."""
+    through ``exchange``, once (no exchange: a read whose row is not the batch's, a list): its
+    inline answers', or those of its results file, read through ``results``."""
     try:
         meta = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -147,7 +216,14 @@ async def learn(
             )
     settles = record and holder.kind == BATCH.tag and not holder.settled
     if exchange is not None and settles and batch_done(meta):
-        exchange.input_tokens, exchange.output_tokens, exchange.total_tokens = batch_usage(meta)
+        usage: Usage | None = batch_usage(meta)
+        answers = responses_file(meta)
+        if usage == (0, 0, 0) and answers is not None and results is not None:
+            usage = await results(answers)
+            if usage is None:
+                return  # the file could not be read now: the next poll settles it
+        assert usage is not None
+        exchange.input_tokens, exchange.output_tokens, exchange.total_tokens = usage
         exchange.answered_by(holder.responder, holder.model, holder.key_index, exchange.attempts)
         exchange.batch = True  # priced at the batch share
         await owners.add(record, replace(holder, settled=True))

@@ -5,6 +5,7 @@ client's own resources page by page."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,8 @@ from proxy.responders.gemini import GeminiResponder
 from proxy.state import Runtime, runtime_of
 
 PIECE = 256 * 1024
+
+log = logging.getLogger("l104.resources")
 
 
 def gemini_of(runtime: Runtime, holder: Holder | str) -> GeminiResponder:
@@ -103,6 +106,34 @@ async def relay_open(request: web.Request, resp: aiohttp.ClientResponse) -> web.
     finally:
         resp.release()
     return out
+
+
+def results_reader(
+    responder: GeminiResponder, key_index: int, version: str
+) -> records.ResultsReader:
+    """Reads a finished batch's results file with the key that holds the batch (the file is in
+    its project too), a piece at a time."""
+
+    async def read(name: str) -> records.Usage | None:
+        try:
+            resp = await open_upstream(
+                responder, "GET", f"{version}/{name}:download?alt=media", key_index, {}
+            )
+        except (UpstreamUnavailable, UpstreamTimeout) as exc:
+            log.info("a batch's results (%s) could not be read now: %s", name, exc.message)
+            return None
+        try:
+            if resp.status != 200:
+                log.info("a batch's results (%s) answered %d", name, resp.status)
+                return None
+            return await records.results_usage(resp.content.iter_chunked(PIECE))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("a batch's results (%s) broke off: %s", name, type(exc).__name__)
+            return None
+        finally:
+            resp.release()
+
+    return read
 
 
 def answer(resp: aiohttp.ClientResponse, body: bytes, headers: dict[str, str]) -> web.Response:

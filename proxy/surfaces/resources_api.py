@@ -38,6 +38,7 @@ from proxy.surfaces.held import (
     list_page,
     open_upstream,
     read_body,
+    results_reader,
 )
 from proxy.surfaces.tokens import token_setup
 from proxy.surfaces.unserved import not_served
@@ -150,8 +151,15 @@ async def _held(
     if resp.status == 200 and request.method == "DELETE" and name == record:
         await runtime.owners.drop(name)
     elif resp.status == 200:
+        version = request.path.split("/", 2)[1]
+        results = results_reader(responder, holder.key_index, version)
         await records.learn(
-            runtime.owners, exchange_of(request), answered, holder, record if name == record else ""
+            runtime.owners,
+            exchange_of(request),
+            answered,
+            holder,
+            record if name == record else "",
+            results,
         )
     elif resp.status in (403, 404) and request.method == "GET" and name == record:
         await runtime.owners.drop(name)  # expired or deleted upstream: it is gone

@@ -141,8 +141,13 @@ def _finish(request: web.Request, name: str, held: Held) -> None:
         model = metadata["model"].removeprefix("models/")
         if held.extra.get("file"):
             out = f"files/batch-{_id()}"
-            line = json.dumps({"response": {"candidates": [], "usageMetadata": USAGE}})
-            _file(request, held.key, out, line.encode() + b"\n", "application/jsonl")
+            # Three answers, one longer than a piece the proxy reads (256 KiB).
+            long = _candidate(model) | {"padding": "x" * 300_000}
+            lines = [
+                json.dumps({"key": str(i), "response": {"candidates": [c], "usageMetadata": USAGE}})
+                for i, c in enumerate([_candidate(model), long, _candidate(model)])
+            ]
+            _file(request, held.key, out, "\n".join(lines).encode() + b"\n", "application/jsonl")
             metadata["output"] = {"responsesFile": out}
         else:
             answers = [

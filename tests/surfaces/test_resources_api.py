@@ -80,7 +80,8 @@ async def test_an_inline_batch_rotates_is_polled_listed_and_counted_once(
 async def test_a_batch_from_a_file_goes_to_its_key_and_its_results_download(
     start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
 ) -> None:
-    proxy = await start_proxy(base_yaml(upstream.url))
+    db = tmp_path / "l104.db"
+    proxy = await start_proxy(base_yaml(upstream.url, store=str(db)))
     client = proxy.client().aio
     source = tmp_path / "requests.jsonl"
     source.write_text(json.dumps({"key": "1", "request": INLINE[0]}) + "\n")
@@ -105,7 +106,10 @@ async def test_a_batch_from_a_file_goes_to_its_key_and_its_results_download(
         "GET", f"{proxy.url}/v1beta/files/{results}:download?alt=media", "client-key"
     )
     assert status == 200
-    assert b"usageMetadata" in body
+    assert body.count(b"usageMetadata") == 3
+    # Its usage is the results file's three answers, on the poll that found it done, once.
+    rows = await ledger_rows(db, "status, input_tokens, output_tokens", 6)
+    assert [r[1:] for r in rows if r[0] == 200][-3:] == [(0, 0), (15, 9), (0, 0)]
 
     embeddings = await client.batches.create_embeddings(
         model="m1",
