@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -214,3 +216,34 @@ async def test_calls_reach_the_ledger_and_metrics(
     assert metrics["model_usage"] == {"m1": 1, "m2": 1}
     assert metrics["requests_total"] == 2
     await aio.close()
+
+
+async def test_the_llm_cli_as_the_clients_page_sets_it_up(
+    start_proxy: StartProxy, upstream: Upstream, tmp_path: Path
+) -> None:
+    """``llm`` (Simon Willison's CLI) with the proxy as an OpenAI-compatible model, configured
+    exactly as docs/clients.md says, streamed and not."""
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS))
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        "- model_id: l104\n"
+        "  model_name: default\n"
+        f'  api_base: "{proxy.url}/v1beta/openai/"\n'
+        "  api_key_name: l104\n"
+    )
+    env = {"PATH": os.environ["PATH"], "LLM_USER_PATH": str(tmp_path), "HOME": str(tmp_path)}
+    said = {"": "part0 from m1. part1 from m1. part2 from m1.", "--no-stream": "Hello from m1."}
+    for stream in ("", "--no-stream"):
+        cli = await asyncio.create_subprocess_exec(
+            *(str(Path(sys.executable).parent / "llm"), "prompt", "-m", "l104", "--no-log"),
+            *("--key", "tool-key", *([stream] if stream else []), "Say hello"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(cli.communicate(), 30)
+        assert cli.returncode == 0, err.decode()
+        assert out.decode().strip() == said[stream]
+    sent = upstream.requests()
+    assert [json.loads(r["body"]).get("stream", False) for r in sent] == [True, False]
+    assert {r["bearer"] for r in sent} <= {"key-a-upstream", "key-b-upstream"}
+    assert "tool-key" not in repr(sent)  # the client's key stays at the proxy
