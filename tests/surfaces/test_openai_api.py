@@ -14,6 +14,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
+from pydantic import SecretStr
 
 from tests.conftest import Proxy, StartProxy, Upstream, base_yaml, ledger_rows
 
@@ -247,3 +248,27 @@ async def test_the_llm_cli_as_the_clients_page_sets_it_up(
     assert [json.loads(r["body"]).get("stream", False) for r in sent] == [True, False]
     assert {r["bearer"] for r in sent} <= {"key-a-upstream", "key-b-upstream"}
     assert "tool-key" not in repr(sent)  # the client's key stays at the proxy
+
+
+async def test_langchain_chat_openai_as_the_clients_page_sets_it_up(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """LangChain's OpenAI chat model on the proxy's base URL, invoked and streamed."""
+    from langchain_openai import ChatOpenAI
+
+    proxy = await start_proxy(base_yaml(upstream.url, extra=CLIENTS))
+    # Its own HTTP client, closed here: LangChain's default one lives as long as the process.
+    async with openai.DefaultAsyncHttpxClient() as http:
+        llm = ChatOpenAI(
+            model="default",
+            api_key=SecretStr("tool-key"),
+            base_url=f"{proxy.url}/v1beta/openai/",
+            http_async_client=http,
+        )
+        answer = await llm.ainvoke("Say hello")
+        pieces = [str(chunk.content) async for chunk in llm.astream("Say hello")]
+    assert answer.content == "Hello from m1."
+    assert "".join(pieces).strip() == "part0 from m1. part1 from m1. part2 from m1."
+    sent = upstream.requests()
+    assert [json.loads(r["body"]).get("stream", False) for r in sent] == [False, True]
+    assert "tool-key" not in repr(sent)
