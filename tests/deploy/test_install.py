@@ -1,4 +1,4 @@
-"""`make run` installs the runtime packages only, and they are all the server imports."""
+"""`make run` installs the runtime packages only, and they are enough for the server to import."""
 
 from __future__ import annotations
 
