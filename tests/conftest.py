@@ -275,6 +275,16 @@ class ProxyProcess:
         return self.proc.returncode
 
 
+def _serves(url: str, config: Path) -> bool:
+    """Whether the server answering at ``url`` is the proxy serving ``config``."""
+    try:
+        _, _, body = http("GET", f"{url}/health", timeout=2)
+        found = json.loads(body).get("config", {}).get("file")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(found == str(config))
+
+
 @pytest.fixture
 def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     """Start ``python -m proxy serve`` as a process; stopped at the end of the test."""
@@ -292,36 +302,46 @@ def proxy_process(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
         if config is None:
             config = tmp_path / f"proxy-{len(started)}.yaml"
             config.write_text(text or "")
-        port = free_port()
         log = tmp_path / f"proxy-{len(started)}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "L104_"))}
         full_env.update(env or {})
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    *prefix,
-                    sys.executable,
-                    "-m",
-                    "proxy",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(port),
-                    *args,
-                ],
-                cwd=ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        handle = ProxyProcess(f"{scheme}://127.0.0.1:{port}", proc, log)
+        for _ in range(3):
+            port = free_port()
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        *prefix,
+                        sys.executable,
+                        "-m",
+                        "proxy",
+                        "serve",
+                        "--config",
+                        str(config),
+                        "--port",
+                        str(port),
+                        *args,
+                    ],
+                    cwd=ROOT,
+                    env=full_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            handle = ProxyProcess(f"{scheme}://127.0.0.1:{port}", proc, log)
+            wait_ready(f"{handle.url}/ready", proc)
+            if scheme != "http" or _serves(handle.url, config):
+                break
+            # Another test's server took the free port first (anything under 500 looks ready):
+            # this one could not bind. Another port.
+            handle.stop()
         started.append(handle)
-        wait_ready(f"{handle.url}/ready", proc)
         return handle
 
     yield start
     for handle in started:
+        died = handle.proc.poll()
+        if died is not None and died != 0:  # it ended before the test stopped it: say how
+            tail = handle.log.read_text(errors="replace")[-3000:]
+            print(f"proxy {handle.url} exited {died} during the test; its log ends:\n{tail}")
         handle.stop()
 
 
