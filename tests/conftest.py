@@ -82,7 +82,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
             raise RuntimeError(f"process exited with {proc.returncode}")
         with contextlib.suppress(OSError):
             status, _, _ = http("GET", url, timeout=1)
-            if status < 500:
+            # Only a 200: any other server that took the port answers its own 404.
+            if status == 200:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not come up")
