@@ -213,8 +213,8 @@ def apply_without_keys(
                 used.append(chain.name)
                 chains[chain.name] = replace(chain, members=tuple(dict.fromkeys(members)))
         notices.append(
-            f"responder '{conf.name}' has no API key (is GEMINI_API_KEY set?): chains "
-            f"{', '.join(used) or '(none)'} are served by the {stand_in.type} responder "
-            f"'{stand_in.name}' instead"
+            f"responder '{conf.name}' has no API key (is GEMINI_API_KEYS or GEMINI_API_KEY "
+            f"set?): chains {', '.join(used) or '(none)'} are served by the {stand_in.type} "
+            f"responder '{stand_in.name}' instead"
         )
     return notices
