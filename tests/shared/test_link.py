@@ -141,6 +141,19 @@ def _alive_replicas(redis: RedisServer) -> int:
     return sum(1 for until in raw if int(until) - 15_000 > now_ms - 3_000)
 
 
+def _rejoin_report(proxy: ProxyProcess, redis: RedisServer, workers: int) -> str:
+    """What a failed rejoin looked like: how many replicas beat, and what the log says of the
+    link and of crashed tasks."""
+    log = proxy.log.read_text(errors="replace").splitlines()
+    said = [line for line in log if "reachable again" in line or "crashed" in line]
+    errors = [line for line in log if "Traceback" in line or "ERROR" in line]
+    return (
+        f"{_alive_replicas(redis)} of {workers} replicas beat 10 s after Redis came back; "
+        f"{len(said)} log lines of rejoins and crashes, the last: {said[-12:]}; "
+        f"errors: {errors[-8:]}"
+    )
+
+
 def _answered(sent: list[int], more: int) -> None:
     """Wait (10 s at most) until the load has had ``more`` answers."""
     start = len(sent)
@@ -196,7 +209,10 @@ store: {{path: "", shared: "{redis_server.url}", shared_fail: closed}}
             _answered(sent, 50)
             redis_server.start()
             back = time.monotonic()
-            _wait(lambda: _alive_replicas(redis_server) == workers, limit_s=10)
+            try:
+                _wait(lambda: _alive_replicas(redis_server) == workers, limit_s=10)
+            except AssertionError:
+                raise AssertionError(_rejoin_report(proxy, redis_server, workers)) from None
             rejoin_s.append(time.monotonic() - back)
             # Serving again on every worker: the last 200 answers all 200s.
             _answered(sent, 300)
