@@ -40,6 +40,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # transport closed under a reconnect (seen while Redis restarted under load).
 LOST = (RedisError, OSError, RuntimeError)
 HEARTBEAT_S = 5.0  # a PING this often while nothing else says the link is alive
+# Bounds on every wait of the link: a command (its socket timeout is 1 s, but a pooled
+# connection can wait longer for the pool), and a whole reconnect with its hooks. Without them
+# one replica of eight once never rejoined after a Redis restart under load, logging nothing:
+# a wait with no end. A bound turns any such wait into a lost link, and the loop tries again.
+CALL_S = 3.0
+ATTEMPT_S = 8.0
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
 
@@ -89,7 +95,8 @@ class Link:
         if not self.up:
             return None
         try:
-            return await fn(self.redis)
+            async with asyncio.timeout(CALL_S):
+                return await fn(self.redis)
         except LOST as exc:
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             self._suspect.set()
@@ -119,17 +126,19 @@ class Link:
         while True:
             # Connections pooled before are from an older server, or the same one before a
             # restart: none of them is trusted again.
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.connection_pool.disconnect()
+            with contextlib.suppress(*LOST):
+                async with asyncio.timeout(CALL_S):
+                    await self.redis.connection_pool.disconnect()
             pubsub = self.redis.pubsub()
             listener: asyncio.Task[None] | None = None
             try:
-                await pubsub.subscribe(CHANNEL)
-                await self.redis.ping()
-                came_back = not self.up and self.error != "not connected yet"
-                self.up, self.since, backoff = True, time.time(), 0.2
-                for hook in self.on_up:
-                    await hook()
+                async with asyncio.timeout(ATTEMPT_S):
+                    await pubsub.subscribe(CHANNEL)
+                    await self.redis.ping()
+                    came_back = not self.up and self.error != "not connected yet"
+                    self.up, self.since, backoff = True, time.time(), 0.2
+                    for hook in self.on_up:
+                        await hook()
                 if came_back:
                     log.warning("shared state: Redis reachable again; local state written back")
                 self._connected.set()
@@ -140,10 +149,12 @@ class Link:
             finally:
                 if listener is not None:
                     listener.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                        await listener
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    with contextlib.suppress(asyncio.CancelledError, *LOST):
+                        async with asyncio.timeout(CALL_S):
+                            await listener
+                with contextlib.suppress(*LOST):
+                    async with asyncio.timeout(CALL_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(5.0, backoff * 2)
 
@@ -168,7 +179,8 @@ class Link:
             if listener in done:
                 listener.result()  # raises what broke it
             # A command failed (or it is time): Redis is up while it answers a PING.
-            await self.redis.ping()
+            async with asyncio.timeout(CALL_S):
+                await self.redis.ping()
 
     async def connected(self, within_s: float) -> bool:
         """Wait up to ``within_s`` for the first connection (at start-up)."""
