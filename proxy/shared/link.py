@@ -45,7 +45,7 @@ HEARTBEAT_S = 5.0  # a PING this often while nothing else says the link is alive
 # one replica of eight once never rejoined after a Redis restart under load, logging nothing:
 # a wait with no end. A bound turns any such wait into a lost link, and the loop tries again.
 CALL_S = 3.0
-ATTEMPT_S = 8.0
+ATTEMPT_S = 5.0
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], None]
 
