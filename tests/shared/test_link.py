@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
+from proxy.shared import link as link_module
 from proxy.shared.link import Link
 from tests.conftest import ProxyProcess, RedisServer, Upstream, base_yaml, free_port, http
 
@@ -269,4 +271,35 @@ async def test_a_call_on_a_stale_connection_does_not_take_the_link_down(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        await link.close()
+
+
+async def test_a_call_that_never_ends_is_a_lost_call(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wait with no end (a pooled connection that never comes, say) must not hold a caller,
+    nor the heartbeat and the reconnect that wait on calls: it is a lost call within CALL_S, and
+    the link is checked with a PING."""
+    monkeypatch.setattr(link_module, "CALL_S", 0.2)
+    link = Link(redis_server.url)
+    runner = asyncio.get_running_loop().create_task(link.run())
+    try:
+        assert await link.connected(5)
+
+        async def never(redis: Any) -> int:
+            await asyncio.Event().wait()
+            return 1
+
+        started = time.monotonic()
+        assert await link.call(never) is None
+        assert time.monotonic() - started < 1.0
+        assert "TimeoutError" in link.error
+        link.spawn(never)
+        await asyncio.wait_for(link.settle(), 1.0)  # spawned calls end too
+        assert link.up  # the PING that followed found Redis answering
+        assert await link.call(lambda r: r.ping()) is True
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
         await link.close()
