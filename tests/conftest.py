@@ -189,6 +189,18 @@ def config_from(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
     return load_config(path, env or {})
 
 
+def one_responder_yaml(name: str, kind: str, options: str) -> str:
+    """A config whose default chain is one member on the responder ``name`` of type ``kind``
+    (``options``: the rest of its flow mapping)."""
+    return f"""
+listen: {{host: 127.0.0.1, port: 0}}
+responders:
+  {name}: {{type: {kind}, {options}}}
+chains:
+  default: ["{name}:gemini-2.5-flash"]
+"""
+
+
 class FakeClock:
     """A monotonic clock that moves only when told."""
 

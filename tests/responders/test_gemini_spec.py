@@ -8,17 +8,11 @@ import pytest
 
 from proxy.config import ConfigError
 from proxy.responders.gemini_spec import GeminiSpec
-from tests.conftest import config_from
+from tests.conftest import config_from, one_responder_yaml
 
 
 def yaml_with(keys: str) -> str:
-    return f"""
-listen: {{host: 127.0.0.1, port: 0}}
-responders:
-  google: {{type: gemini, {keys}}}
-chains:
-  default: ["google:gemini-2.5-flash"]
-"""
+    return one_responder_yaml("google", "gemini", keys)
 
 
 def spec_of(tmp_path: Path, keys: str, env: dict[str, str]) -> GeminiSpec:

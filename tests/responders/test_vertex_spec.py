@@ -10,7 +10,7 @@ import pytest
 
 from proxy.config import ConfigError
 from proxy.responders.vertex_spec import VertexSpec
-from tests.conftest import config_from
+from tests.conftest import config_from, one_responder_yaml
 
 SA = {
     "type": "service_account",
@@ -27,13 +27,7 @@ SA = {
 
 
 def yaml_with(vertex: str) -> str:
-    return f"""
-listen: {{host: 127.0.0.1, port: 0}}
-responders:
-  vx: {{type: vertex, {vertex}}}
-chains:
-  default: ["vx:gemini-2.5-flash"]
-"""
+    return one_responder_yaml("vx", "vertex", vertex)
 
 
 def spec_of(tmp_path: Path, vertex: str, env: dict[str, str] | None = None) -> VertexSpec:
