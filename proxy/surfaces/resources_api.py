@@ -22,7 +22,7 @@ from proxy.errors import InvalidArgument
 from proxy.exchange import exchange_of
 from proxy.names import valid_resource_path
 from proxy.resources import records
-from proxy.resources.kinds import COLLECTIONS, LIST_FIELDS, OPENED, TOKEN, kind_of, parents
+from proxy.resources.kinds import BATCH, COLLECTIONS, LIST_FIELDS, OPENED, TOKEN, kind_of, parents
 from proxy.resources.owners import Holder
 from proxy.resources.pinning import denied, names_resources, pin_for
 from proxy.responders.gemini import GeminiResponder
@@ -151,8 +151,10 @@ async def _held(
     if resp.status == 200 and request.method == "DELETE" and name == record:
         await runtime.owners.drop(name)
     elif resp.status == 200:
-        version = request.path.split("/", 2)[1]
-        results = results_reader(responder, holder.key_index, version)
+        results = None
+        if holder.kind == BATCH.tag and not holder.settled:  # only a batch reads results
+            version = request.path.split("/", 2)[1]
+            results = results_reader(responder, holder.key_index, version)
         await records.learn(
             runtime.owners,
             exchange_of(request),
