@@ -126,9 +126,7 @@ class Link:
         while True:
             # Connections pooled before are from an older server, or the same one before a
             # restart: none of them is trusted again.
-            with contextlib.suppress(*LOST):
-                async with asyncio.timeout(CALL_S):
-                    await self.redis.connection_pool.disconnect()
+            await _quietly(self.redis.connection_pool.disconnect())
             pubsub = self.redis.pubsub()
             listener: asyncio.Task[None] | None = None
             try:
@@ -149,12 +147,9 @@ class Link:
             finally:
                 if listener is not None:
                     listener.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, *LOST):
-                        async with asyncio.timeout(CALL_S):
-                            await listener
-                with contextlib.suppress(*LOST):
-                    async with asyncio.timeout(CALL_S):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    with contextlib.suppress(asyncio.CancelledError):  # the listener's own
+                        await _quietly(listener)
+                await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(5.0, backoff * 2)
 
@@ -208,3 +203,11 @@ class Link:
     async def close(self) -> None:
         await self.settle()
         await self.redis.aclose()
+
+
+async def _quietly(step: Awaitable[Any]) -> None:
+    """A clean-up step of the link: given :data:`CALL_S`, and whatever it raises of a lost
+    connection let go: the link is being made again anyway."""
+    with contextlib.suppress(*LOST):
+        async with asyncio.timeout(CALL_S):
+            await step
