@@ -11,12 +11,12 @@ from aiohttp import web
 
 from proxy.errors import NotFound
 from proxy.middleware import Handler
+from proxy.middleware.errors import OPENAI_PREFIX
 from proxy.state import runtime_of
 from proxy.surfaces import VERSIONS
 from proxy.surfaces.origin import public_base
 
 OPENAI_ENDPOINTS = ("chat/completions", "completions", "embeddings")
-_OPENAI = "/v1beta/openai/"
 
 
 def misdirected(path: str, base: str) -> str | None:
@@ -27,12 +27,12 @@ def misdirected(path: str, base: str) -> str | None:
     if trail.endswith("responses") or "/responses/" in path:
         return (
             "L104 Proxy does not serve the OpenAI Responses API. Use chat completions: base URL "
-            f"{base}{_OPENAI} (in openai-agents, OpenAIChatCompletionsModel, or "
+            f"{base}{OPENAI_PREFIX} (in openai-agents, OpenAIChatCompletionsModel, or "
             "set_default_openai_api('chat_completions'))."
         )
     served = next((end for end in OPENAI_ENDPOINTS if trail.endswith(end)), None)
-    if served is not None and not path.startswith(_OPENAI):
-        return f"An OpenAI client's base URL is {base}{_OPENAI} (it then calls {_OPENAI}{served})."
+    if served is not None and not path.startswith(OPENAI_PREFIX):
+        return f"An OpenAI client's base URL is {base}{OPENAI_PREFIX} (it then calls {OPENAI_PREFIX}{served})."
     if len(segments) > 1 and segments[0] in VERSIONS and segments[1] in VERSIONS:
         return (
             f"The path holds two API versions (/{segments[0]}/{segments[1]}/): the client's "
@@ -45,7 +45,7 @@ def misdirected(path: str, base: str) -> str | None:
             f"/v1beta); a raw HTTP call goes to {base}/v1beta/{trail[:100]}."
         )
     if segments[0] == "openai":
-        return f"An OpenAI client's base URL is {base}{_OPENAI} (the path lacks /v1beta)."
+        return f"An OpenAI client's base URL is {base}{OPENAI_PREFIX} (the path lacks /v1beta)."
     return None
 
 
