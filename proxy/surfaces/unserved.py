@@ -32,7 +32,10 @@ def misdirected(path: str, base: str) -> str | None:
         )
     served = next((end for end in OPENAI_ENDPOINTS if trail.endswith(end)), None)
     if served is not None and not path.startswith(OPENAI_PREFIX):
-        return f"An OpenAI client's base URL is {base}{OPENAI_PREFIX} (it then calls {OPENAI_PREFIX}{served})."
+        return (
+            f"An OpenAI client's base URL is {base}{OPENAI_PREFIX} (it then calls "
+            f"{OPENAI_PREFIX}{served})."
+        )
     if len(segments) > 1 and segments[0] in VERSIONS and segments[1] in VERSIONS:
         return (
             f"The path holds two API versions (/{segments[0]}/{segments[1]}/): the client's "
